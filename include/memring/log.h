@@ -1,0 +1,53 @@
+/*
+ * log: leveled logging to stderr or a file, with file:line on every line.
+ * Levels follow nutcracker's -v scale (0..11); the default is 5 (notice).
+ */
+#ifndef MEMRING_LOG_H
+#define MEMRING_LOG_H
+
+enum log_level {
+    LOG_EMERG = 0,
+    LOG_ALERT,
+    LOG_CRIT,
+    LOG_ERR,
+    LOG_WARN,
+    LOG_NOTICE,
+    LOG_INFO,
+    LOG_DEBUG,
+    LOG_VERB,
+    LOG_VVERB,
+    LOG_VVVERB,
+    LOG_PVERB,
+    LOG_LEVEL_MAX = LOG_PVERB
+};
+
+#define LOG_DEFAULT_LEVEL LOG_NOTICE
+
+int log_setup(int level, const char *path); /* 0 or negative errno */
+void log_teardown(void);
+void log_reopen(void);                      /* after rotation (SIGHUP-safe) */
+int log_level_get(void);
+void log_write(int level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define log_at(lvl, ...)                                               \
+    do {                                                               \
+        if ((lvl) <= log_level_get()) {                                \
+            log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);         \
+        }                                                              \
+    } while (0)
+
+#define log_error(...)  log_at(LOG_ERR, __VA_ARGS__)
+#define log_warn(...)   log_at(LOG_WARN, __VA_ARGS__)
+#define log_notice(...) log_at(LOG_NOTICE, __VA_ARGS__)
+#define log_info(...)   log_at(LOG_INFO, __VA_ARGS__)
+
+#ifdef MEMRING_DEBUG_LOG
+#define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
+#define log_verb(...)  log_at(LOG_VERB, __VA_ARGS__)
+#else
+#define log_debug(...) do { } while (0)
+#define log_verb(...)  do { } while (0)
+#endif
+
+#endif /* MEMRING_LOG_H */

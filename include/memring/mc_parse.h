@@ -1,0 +1,123 @@
+/*
+ * mc_parse: resumable parser for memcached's text protocol, requests from
+ * clients and responses from servers. It works on contiguous bytes, does no
+ * I/O and allocates nothing. PARSE_AGAIN consumes nothing: call again with
+ * the same bytes plus more.
+ */
+#ifndef MEMRING_MC_PARSE_H
+#define MEMRING_MC_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MC_KEY_MAX      250      /* memcached's KEY_MAX_LENGTH */
+#define MC_LINE_MAX     65536    /* longest request line memring accepts */
+#define MC_VALUE_MAX    (1024ULL * 1024 * 1024) /* longest value passed on */
+
+enum parse_status {
+    PARSE_OK = 0,
+    PARSE_AGAIN,
+    PARSE_ERROR
+};
+
+enum mc_cmd {
+    MC_UNKNOWN = 0,
+    MC_GET,
+    MC_GETS,
+    MC_GAT,
+    MC_GATS,
+    MC_SET,
+    MC_ADD,
+    MC_REPLACE,
+    MC_APPEND,
+    MC_PREPEND,
+    MC_CAS,
+    MC_DELETE,
+    MC_INCR,
+    MC_DECR,
+    MC_TOUCH,
+    MC_VERSION,
+    MC_VERBOSITY,
+    MC_QUIT,
+    MC_FLUSH_ALL,
+    MC_STATS,
+    MC_CMD_COUNT
+};
+
+/* A slice of the parsed buffer: buf + off, len bytes. */
+struct mc_span {
+    uint32_t off;
+    uint32_t len;
+};
+
+/*
+ * A parsed client request. Offsets are from the start of the buffer handed
+ * to mc_parse_req(). On PARSE_ERROR only the error fields are meaningful.
+ */
+struct mc_req {
+    enum mc_cmd    cmd;
+    size_t         line_len;   /* request line including its \r\n or \n */
+    size_t         total_len;  /* line + data block (+ its \r\n), if any */
+    bool           noreply;
+    size_t         noreply_off; /* where " noreply" starts in the line, so
+                                 * the line can be forwarded without it */
+    uint32_t       nkeys;      /* keys written to the caller's array */
+    uint32_t       flags;      /* storage: client flags */
+    int64_t        exptime;    /* storage, touch, gat/gats */
+    uint64_t       vlen;       /* storage: value length (data block) */
+    uint64_t       cas;        /* cas: unique */
+    uint64_t       delta;      /* incr/decr */
+    int64_t        arg;        /* verbosity level, flush_all delay (-1: none) */
+    size_t         data_off;   /* storage: where the data block starts */
+    struct mc_span args;       /* stats: the arguments after "stats", if any */
+
+    /* PARSE_ERROR: what memcached 1.6 would do with these bytes */
+    const char     *error;     /* reply line without \r\n, e.g. "ERROR" */
+    size_t         skip;       /* bytes to drop (line, or line + data) */
+    bool           close;      /* memcached closes the connection after */
+};
+
+/*
+ * Parses one request from buf[0..len). keys/keys_cap receive the key spans
+ * (get-family may have many; a request with more keys than keys_cap is
+ * refused like an over-long line). PARSE_ERROR fills req->error/skip/close;
+ * the caller replies error, drops skip bytes, and goes on (or closes).
+ * When AGAIN is returned and len already exceeds a bound (line longer than
+ * MC_LINE_MAX) the parser returns PARSE_ERROR instead, so that a client
+ * cannot make the proxy buffer without end.
+ */
+enum parse_status mc_parse_req(const char *buf, size_t len, struct mc_req *req,
+                               struct mc_span *keys, uint32_t keys_cap);
+
+enum mc_rsp_type {
+    MC_RSP_VALUE = 0,   /* VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n */
+    MC_RSP_END,         /* END\r\n */
+    MC_RSP_LINE         /* any other one-line reply: STORED, 42, ERROR ... */
+};
+
+/* One unit of a server's reply stream. */
+struct mc_rsp {
+    enum mc_rsp_type type;
+    size_t           len;      /* bytes of this unit, data block included */
+    struct mc_span   key;      /* VALUE: the key */
+    uint64_t         vlen;     /* VALUE: data length */
+    bool             is_error; /* LINE: ERROR, CLIENT_ERROR or SERVER_ERROR */
+};
+
+/*
+ * Parses the next unit of a server reply from buf[0..len). PARSE_ERROR
+ * means the stream cannot be trusted (garbage, bad framing): the caller
+ * closes the server connection and fails what it had in flight.
+ */
+enum parse_status mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp);
+
+const char *mc_cmd_name(enum mc_cmd cmd);
+
+/* True for get, gets, gat and gats: replies are VALUE ... END. */
+bool mc_cmd_is_retrieval(enum mc_cmd cmd);
+
+/* True for set, add, replace, append, prepend and cas. */
+bool mc_cmd_is_storage(enum mc_cmd cmd);
+
+#endif /* MEMRING_MC_PARSE_H */

@@ -1,0 +1,49 @@
+/*
+ * ring: key -> server placement, the same as twemproxy's. The ketama
+ * continuum (and modula/random tables) is built once per config and server
+ * liveness change from server names and weights, then looked up by binary
+ * search. Pure: no I/O, no libuv.
+ */
+#ifndef MEMRING_RING_H
+#define MEMRING_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum dist_type {
+    DIST_KETAMA = 0,
+    DIST_MODULA,
+    DIST_RANDOM,
+    DIST_COUNT
+};
+
+/*
+ * One server as the ring sees it. The array handed to ring_create() must be
+ * in twemproxy's server order (conf sorts servers by name: shorter first,
+ * then bytewise); indexes returned by ring_lookup() are into that array.
+ */
+struct ring_node {
+    const char *name;   /* what ketama hashes: alias, or host[:port] */
+    size_t     name_len;
+    uint32_t   weight;  /* >= 1 */
+    bool       live;    /* false: ejected, takes no share of the ring */
+};
+
+struct ring;
+
+/* Builds the ring for dist over nodes[0..n); NULL on OOM only. */
+struct ring *ring_create(enum dist_type dist, const struct ring_node *nodes,
+                         uint32_t n);
+void ring_destroy(struct ring **r);     /* NULL-safe; *r = NULL */
+
+/* Server index for a key hash; -1 when no server is live. */
+int32_t ring_lookup(const struct ring *r, uint32_t hash);
+
+/* Number of points in the continuum (for tests and /config). */
+uint32_t ring_npoints(const struct ring *r);
+
+const char *dist_name(enum dist_type d);
+int dist_from_name(const char *name, size_t len); /* -1 when unknown */
+
+#endif /* MEMRING_RING_H */
