@@ -1,0 +1,50 @@
+/*
+ * buf: a growable contiguous byte buffer. Bytes [pos, len) are unread;
+ * [len, cap) is free room. Growth doubles, so appending n bytes in pieces
+ * costs O(n) overall, whatever the size of a value.
+ */
+#ifndef MEMRING_BUF_H
+#define MEMRING_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    char   *data;   /* owned; NULL until the first reserve */
+    size_t pos;     /* first unread byte */
+    size_t len;     /* one past the last written byte */
+    size_t cap;     /* bytes allocated */
+};
+
+#define BUF_INIT { NULL, 0, 0, 0 }
+
+/* Makes room for at least n more bytes after len. 0 or UV_ENOMEM. */
+int buf_reserve(struct buf *b, size_t n);
+
+/* Appends n bytes. 0 or UV_ENOMEM. */
+int buf_append(struct buf *b, const void *p, size_t n);
+
+/* Appends a NUL-terminated string. 0 or UV_ENOMEM. */
+int buf_append_str(struct buf *b, const char *s);
+
+/* Drops n unread bytes from the front; compacts lazily. */
+void buf_consume(struct buf *b, size_t n);
+
+/* Empties the buffer, keeping its memory when it is small. */
+void buf_reset(struct buf *b);
+
+/* Frees the memory; the buffer is empty and reusable after. */
+void buf_free(struct buf *b);
+
+static inline size_t
+buf_unread(const struct buf *b)
+{
+    return b->len - b->pos;
+}
+
+static inline char *
+buf_head(const struct buf *b)
+{
+    return b->data + b->pos;
+}
+
+#endif /* MEMRING_BUF_H */

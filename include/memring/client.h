@@ -1,0 +1,52 @@
+/*
+ * client: a connection from a memcached client. It parses requests, routes
+ * them, and writes replies strictly in request order (the outq), batched
+ * once per loop turn. A client that goes away while its requests are still
+ * at servers leaves them to finish and be dropped (swallow).
+ */
+#ifndef MEMRING_CLIENT_H
+#define MEMRING_CLIENT_H
+
+#include "memring/buf.h"
+#include "memring/req.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+struct pool;
+struct worker;
+
+struct client {
+    union {
+        uv_handle_t      handle;
+        uv_stream_t      stream;
+        uv_tcp_t         tcp;
+        uv_pipe_t        pipe;
+    } h;
+    struct pool          *pool;
+    struct worker        *w;
+    struct buf           rbuf;      /* request bytes not yet parsed */
+    struct req_queue     outq;      /* every request, in arrival order */
+    uint32_t             nwrites;   /* writes in flight */
+    bool                 closing;
+    bool                 quitting;  /* a quit (or fatal error) was read */
+    bool                 dirty;     /* on the worker's flush list */
+    TAILQ_ENTRY(client)  dirty_link;
+    TAILQ_ENTRY(client)  link;      /* worker->clients */
+};
+
+/* uv_connection_cb for a pool listener. */
+void client_accept_cb(uv_stream_t *listener, int status);
+
+/* A request of c's has its reply: schedule a flush. */
+void client_req_done(struct req *r);
+
+/* Writes the replies that are ready, in order. */
+void client_flush(struct client *c);
+
+/* Closes c now; its requests at servers are swallowed. Idempotent. */
+void client_close(struct client *c);
+
+#endif /* MEMRING_CLIENT_H */

@@ -1,0 +1,28 @@
+/*
+ * proxy: the process around the workers: config, daemon, pid file, signals.
+ */
+#ifndef MEMRING_PROXY_H
+#define MEMRING_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define PROXY_DEFAULT_CONF       "conf/memring.yml"
+#define PROXY_DEFAULT_STATS_PORT 22222
+#define PROXY_DEFAULT_STATS_ADDR "127.0.0.1"
+
+struct proxy_options {
+    const char *conf_path;
+    const char *pid_file;      /* NULL: none */
+    const char *log_file;      /* NULL: stderr */
+    const char *stats_addr;
+    int        log_level;
+    uint16_t   stats_port;
+    bool       daemonize;
+};
+
+/* Loads the config, starts serving, returns when stopped by a signal.
+ * Returns the process exit status (0, or 1 when it could not start). */
+int proxy_run(const struct proxy_options *o);
+
+#endif /* MEMRING_PROXY_H */

@@ -1,0 +1,94 @@
+/*
+ * req: one client request on its way through the proxy, and the reply it
+ * gets. A req is reference counted because up to three parties hold it at
+ * once: the client's reply-order queue, a server connection's queue, and a
+ * write in progress whose iov points into its buffers.
+ *
+ * A multi-key retrieval whose keys live on several servers becomes a parent
+ * req (on the client queue) and one fragment per server (on server queues).
+ * Fragments put their VALUE blocks into the parent's per-key slots; when the
+ * last one is done the parent composes the reply in the request's key order.
+ */
+#ifndef MEMRING_REQ_H
+#define MEMRING_REQ_H
+
+#include "memring/buf.h"
+#include "memring/mc_parse.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+struct client;
+struct sconn;
+struct worker;
+
+/* Where a parent's key i found its value: a slice of one fragment's reply. */
+struct req_slot {
+    struct req *frag;    /* NULL: a miss */
+    uint32_t   off;      /* in frag->reply */
+    uint32_t   len;
+};
+
+struct req {
+    TAILQ_ENTRY(req) cq;       /* client outq: reply order */
+    TAILQ_ENTRY(req) sq;       /* server conn: pending, then inflight */
+    struct client    *client;  /* NULL once the client is gone (swallow) */
+    struct worker    *w;       /* the worker it runs on (stats) */
+    struct req       *parent;  /* fragment: the client-facing req */
+    struct sconn     *sconn;   /* server conn it is queued on, or NULL */
+    uint32_t         refs;
+    enum mc_cmd      cmd;
+    bool             done;     /* reply complete */
+    bool             noreply;  /* client wants no reply: drop it */
+    bool             quit;     /* close the client after earlier replies */
+    bool             failed;   /* server side failed (fragment: misses) */
+    struct buf       out;      /* bytes to send to the server */
+    struct buf       reply;    /* bytes to send to the client */
+    uint64_t         start_ns; /* when it was parsed */
+
+    /* retrieval */
+    uint32_t         nkeys;
+    struct mc_span   *keys;    /* parent: key spans into line */
+    struct buf       line;     /* parent: copy of the request line */
+    struct req_slot  *slots;   /* parent: one per key */
+    uint32_t         *frag_keys; /* fragment: parent key indexes, in order */
+    uint32_t         frag_nkeys;
+    uint32_t         frag_next;  /* fragment: next key expected */
+    uint32_t         nhits;    /* single-server retrieval: values seen */
+    uint32_t         pending;  /* parent: fragments not done yet */
+    struct req       **frags;  /* parent: its fragments (holds a ref) */
+    uint32_t         nfrags;
+    char             *first_error; /* parent of a fan-out: reply to use */
+};
+
+TAILQ_HEAD(req_queue, req);
+
+/*
+ * One uv_write of several requests' buffers. The batch holds a ref on each
+ * req so that the bytes the iov points at outlive the write.
+ */
+struct req_batch {
+    uv_write_t  wreq;
+    void        *owner;     /* the client or sconn writing */
+    uint32_t    n;
+    struct req  **reqs;     /* n refs, freed with the batch */
+    uv_buf_t    *bufs;
+};
+
+/* A req of client c (NULL for a fragment) on worker w; refs = 1. */
+struct req *req_create(struct worker *w, struct client *c, enum mc_cmd cmd);
+void req_ref(struct req *r);
+void req_put(struct req **r);     /* drops a ref; frees at 0; *r = NULL */
+
+/* A batch with room for n reqs and bufs; NULL on OOM. */
+struct req_batch *req_batch_create(uint32_t n);
+
+/* Drops the batch's refs and frees it; *b = NULL. */
+void req_batch_destroy(struct req_batch **b);
+
+/* Sets the reply to one line (text without \r\n) and marks r done. */
+int req_reply_line(struct req *r, const char *line);
+
+#endif /* MEMRING_REQ_H */

@@ -1,0 +1,61 @@
+/*
+ * server: connections to one memcached server. Requests are queued on a
+ * connection (pending), written in one batch per loop turn (inflight), and
+ * matched to replies in order. Connections open lazily on first use.
+ *
+ *   client outq ──> server_forward() ──> pending ──write──> inflight
+ *                                                             │ reply
+ *   client flush <── req done <──────────── sconn read <──────┘
+ */
+#ifndef MEMRING_SERVER_H
+#define MEMRING_SERVER_H
+
+#include "memring/buf.h"
+#include "memring/req.h"
+
+#include <stdbool.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+struct server;
+
+enum sconn_state {
+    SCONN_CONNECTING = 0,
+    SCONN_CONNECTED,
+    SCONN_CLOSING
+};
+
+/* One connection to a server. Owned by its server slot until closing,
+ * then by libuv until sconn_close_cb() frees it. */
+struct sconn {
+    union {
+        uv_handle_t      handle;
+        uv_stream_t      stream;
+        uv_tcp_t         tcp;
+        uv_pipe_t        pipe;
+    } h;
+    uv_connect_t         connect_req;
+    struct server        *server;     /* NULL once closing */
+    uint32_t             slot;        /* index in server->conns */
+    enum sconn_state     state;
+    struct req_queue     pending;     /* not yet written */
+    struct req_queue     inflight;    /* written, awaiting reply, FIFO */
+    struct buf           rbuf;        /* reply bytes not yet parsed */
+    bool                 dirty;       /* on the worker's flush list */
+    TAILQ_ENTRY(sconn)   dirty_link;
+};
+
+/* Queues r (whose out buffer is ready) to server s. Never fails: if s
+ * cannot be reached r is failed with SERVER_ERROR through the usual path. */
+void server_forward(struct server *s, struct req *r);
+
+/* Opens s's connections if they are not open (preconnect). */
+void server_connect_all(struct server *s);
+
+/* Writes everything pending on sc. Called by the worker's flusher. */
+void sconn_flush(struct sconn *sc);
+
+/* Closes every connection of s, failing what they had queued. */
+void server_close(struct server *s, const char *why);
+
+#endif /* MEMRING_SERVER_H */

@@ -1,0 +1,81 @@
+/*
+ * worker: one event loop with its own listeners, clients and backend
+ * connections. The parsed config is immutable and shared by all workers;
+ * everything mutable here belongs to this worker's thread alone, so the
+ * request path takes no lock.
+ */
+#ifndef MEMRING_WORKER_H
+#define MEMRING_WORKER_H
+
+#include "memring/mc_parse.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uv.h>
+
+struct client;
+struct conf;
+struct pool;
+struct sconn;
+
+/* Counters of one worker; summed over workers when someone asks. */
+struct worker_stats {
+    uint64_t total_connections;  /* clients accepted */
+    uint64_t curr_connections;   /* clients open now */
+    uint64_t client_err;         /* requests answered with an error */
+    uint64_t cmd_get;            /* keys asked by get-family commands */
+    uint64_t cmd_set;            /* storage commands */
+    uint64_t cmd_touch;          /* touch, gat and gats */
+    uint64_t cmd_flush;          /* flush_all */
+    uint64_t get_hits;           /* keys found */
+    uint64_t get_misses;         /* keys not found (incl. failed servers) */
+    uint64_t forward_error;      /* requests failed on the server side */
+    uint64_t fragments;          /* multi-get fragments sent */
+    uint64_t server_connections; /* backend connections made */
+};
+
+TAILQ_HEAD(client_list, client);
+TAILQ_HEAD(sconn_list, sconn);
+
+struct worker {
+    uv_loop_t           loop;
+    uint32_t            id;
+    const struct conf   *conf;       /* shared, read only */
+    struct pool         *pools;      /* one per conf pool */
+    uint32_t            npools;
+    uv_prepare_t        flusher;     /* batched writes, once per loop turn */
+    uv_async_t          stopper;     /* worker_stop() from another thread */
+    struct client_list  clients;     /* every open client */
+    struct client_list  dirty_clients;
+    struct sconn_list   dirty_sconns;
+    struct mc_span      *keys;       /* parser scratch: key spans */
+    uint32_t            keys_cap;
+    struct worker_stats stats;
+    uint64_t            started;     /* uv_now() at setup, ms */
+    bool                stopping;
+};
+
+/* Sets up w's loop and pools for conf (not yet listening). 0 or UV_E*. */
+int worker_init(struct worker *w, uint32_t id, const struct conf *conf);
+
+/* Binds every pool's listener. 0, or the first error (logged). */
+int worker_listen(struct worker *w);
+
+/* Runs the loop until worker_stop(). */
+int worker_run(struct worker *w);
+
+/* Asks w to stop: closes listeners, clients and servers. Thread safe. */
+void worker_stop(struct worker *w);
+
+/* Frees what worker_init() made; call after worker_run() returned. */
+void worker_deinit(struct worker *w);
+
+/* Queues a flush of c (or s) at the end of this loop turn. */
+void worker_mark_client(struct worker *w, struct client *c);
+void worker_mark_sconn(struct worker *w, struct sconn *s);
+
+/* Seconds since w started. */
+uint64_t worker_uptime(const struct worker *w);
+
+#endif /* MEMRING_WORKER_H */

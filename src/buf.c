@@ -1,0 +1,99 @@
+/*
+ * buf: growable contiguous byte buffer (see buf.h).
+ */
+#include "memring/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define BUF_MIN_CAP   4096
+#define BUF_KEEP_CAP  (64 * 1024)   /* larger buffers are freed on reset */
+
+int
+buf_reserve(struct buf *b, size_t n)
+{
+    size_t need, cap;
+    char *p;
+
+    if (b->cap - b->len >= n) {
+        return 0;
+    }
+    /* Slide unread bytes to the front before growing: a read buffer that
+     * is consumed as it fills then never grows past its largest message. */
+    if (b->pos > 0) {
+        size_t unread = b->len - b->pos;
+        memmove(b->data, b->data + b->pos, unread);
+        b->pos = 0;
+        b->len = unread;
+        if (b->cap - b->len >= n) {
+            return 0;
+        }
+    }
+    need = b->len + n;
+    cap = b->cap < BUF_MIN_CAP ? BUF_MIN_CAP : b->cap;
+    while (cap < need) {
+        cap *= 2;
+    }
+    p = realloc(b->data, cap);
+    if (p == NULL) {
+        return UV_ENOMEM;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+    int err;
+
+    if (n == 0) {
+        return 0;
+    }
+    err = buf_reserve(b, n);
+    if (err != 0) {
+        return err;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int
+buf_append_str(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+    b->pos += n;
+    if (b->pos >= b->len) {
+        b->pos = 0;
+        b->len = 0;
+    }
+}
+
+void
+buf_reset(struct buf *b)
+{
+    if (b->cap > BUF_KEEP_CAP) {
+        buf_free(b);
+        return;
+    }
+    b->pos = 0;
+    b->len = 0;
+}
+
+void
+buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->pos = 0;
+    b->len = 0;
+    b->cap = 0;
+}

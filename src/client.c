@@ -1,0 +1,650 @@
+/*
+ * client: accept, parse, route, and reply in order.
+ *
+ * Every parsed request becomes a req on the client's outq, in arrival
+ * order, whether it is answered locally (errors, version, stats), by one
+ * server, or by several (multi-get fragments, flush_all). The flusher
+ * writes the done reqs at the head of the outq in one uv_write and stops at
+ * the first one still waiting, so replies never overtake each other.
+ */
+#include "memring/client.h"
+
+#include "memring/conf.h"
+#include "memring/log.h"
+#include "memring/mc_parse.h"
+#include "memring/pool.h"
+#include "memring/server.h"
+#include "memring/worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLIENT_READ_MIN (16 * 1024)
+
+static const char *const cmd_wire_name[MC_CMD_COUNT] = {
+    [MC_GET] = "get", [MC_GETS] = "gets", [MC_GAT] = "gat",
+    [MC_GATS] = "gats", [MC_FLUSH_ALL] = "flush_all",
+};
+
+/* ---------------------------------------------------------------------
+ * Local replies
+ * ------------------------------------------------------------------- */
+
+static struct req *
+client_enqueue(struct client *c, enum mc_cmd cmd)
+{
+    struct req *r = req_create(c->w, c, cmd);
+
+    if (r == NULL) {
+        return NULL;
+    }
+    TAILQ_INSERT_TAIL(&c->outq, r, cq);
+    return r;
+}
+
+/* Queues a reply that needs no server. NULL line: no reply (noreply). */
+static int
+client_reply_local(struct client *c, enum mc_cmd cmd, const char *line)
+{
+    struct req *r = client_enqueue(c, cmd);
+
+    if (r == NULL) {
+        return UV_ENOMEM;
+    }
+    r->done = true;
+    if (line != NULL) {
+        if (req_reply_line(r, line) != 0) {
+            return UV_ENOMEM;
+        }
+    }
+    worker_mark_client(c->w, c);
+    return 0;
+}
+
+static int
+stats_line(struct buf *b, const char *name, uint64_t v)
+{
+    char line[128];
+    int n = snprintf(line, sizeof(line), "STAT %s %" PRIu64 "\r\n", name, v);
+
+    return buf_append(b, line, (size_t)n);
+}
+
+static int
+client_stats(struct client *c)
+{
+    struct worker *w = c->w;
+    const struct worker_stats *s = &w->stats;
+    struct req *r = client_enqueue(c, MC_STATS);
+    struct buf *b;
+    char line[128];
+    int err = 0;
+
+    if (r == NULL) {
+        return UV_ENOMEM;
+    }
+    b = &r->reply;
+    err |= stats_line(b, "pid", (uint64_t)getpid());
+    err |= stats_line(b, "uptime", worker_uptime(w));
+    err |= stats_line(b, "time", (uint64_t)time(NULL));
+    snprintf(line, sizeof(line), "STAT version memring-%s\r\n",
+             MEMRING_VERSION);
+    err |= buf_append_str(b, line);
+    err |= stats_line(b, "pointer_size", (uint64_t)(8 * sizeof(void *)));
+    err |= stats_line(b, "curr_connections", s->curr_connections);
+    err |= stats_line(b, "total_connections", s->total_connections);
+    err |= stats_line(b, "cmd_get", s->cmd_get);
+    err |= stats_line(b, "cmd_set", s->cmd_set);
+    err |= stats_line(b, "cmd_flush", s->cmd_flush);
+    err |= stats_line(b, "cmd_touch", s->cmd_touch);
+    err |= stats_line(b, "get_hits", s->get_hits);
+    err |= stats_line(b, "get_misses", s->get_misses);
+    err |= stats_line(b, "client_err", s->client_err);
+    err |= stats_line(b, "forward_error", s->forward_error);
+    err |= stats_line(b, "fragments", s->fragments);
+    err |= stats_line(b, "server_connections", s->server_connections);
+    err |= stats_line(b, "pools", w->npools);
+    err |= buf_append(b, "END\r\n", 5);
+    r->done = true;
+    worker_mark_client(c->w, c);
+    return err != 0 ? UV_ENOMEM : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Forwarding
+ * ------------------------------------------------------------------- */
+
+/* The request line as the server should see it: without " noreply". */
+static int
+copy_request(struct req *r, const char *buf, const struct mc_req *m)
+{
+    int err;
+
+    if (!m->noreply) {
+        return buf_append(&r->out, buf, m->total_len);
+    }
+    err = buf_append(&r->out, buf, m->noreply_off);
+    if (err == 0) {
+        err = buf_append(&r->out, "\r\n", 2);
+    }
+    if (err == 0 && m->total_len > m->line_len) {
+        err = buf_append(&r->out, buf + m->line_len,
+                         m->total_len - m->line_len);
+    }
+    return err;
+}
+
+static void
+fail_no_server(struct client *c, struct req *r)
+{
+    c->w->stats.forward_error++;
+    req_reply_line(r, "SERVER_ERROR no server available");
+    if (r->noreply) {
+        buf_reset(&r->reply);
+    }
+    worker_mark_client(c->w, c);
+}
+
+/* A single-key command (storage, delete, incr/decr, touch). */
+static int
+forward_keyed(struct client *c, const char *buf, const struct mc_req *m)
+{
+    const struct mc_span *key = &c->w->keys[0];
+    struct server *s;
+    struct req *r;
+
+    r = client_enqueue(c, m->cmd);
+    if (r == NULL || copy_request(r, buf, m) != 0) {
+        return UV_ENOMEM;
+    }
+    r->noreply = m->noreply;
+    s = pool_route(c->pool, buf + key->off, key->len);
+    if (s == NULL) {
+        fail_no_server(c, r);
+        return 0;
+    }
+    server_forward(s, r);
+    return 0;
+}
+
+/* Fragment of parent p for server index si: keys whose route is si. */
+static struct req *
+make_fragment(struct client *c, struct req *p, const struct mc_req *m,
+              const uint32_t *route, uint32_t si, uint32_t n)
+{
+    struct req *f = req_create(c->w, NULL, p->cmd);
+    char head[64];
+    uint32_t i;
+    int err;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    f->frag_keys = malloc(n * sizeof(*f->frag_keys));
+    if (f->frag_keys == NULL) {
+        req_put(&f);
+        return NULL;
+    }
+    if (p->cmd == MC_GAT || p->cmd == MC_GATS) {
+        snprintf(head, sizeof(head), "%s %" PRId64, cmd_wire_name[p->cmd],
+                 m->exptime);
+    } else {
+        snprintf(head, sizeof(head), "%s", cmd_wire_name[p->cmd]);
+    }
+    err = buf_append_str(&f->out, head);
+    for (i = 0; i < p->nkeys && err == 0; i++) {
+        if (route[i] == si) {
+            f->frag_keys[f->frag_nkeys++] = i;
+            err = buf_append(&f->out, " ", 1);
+            if (err == 0) {
+                err = buf_append(&f->out, p->line.data + p->keys[i].off,
+                                 p->keys[i].len);
+            }
+        }
+    }
+    if (err == 0) {
+        err = buf_append(&f->out, "\r\n", 2);
+    }
+    if (err != 0) {
+        req_put(&f);
+        return NULL;
+    }
+    f->parent = p;
+    req_ref(p);
+    return f;
+}
+
+/* get/gets/gat/gats: one server gets the line as it is; keys on several
+ * servers become one fragment per server and a parent that merges. */
+static int
+forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
+{
+    struct worker *w = c->w;
+    struct pool *pool = c->pool;
+    struct server *first = NULL;
+    uint32_t *route = NULL;
+    uint32_t *counts;
+    bool split = false;
+    struct req *p;
+    uint32_t i, nfrags = 0;
+
+    if (m->cmd == MC_GAT || m->cmd == MC_GATS) {
+        w->stats.cmd_touch += m->nkeys;
+    }
+    w->stats.cmd_get += m->nkeys;
+    p = client_enqueue(c, m->cmd);
+    if (p == NULL) {
+        return UV_ENOMEM;
+    }
+    p->nkeys = m->nkeys;
+    route = malloc(m->nkeys * sizeof(*route));
+    if (route == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < m->nkeys; i++) {
+        const struct mc_span *k = &w->keys[i];
+        struct server *s = pool_route(pool, buf + k->off, k->len);
+        if (s == NULL) {
+            free(route);
+            fail_no_server(c, p);
+            return 0;
+        }
+        route[i] = s->idx;
+        if (first == NULL) {
+            first = s;
+        } else if (s != first) {
+            split = true;
+        }
+    }
+    if (!split) {
+        free(route);
+        if (buf_append(&p->out, buf, m->line_len) != 0) {
+            return UV_ENOMEM;
+        }
+        server_forward(first, p);
+        return 0;
+    }
+
+    /* Split: keep the line and key spans, for the merge. */
+    p->keys = malloc(m->nkeys * sizeof(*p->keys));
+    p->slots = calloc(m->nkeys, sizeof(*p->slots));
+    p->frags = calloc(pool->nservers, sizeof(*p->frags));
+    if (p->keys == NULL || p->slots == NULL || p->frags == NULL ||
+        buf_append(&p->line, buf, m->line_len) != 0) {
+        free(route);
+        return UV_ENOMEM;
+    }
+    memcpy(p->keys, w->keys, m->nkeys * sizeof(*p->keys));
+    counts = calloc(pool->nservers, sizeof(*counts));
+    if (counts == NULL) {
+        free(route);
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < m->nkeys; i++) {
+        counts[route[i]]++;
+    }
+    /* Fragments in server order; each sends its keys in request order. */
+    for (i = 0; i < pool->nservers; i++) {
+        if (counts[i] == 0) {
+            continue;
+        }
+        p->frags[nfrags] = make_fragment(c, p, m, route, i, counts[i]);
+        if (p->frags[nfrags] == NULL) {
+            free(counts);
+            free(route);
+            return UV_ENOMEM;
+        }
+        counts[nfrags++] = i;   /* reuse: fragment -> server index */
+    }
+    p->nfrags = nfrags;
+    p->pending = nfrags;
+    w->stats.fragments += nfrags;
+    for (i = 0; i < nfrags; i++) {
+        server_forward(&pool->servers[counts[i]], p->frags[i]);
+    }
+    free(counts);
+    free(route);
+    return 0;
+}
+
+/* flush_all goes to every server of the pool; one reply for all. */
+static int
+forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
+{
+    struct pool *pool = c->pool;
+    struct req *p;
+    uint32_t i;
+
+    c->w->stats.cmd_flush++;
+    p = client_enqueue(c, MC_FLUSH_ALL);
+    if (p == NULL) {
+        return UV_ENOMEM;
+    }
+    p->noreply = m->noreply;
+    p->frags = calloc(pool->nservers, sizeof(*p->frags));
+    if (p->frags == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < pool->nservers; i++) {
+        struct req *f = req_create(c->w, NULL, MC_FLUSH_ALL);
+        if (f == NULL) {
+            return UV_ENOMEM;
+        }
+        p->frags[p->nfrags++] = f;
+        f->parent = p;
+        req_ref(p);
+        if (copy_request(f, buf, m) != 0) {
+            return UV_ENOMEM;
+        }
+    }
+    p->pending = p->nfrags;
+    for (i = 0; i < p->nfrags; i++) {
+        server_forward(&pool->servers[i], p->frags[i]);
+    }
+    return 0;
+}
+
+static int
+client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
+{
+    struct worker *w = c->w;
+
+    switch (m->cmd) {
+    case MC_GET:
+    case MC_GETS:
+    case MC_GAT:
+    case MC_GATS:
+        return forward_retrieval(c, buf, m);
+    case MC_SET:
+    case MC_ADD:
+    case MC_REPLACE:
+    case MC_APPEND:
+    case MC_PREPEND:
+    case MC_CAS:
+        w->stats.cmd_set++;
+        return forward_keyed(c, buf, m);
+    case MC_TOUCH:
+        w->stats.cmd_touch++;
+        return forward_keyed(c, buf, m);
+    case MC_DELETE:
+    case MC_INCR:
+    case MC_DECR:
+        return forward_keyed(c, buf, m);
+    case MC_FLUSH_ALL:
+        return forward_flush_all(c, buf, m);
+    case MC_VERSION:
+        return client_reply_local(c, m->cmd, "VERSION " MEMRING_VERSION);
+    case MC_VERBOSITY:
+        /* memring's own log level is set with -v; say OK like memcached. */
+        return client_reply_local(c, m->cmd, m->noreply ? NULL : "OK");
+    case MC_STATS:
+        if (m->args.len > 0) {
+            /* Sub-stats (items, slabs ...) describe one memcached server;
+             * through a proxy there is no single answer to give. */
+            w->stats.client_err++;
+            return client_reply_local(c, m->cmd, "ERROR");
+        }
+        return client_stats(c);
+    case MC_QUIT:
+        c->quitting = true;
+        return client_reply_local(c, m->cmd, NULL);
+    case MC_UNKNOWN:
+    case MC_CMD_COUNT:
+        break;
+    }
+    w->stats.client_err++;
+    return client_reply_local(c, MC_UNKNOWN, "ERROR");
+}
+
+/* Parses and dispatches every complete request in the read buffer. */
+static void
+client_parse(struct client *c)
+{
+    struct worker *w = c->w;
+
+    while (!c->closing && !c->quitting && buf_unread(&c->rbuf) > 0) {
+        const char *head = buf_head(&c->rbuf);
+        struct mc_req m;
+        enum parse_status st;
+        int err;
+
+        st = mc_parse_req(head, buf_unread(&c->rbuf), &m, w->keys,
+                          w->keys_cap);
+        if (st == PARSE_AGAIN) {
+            break;
+        }
+        if (st == PARSE_ERROR) {
+            w->stats.client_err++;
+            err = client_reply_local(c, MC_UNKNOWN, m.error);
+            buf_consume(&c->rbuf, m.skip);
+            if (m.close) {
+                c->quitting = true;
+            }
+        } else {
+            err = client_dispatch(c, head, &m);
+            buf_consume(&c->rbuf, m.total_len);
+        }
+        if (err != 0) {
+            log_error("client: %s", uv_strerror(err));
+            client_close(c);
+            return;
+        }
+    }
+    if (c->quitting) {
+        buf_reset(&c->rbuf);
+        worker_mark_client(w, c);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * libuv callbacks
+ * ------------------------------------------------------------------- */
+
+static void
+client_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
+{
+    struct client *c = handle->data;
+
+    (void)suggested;
+    if (buf_reserve(&c->rbuf, CLIENT_READ_MIN) != 0) {
+        *out = uv_buf_init(NULL, 0);    /* read_cb then sees UV_ENOBUFS */
+        return;
+    }
+    *out = uv_buf_init(c->rbuf.data + c->rbuf.len,
+                       (unsigned int)(c->rbuf.cap - c->rbuf.len));
+}
+
+static void
+client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    struct client *c = stream->data;
+
+    (void)b;
+    if (c->closing || nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        if (nread != UV_EOF) {
+            log_info("client: read: %s", uv_strerror((int)nread));
+        }
+        client_close(c);
+        return;
+    }
+    if (c->quitting) {
+        return;                 /* bytes after quit are ignored */
+    }
+    c->rbuf.len += (size_t)nread;
+    client_parse(c);
+}
+
+static void
+client_close_cb(uv_handle_t *handle)
+{
+    struct client *c = handle->data;
+
+    buf_free(&c->rbuf);
+    free(c);
+}
+
+static void
+client_write_cb(uv_write_t *wreq, int status)
+{
+    struct req_batch *b = wreq->data;
+    struct client *c = b->owner;
+
+    req_batch_destroy(&b);
+    c->nwrites--;
+    if (c->closing) {
+        return;
+    }
+    if (status != 0) {
+        log_info("client: write: %s", uv_strerror(status));
+        client_close(c);
+        return;
+    }
+    if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
+        client_close(c);
+    }
+}
+
+void
+client_req_done(struct req *r)
+{
+    struct client *c = r->client;
+
+    if (c != NULL && !c->closing && r == TAILQ_FIRST(&c->outq)) {
+        worker_mark_client(c->w, c);
+    }
+}
+
+void
+client_flush(struct client *c)
+{
+    struct req_batch *b;
+    struct req *r;
+    uint32_t n = 0;
+    bool quit = false;
+    int err;
+
+    if (c->closing) {
+        return;
+    }
+    TAILQ_FOREACH(r, &c->outq, cq) {
+        if (!r->done) {
+            break;
+        }
+        n++;
+        if (r->cmd == MC_QUIT) {
+            break;
+        }
+    }
+    if (n == 0) {
+        if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
+            client_close(c);
+        }
+        return;
+    }
+    b = req_batch_create(n);
+    if (b == NULL) {
+        client_close(c);
+        return;
+    }
+    b->owner = c;
+    while (b->n < n) {
+        r = TAILQ_FIRST(&c->outq);
+        TAILQ_REMOVE(&c->outq, r, cq);
+        if (r->cmd == MC_QUIT) {
+            quit = true;
+        }
+        /* The outq's ref moves to the batch. */
+        b->reqs[b->n] = r;
+        b->bufs[b->n] = uv_buf_init(r->reply.data,
+                                    (unsigned int)r->reply.len);
+        b->n++;
+    }
+    if (quit) {
+        /* Requests after quit are never answered (memcached drops them). */
+        while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
+            TAILQ_REMOVE(&c->outq, r, cq);
+            r->client = NULL;
+            req_put(&r);
+        }
+    }
+    b->wreq.data = b;
+    err = uv_write(&b->wreq, &c->h.stream, b->bufs, b->n, client_write_cb);
+    if (err != 0) {
+        req_batch_destroy(&b);
+        client_close(c);
+        return;
+    }
+    c->nwrites++;
+}
+
+void
+client_close(struct client *c)
+{
+    struct req *r;
+
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    c->w->stats.curr_connections--;
+    /* Requests still at servers finish there and are dropped. */
+    while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
+        TAILQ_REMOVE(&c->outq, r, cq);
+        r->client = NULL;
+        req_put(&r);
+    }
+    if (c->dirty) {
+        TAILQ_REMOVE(&c->w->dirty_clients, c, dirty_link);
+        c->dirty = false;
+    }
+    TAILQ_REMOVE(&c->w->clients, c, link);
+    uv_close(&c->h.handle, client_close_cb);
+}
+
+void
+client_accept_cb(uv_stream_t *listener, int status)
+{
+    struct pool *pool = listener->data;
+    struct worker *w = pool->w;
+    struct client *c;
+    int err;
+
+    if (status != 0) {
+        log_warn("pool %s: accept: %s", pool->cp->name, uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("pool %s: accept: out of memory", pool->cp->name);
+        return;
+    }
+    c->pool = pool;
+    c->w = w;
+    TAILQ_INIT(&c->outq);
+    if (pool->cp->listen.path != NULL) {
+        uv_pipe_init(&w->loop, &c->h.pipe, 0);
+    } else {
+        uv_tcp_init(&w->loop, &c->h.tcp);
+    }
+    c->h.handle.data = c;
+    TAILQ_INSERT_TAIL(&w->clients, c, link);
+    w->stats.curr_connections++;
+    w->stats.total_connections++;
+    err = uv_accept(listener, &c->h.stream);
+    if (err == 0) {
+        if (pool->cp->listen.path == NULL) {
+            uv_tcp_nodelay(&c->h.tcp, 1);
+        }
+        err = uv_read_start(&c->h.stream, client_alloc_cb, client_read_cb);
+    }
+    if (err != 0) {
+        log_warn("pool %s: accept: %s", pool->cp->name, uv_strerror(err));
+        client_close(c);
+    }
+}

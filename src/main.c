@@ -1,0 +1,190 @@
+/*
+ * main: command line (nutcracker's flags, same meanings) and start-up.
+ */
+#include "memring/conf.h"
+#include "memring/log.h"
+#include "memring/proxy.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct option long_options[] = {
+    { "help",           no_argument,       NULL, 'h' },
+    { "version",        no_argument,       NULL, 'V' },
+    { "test-conf",      no_argument,       NULL, 't' },
+    { "daemonize",      no_argument,       NULL, 'd' },
+    { "describe-stats", no_argument,       NULL, 'D' },
+    { "verbose",        required_argument, NULL, 'v' },
+    { "output",         required_argument, NULL, 'o' },
+    { "conf-file",      required_argument, NULL, 'c' },
+    { "stats-port",     required_argument, NULL, 's' },
+    { "stats-addr",     required_argument, NULL, 'a' },
+    { "stats-interval", required_argument, NULL, 'i' },
+    { "pid-file",       required_argument, NULL, 'p' },
+    { "mbuf-size",      required_argument, NULL, 'm' },
+    { NULL,             0,                 NULL, 0 }
+};
+
+static const char short_options[] = "hVtdDv:o:c:s:a:i:p:m:";
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: memring [-?hVdDt] [-v verbosity level] [-o output file]\n"
+        "               [-c conf file] [-s stats port] [-a stats addr]\n"
+        "               [-i stats interval] [-p pid file] [-m mbuf size]\n"
+        "\n"
+        "Options:\n"
+        "  -h, --help             : this help\n"
+        "  -V, --version          : show version and exit\n"
+        "  -t, --test-conf        : test configuration for syntax errors and exit\n"
+        "  -d, --daemonize        : run as a daemon\n"
+        "  -D, --describe-stats   : print stats description and exit\n"
+        "  -v, --verbose=N        : set logging level (default: %d, min: 0, max: %d)\n"
+        "  -o, --output=S         : set logging file (default: stderr)\n"
+        "  -c, --conf-file=S      : set configuration file (default: %s)\n"
+        "  -s, --stats-port=N     : set stats monitoring port (default: %d)\n"
+        "  -a, --stats-addr=S     : set stats monitoring ip (default: %s)\n"
+        "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
+        "  -p, --pid-file=S       : set pid file (default: off)\n"
+        "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
+        LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, PROXY_DEFAULT_CONF,
+        PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR);
+}
+
+/* A whole decimal number in [lo, hi], or -1. */
+static long
+parse_number(const char *s, long lo, long hi)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        return -1;
+    }
+    return v;
+}
+
+static void
+describe_stats(void)
+{
+    printf("memring serves its statistics with the memcached 'stats' "
+           "command on every pool port:\n"
+           "  curr_connections, total_connections, cmd_get, cmd_set, "
+           "cmd_flush, cmd_touch,\n  get_hits, get_misses, client_err, "
+           "forward_error, fragments, server_connections\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    struct proxy_options o = {
+        .conf_path = PROXY_DEFAULT_CONF,
+        .stats_addr = PROXY_DEFAULT_STATS_ADDR,
+        .stats_port = PROXY_DEFAULT_STATS_PORT,
+        .log_level = LOG_DEFAULT_LEVEL,
+    };
+    bool test_conf = false;
+    long v;
+    int opt;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, short_options, long_options,
+                              NULL)) != -1) {
+        switch (opt) {
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("This is memring-%s\n", MEMRING_VERSION);
+            return 0;
+        case 'D':
+            describe_stats();
+            return 0;
+        case 't':
+            test_conf = true;
+            break;
+        case 'd':
+            o.daemonize = true;
+            break;
+        case 'v':
+            v = parse_number(optarg, 0, LOG_LEVEL_MAX);
+            if (v < 0) {
+                fprintf(stderr, "memring: option -v requires a number "
+                        "from 0 to %d\n", LOG_LEVEL_MAX);
+                return 1;
+            }
+            o.log_level = (int)v;
+            break;
+        case 'o':
+            o.log_file = optarg;
+            break;
+        case 'c':
+            o.conf_path = optarg;
+            break;
+        case 's':
+            v = parse_number(optarg, 1, 65535);
+            if (v < 0) {
+                fprintf(stderr, "memring: option -s requires a port "
+                        "from 1 to 65535\n");
+                return 1;
+            }
+            o.stats_port = (uint16_t)v;
+            break;
+        case 'a':
+            o.stats_addr = optarg;
+            break;
+        case 'p':
+            o.pid_file = optarg;
+            break;
+        case 'i':
+        case 'm':
+            if (parse_number(optarg, 1, 1L << 30) < 0) {
+                fprintf(stderr, "memring: option -%c requires a positive "
+                        "number\n", opt);
+                return 1;
+            }
+            break;
+        default:
+            if (optopt != 0 && strchr("vocsaipm", optopt) != NULL) {
+                fprintf(stderr, "memring: option -%c requires an argument\n",
+                        optopt);
+            } else {
+                fprintf(stderr, "memring: invalid option -- '%s'\n",
+                        argv[optind - 1]);
+            }
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "memring: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 1;
+    }
+
+    if (test_conf) {
+        char err[CONF_ERR_LEN];
+        struct conf *c = conf_load(o.conf_path, err, sizeof(err));
+        if (c == NULL) {
+            fprintf(stderr, "%s\nmemring: configuration file '%s' syntax is "
+                    "invalid\n", err, o.conf_path);
+            return 1;
+        }
+        conf_destroy(&c);
+        fprintf(stderr, "memring: configuration file '%s' syntax is ok\n",
+                o.conf_path);
+        return 0;
+    }
+
+    if (log_setup(o.log_level, o.log_file) != 0) {
+        fprintf(stderr, "memring: cannot open log file '%s'\n", o.log_file);
+        return 1;
+    }
+    v = proxy_run(&o);
+    log_teardown();
+    return (int)v;
+}

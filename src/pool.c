@@ -1,0 +1,197 @@
+/*
+ * pool: a configured pool inside one worker: listener, servers, ring.
+ */
+#include "memring/pool.h"
+
+#include "memring/client.h"
+#include "memring/conf.h"
+#include "memring/hash.h"
+#include "memring/log.h"
+#include "memring/ring.h"
+#include "memring/server.h"
+#include "memring/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int
+resolve(const char *host, uint16_t port, struct sockaddr_storage *out)
+{
+    struct addrinfo hints, *res = NULL;
+    char service[8];
+    int err;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(service, sizeof(service), "%u", (unsigned)port);
+    err = getaddrinfo(host, service, &hints, &res);
+    if (err != 0 || res == NULL) {
+        return UV_EAI_NONAME;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Builds the ring from the servers' names and weights. */
+static int
+pool_build_ring(struct pool *p)
+{
+    const struct conf_pool *cp = p->cp;
+    struct ring_node *nodes;
+    uint32_t i;
+
+    nodes = calloc(cp->nservers, sizeof(*nodes));
+    if (nodes == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < cp->nservers; i++) {
+        nodes[i].name = cp->servers[i].name;
+        nodes[i].name_len = strlen(cp->servers[i].name);
+        nodes[i].weight = cp->servers[i].weight;
+        nodes[i].live = true;
+    }
+    ring_destroy(&p->ring);
+    p->ring = ring_create(cp->distribution, nodes, cp->nservers);
+    free(nodes);
+    return p->ring != NULL ? 0 : UV_ENOMEM;
+}
+
+int
+pool_init(struct pool *p, struct worker *w, const struct conf_pool *cp)
+{
+    uint32_t i;
+    int err;
+
+    memset(p, 0, sizeof(*p));
+    p->w = w;
+    p->cp = cp;
+    p->nservers = cp->nservers;
+    p->servers = calloc(cp->nservers, sizeof(*p->servers));
+    if (p->servers == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < cp->nservers; i++) {
+        struct server *s = &p->servers[i];
+        s->pool = p;
+        s->idx = i;
+        s->cs = &cp->servers[i];
+        s->nconns = cp->server_connections > 0 ?
+                    (uint32_t)cp->server_connections : 1;
+        s->conns = calloc(s->nconns, sizeof(*s->conns));
+        if (s->conns == NULL) {
+            return UV_ENOMEM;
+        }
+        if (!s->cs->is_unix) {
+            err = resolve(s->cs->host, s->cs->port, &s->addr);
+            if (err != 0) {
+                log_error("pool %s: server %s: cannot resolve '%s'",
+                          cp->name, s->cs->name, s->cs->host);
+                return err;
+            }
+        }
+    }
+    return pool_build_ring(p);
+}
+
+int
+pool_listen(struct pool *p)
+{
+    const struct conf_pool *cp = p->cp;
+    struct worker *w = p->w;
+    int err;
+
+    if (cp->listen.path != NULL) {
+        /* twemproxy removes a stale socket file before binding, too. */
+        unlink(cp->listen.path);
+        uv_pipe_init(&w->loop, &p->listener.pipe, 0);
+        err = uv_pipe_bind(&p->listener.pipe, cp->listen.path);
+        if (err == 0 && cp->listen.perm != 0) {
+            if (chmod(cp->listen.path, (mode_t)cp->listen.perm) != 0) {
+                err = UV_EPERM;
+            }
+        }
+    } else {
+        struct sockaddr_storage addr;
+        uv_tcp_init(&w->loop, &p->listener.tcp);
+        err = resolve(cp->listen.host, cp->listen.port, &addr);
+        if (err == 0) {
+            err = uv_tcp_bind(&p->listener.tcp,
+                              (const struct sockaddr *)&addr, 0);
+        }
+    }
+    p->listener.handle.data = p;
+    p->listening = true;
+    if (err == 0) {
+        err = uv_listen(&p->listener.stream, cp->backlog, client_accept_cb);
+    }
+    if (err != 0) {
+        log_error("pool %s: listen on %s: %s", cp->name, cp->listen.text,
+                  uv_strerror(err));
+        return err;
+    }
+    log_notice("pool %s: listening on %s, %u servers, %s/%s", cp->name,
+               cp->listen.text, cp->nservers, hash_name(cp->hash),
+               dist_name(cp->distribution));
+    if (cp->preconnect) {
+        pool_preconnect(p);
+    }
+    return 0;
+}
+
+void
+pool_preconnect(struct pool *p)
+{
+    uint32_t i;
+
+    for (i = 0; i < p->nservers; i++) {
+        server_connect_all(&p->servers[i]);
+    }
+}
+
+void
+pool_close(struct pool *p)
+{
+    uint32_t i;
+
+    if (p->listening && !uv_is_closing(&p->listener.handle)) {
+        uv_close(&p->listener.handle, NULL);
+        if (p->cp->listen.path != NULL) {
+            unlink(p->cp->listen.path);
+        }
+    }
+    for (i = 0; i < p->nservers; i++) {
+        server_close(&p->servers[i], "shutting down");
+    }
+}
+
+void
+pool_deinit(struct pool *p)
+{
+    uint32_t i;
+
+    for (i = 0; p->servers != NULL && i < p->nservers; i++) {
+        free(p->servers[i].conns);
+    }
+    free(p->servers);
+    p->servers = NULL;
+    ring_destroy(&p->ring);
+}
+
+struct server *
+pool_route(struct pool *p, const char *key, size_t len)
+{
+    const struct conf_pool *cp = p->cp;
+    int32_t idx;
+
+    if (p->nservers == 1) {
+        return &p->servers[0];
+    }
+    hash_tag_slice(cp->hash_tag[0] != '\0' ? cp->hash_tag : NULL, &key, &len);
+    idx = ring_lookup(p->ring, hash_key(cp->hash, key, len));
+    return idx < 0 ? NULL : &p->servers[idx];
+}

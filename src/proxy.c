@@ -1,0 +1,154 @@
+/*
+ * proxy: loads the config, daemonizes, writes the pid file, runs the
+ * worker, and turns SIGINT/SIGTERM into a clean stop.
+ */
+#include "memring/proxy.h"
+
+#include "memring/conf.h"
+#include "memring/log.h"
+#include "memring/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct proxy {
+    struct worker worker;
+    uv_signal_t   sigint;
+    uv_signal_t   sigterm;
+    uv_signal_t   sighup;
+};
+
+static void
+proxy_signal_cb(uv_signal_t *handle, int signum)
+{
+    struct proxy *px = handle->data;
+
+    if (signum == SIGHUP) {
+        log_notice("signal %d: reopening the log", signum);
+        log_reopen();
+        return;
+    }
+    log_notice("signal %d: stopping", signum);
+    uv_close((uv_handle_t *)&px->sigint, NULL);
+    uv_close((uv_handle_t *)&px->sigterm, NULL);
+    uv_close((uv_handle_t *)&px->sighup, NULL);
+    worker_stop(&px->worker);
+}
+
+static int
+daemonize(void)
+{
+    pid_t pid;
+    int fd;
+
+    pid = fork();
+    if (pid < 0) {
+        return -errno;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    if (setsid() < 0) {
+        return -errno;
+    }
+    signal(SIGHUP, SIG_IGN);
+    pid = fork();
+    if (pid < 0) {
+        return -errno;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    umask(0);
+    fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO) {
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+static int
+write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL) {
+        return -errno;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+int
+proxy_run(const struct proxy_options *o)
+{
+    char err[CONF_ERR_LEN];
+    struct proxy *px = NULL;
+    struct conf *conf;
+    int status = 1, rc;
+
+    conf = conf_load(o->conf_path, err, sizeof(err));
+    if (conf == NULL) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (o->daemonize) {
+        rc = daemonize();
+        if (rc != 0) {
+            log_error("daemonize: %s", strerror(-rc));
+            goto out;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    px = calloc(1, sizeof(*px));
+    if (px == NULL) {
+        goto out;
+    }
+    rc = worker_init(&px->worker, 0, conf);
+    if (rc != 0) {
+        log_error("worker: %s", uv_strerror(rc));
+        goto deinit;
+    }
+    if (worker_listen(&px->worker) != 0) {
+        goto deinit;
+    }
+    if (o->pid_file != NULL) {
+        rc = write_pid_file(o->pid_file);
+        if (rc != 0) {
+            log_error("pid file %s: %s", o->pid_file, strerror(-rc));
+            goto deinit;
+        }
+    }
+    uv_signal_init(&px->worker.loop, &px->sigint);
+    uv_signal_init(&px->worker.loop, &px->sigterm);
+    uv_signal_init(&px->worker.loop, &px->sighup);
+    px->sigint.data = px->sigterm.data = px->sighup.data = px;
+    uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
+    uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
+    uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
+    log_notice("memring %s started on pid %ld with %s", MEMRING_VERSION,
+               (long)getpid(), o->conf_path);
+    worker_run(&px->worker);
+    status = 0;
+    log_notice("memring stopped");
+    if (o->pid_file != NULL) {
+        unlink(o->pid_file);
+    }
+deinit:
+    worker_deinit(&px->worker);
+out:
+    free(px);
+    conf_destroy(&conf);
+    return status;
+}

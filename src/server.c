@@ -1,0 +1,518 @@
+/*
+ * server: backend connections, request pipelining and reply matching.
+ *
+ * A connection keeps two FIFO queues. pending holds requests not yet
+ * written; the worker's flusher writes all of them in one uv_write per loop
+ * turn and moves them to inflight. Replies come back in the order requests
+ * were written, so the head of inflight is always the request the next
+ * reply unit belongs to. Any doubt about the stream (garbage, EOF, write
+ * error) closes the connection and fails everything it held: a stream that
+ * lost its framing can never be trusted again.
+ */
+#include "memring/server.h"
+
+#include "memring/client.h"
+#include "memring/conf.h"
+#include "memring/log.h"
+#include "memring/mc_parse.h"
+#include "memring/pool.h"
+#include "memring/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCONN_READ_MIN (16 * 1024)
+
+static void sconn_close(struct sconn *sc, const char *why);
+
+static struct worker *
+sconn_worker(const struct sconn *sc)
+{
+    return sc->server->pool->w;
+}
+
+/* ---------------------------------------------------------------------
+ * Completing requests
+ * ------------------------------------------------------------------- */
+
+/* Composes a parent's reply once its last fragment is done. */
+static void
+parent_complete(struct req *p)
+{
+    uint32_t i;
+    int err = 0;
+
+    if (p->cmd == MC_FLUSH_ALL) {
+        req_reply_line(p, p->first_error != NULL ? p->first_error : "OK");
+    } else {
+        struct worker_stats *st = &p->w->stats;
+        buf_reset(&p->reply);
+        for (i = 0; i < p->nkeys && err == 0; i++) {
+            struct req_slot *s = &p->slots[i];
+            if (s->frag != NULL) {
+                st->get_hits++;
+                err = buf_append(&p->reply, s->frag->reply.data + s->off,
+                                 s->len);
+            } else {
+                st->get_misses++;
+            }
+        }
+        if (err == 0) {
+            err = buf_append(&p->reply, "END\r\n", 5);
+        }
+        if (err != 0) {
+            req_reply_line(p, "SERVER_ERROR out of memory");
+        }
+        p->done = true;
+    }
+    /* Fragments are no longer needed: free their buffers now. */
+    for (i = 0; i < p->nfrags; i++) {
+        req_put(&p->frags[i]);
+    }
+    p->nfrags = 0;
+    if (p->noreply) {
+        buf_reset(&p->reply);
+    }
+    if (p->client != NULL) {
+        client_req_done(p);
+    }
+}
+
+/* r has its whole reply (or failed): hand it on. Drops the queue's ref. */
+static void
+req_complete(struct sconn *sc, struct req *r)
+{
+    TAILQ_REMOVE(&sc->inflight, r, sq);
+    r->sconn = NULL;
+    r->done = true;
+    if (r->parent != NULL) {
+        struct req *p = r->parent;
+        if (--p->pending == 0) {
+            parent_complete(p);
+        }
+    } else {
+        if (r->noreply) {
+            buf_reset(&r->reply);
+        }
+        if (r->client != NULL) {
+            client_req_done(r);
+        }
+    }
+    req_put(&r);
+}
+
+/* Fails r: the client sees SERVER_ERROR, or misses for a fragment. */
+static void
+req_fail(struct sconn *sc, struct req *r, const char *why)
+{
+    char line[256];
+    struct worker *w = sconn_worker(sc);
+
+    w->stats.forward_error++;
+    r->failed = true;
+    snprintf(line, sizeof(line), "SERVER_ERROR %s", why);
+    if (r->parent != NULL) {
+        struct req *p = r->parent;
+        if (p->cmd == MC_FLUSH_ALL) {
+            if (p->first_error == NULL) {
+                p->first_error = strdup(line);
+            }
+        } else {
+            uint32_t i;
+            /* The failed server's keys become misses; values already
+             * received from it are dropped too, since its stream broke. */
+            for (i = 0; i < r->frag_nkeys; i++) {
+                struct req_slot *sl = &p->slots[r->frag_keys[i]];
+                if (sl->frag == r) {
+                    sl->frag = NULL;
+                }
+            }
+        }
+    } else {
+        req_reply_line(r, line);
+    }
+    req_complete(sc, r);
+}
+
+/* ---------------------------------------------------------------------
+ * Reply parsing
+ * ------------------------------------------------------------------- */
+
+/* A VALUE unit for fragment r: find which of its keys it answers. */
+static int
+fragment_value(struct req *r, const char *unit,
+               const struct mc_rsp *u)
+{
+    struct req *p = r->parent;
+    const char *key = unit + u->key.off;
+    uint32_t j;
+
+    for (j = r->frag_next; j < r->frag_nkeys; j++) {
+        uint32_t k = r->frag_keys[j];
+        const struct mc_span *ks = &p->keys[k];
+        if (ks->len == u->key.len &&
+            memcmp(p->line.data + ks->off, key, ks->len) == 0) {
+            struct req_slot *s = &p->slots[k];
+            s->frag = r;
+            s->off = (uint32_t)r->reply.len;
+            s->len = (uint32_t)u->len;
+            r->frag_next = j + 1;
+            return buf_append(&r->reply, unit, u->len);
+        }
+    }
+    return UV_EPROTO;   /* a key it was not asked for */
+}
+
+/* Handles one reply unit for the request at the head of inflight. */
+static int
+sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
+{
+    struct worker *w = sconn_worker(sc);
+    struct req *r = TAILQ_FIRST(&sc->inflight);
+
+    if (r == NULL) {
+        return UV_EPROTO;   /* a reply nobody asked for */
+    }
+    if (mc_cmd_is_retrieval(r->cmd)) {
+        switch (u->type) {
+        case MC_RSP_VALUE:
+            if (r->parent != NULL) {
+                return fragment_value(r, unit, u);
+            }
+            r->nhits++;
+            return buf_append(&r->reply, unit, u->len);
+        case MC_RSP_END:
+            if (r->parent == NULL) {
+                w->stats.get_hits += r->nhits;
+                w->stats.get_misses += r->nkeys > r->nhits ?
+                    r->nkeys - r->nhits : 0;
+                if (buf_append(&r->reply, unit, u->len) != 0) {
+                    return UV_ENOMEM;
+                }
+            }
+            req_complete(sc, r);
+            return 0;
+        case MC_RSP_LINE:
+            if (!u->is_error) {
+                return UV_EPROTO;
+            }
+            break;
+        }
+    } else if (u->type != MC_RSP_LINE) {
+        return UV_EPROTO;
+    }
+    /* A one-line reply (or an error line ending a retrieval). */
+    if (r->parent != NULL) {
+        struct req *p = r->parent;
+        if (p->cmd == MC_FLUSH_ALL) {
+            if (p->first_error == NULL &&
+                !(u->len >= 2 && memcmp(unit, "OK", 2) == 0)) {
+                p->first_error = strndup(unit, u->len - 2);
+                if (p->first_error != NULL) {
+                    p->first_error[strcspn(p->first_error, "\r\n")] = '\0';
+                }
+            }
+        }
+        /* a retrieval fragment answered with an error: its keys miss */
+    } else {
+        buf_reset(&r->reply);
+        if (buf_append(&r->reply, unit, u->len) != 0) {
+            return UV_ENOMEM;
+        }
+    }
+    req_complete(sc, r);
+    return 0;
+}
+
+static void
+sconn_parse(struct sconn *sc)
+{
+    while (sc->state == SCONN_CONNECTED && buf_unread(&sc->rbuf) > 0) {
+        struct mc_rsp u;
+        enum parse_status st;
+        int err;
+
+        st = mc_parse_rsp(buf_head(&sc->rbuf), buf_unread(&sc->rbuf), &u);
+        if (st == PARSE_AGAIN) {
+            return;
+        }
+        if (st == PARSE_ERROR) {
+            sconn_close(sc, "invalid reply from server");
+            return;
+        }
+        err = sconn_unit(sc, buf_head(&sc->rbuf), &u);
+        if (err != 0) {
+            sconn_close(sc, err == UV_ENOMEM ? "out of memory" :
+                                               "unexpected reply from server");
+            return;
+        }
+        buf_consume(&sc->rbuf, u.len);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * libuv callbacks
+ * ------------------------------------------------------------------- */
+
+static void
+sconn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
+{
+    struct sconn *sc = handle->data;
+
+    (void)suggested;
+    if (buf_reserve(&sc->rbuf, SCONN_READ_MIN) != 0) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *out = uv_buf_init(sc->rbuf.data + sc->rbuf.len,
+                       (unsigned int)(sc->rbuf.cap - sc->rbuf.len));
+}
+
+static void
+sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    struct sconn *sc = stream->data;
+
+    (void)b;
+    if (sc->state != SCONN_CONNECTED || nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        sconn_close(sc, nread == UV_EOF ? "connection closed by server" :
+                                          uv_strerror((int)nread));
+        return;
+    }
+    sc->rbuf.len += (size_t)nread;
+    sconn_parse(sc);
+}
+
+static void
+sconn_close_cb(uv_handle_t *handle)
+{
+    struct sconn *sc = handle->data;
+
+    buf_free(&sc->rbuf);
+    free(sc);
+}
+
+static void
+sconn_write_cb(uv_write_t *wreq, int status)
+{
+    struct req_batch *b = wreq->data;
+    struct sconn *sc = b->owner;
+
+    req_batch_destroy(&b);
+    if (status != 0 && sc->state != SCONN_CLOSING) {
+        sconn_close(sc, uv_strerror(status));
+    }
+}
+
+static void
+sconn_connect_cb(uv_connect_t *creq, int status)
+{
+    struct sconn *sc = creq->data;
+    struct server *s = sc->server;
+    int err;
+
+    if (sc->state != SCONN_CONNECTING) {
+        return;
+    }
+    if (status != 0) {
+        log_warn("server %s: connect: %s", s->cs->name, uv_strerror(status));
+        sconn_close(sc, uv_strerror(status));
+        return;
+    }
+    sc->state = SCONN_CONNECTED;
+    err = uv_read_start(&sc->h.stream, sconn_alloc_cb, sconn_read_cb);
+    if (err != 0) {
+        sconn_close(sc, uv_strerror(err));
+        return;
+    }
+    log_info("server %s: connected", s->cs->name);
+    worker_mark_sconn(sconn_worker(sc), sc);
+}
+
+/* ---------------------------------------------------------------------
+ * Connections
+ * ------------------------------------------------------------------- */
+
+static struct sconn *
+sconn_open(struct server *s, uint32_t slot)
+{
+    struct worker *w = s->pool->w;
+    struct sconn *sc;
+    int err;
+
+    sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        return NULL;
+    }
+    sc->server = s;
+    sc->slot = slot;
+    sc->state = SCONN_CONNECTING;
+    TAILQ_INIT(&sc->pending);
+    TAILQ_INIT(&sc->inflight);
+    sc->connect_req.data = sc;
+    if (s->cs->is_unix) {
+        uv_pipe_init(&w->loop, &sc->h.pipe, 0);
+        sc->h.handle.data = sc;
+        uv_pipe_connect(&sc->connect_req, &sc->h.pipe, s->cs->host,
+                        sconn_connect_cb);
+        err = 0;
+    } else {
+        uv_tcp_init(&w->loop, &sc->h.tcp);
+        sc->h.handle.data = sc;
+        uv_tcp_nodelay(&sc->h.tcp, 1);
+        if (s->pool->cp->tcpkeepalive) {
+            uv_tcp_keepalive(&sc->h.tcp, 1, 60);
+        }
+        err = uv_tcp_connect(&sc->connect_req, &sc->h.tcp,
+                             (const struct sockaddr *)&s->addr,
+                             sconn_connect_cb);
+    }
+    s->conns[slot] = sc;
+    w->stats.server_connections++;
+    if (err != 0) {
+        /* Fails through the normal path once the caller queued its req. */
+        log_warn("server %s: connect: %s", s->cs->name, uv_strerror(err));
+        sc->state = SCONN_CONNECTED;  /* let sconn_close run fully */
+        sconn_close(sc, uv_strerror(err));
+        return NULL;
+    }
+    return sc;
+}
+
+static void
+fail_queue(struct sconn *sc, struct req_queue *q, const char *why)
+{
+    struct req *r;
+
+    while ((r = TAILQ_FIRST(q)) != NULL) {
+        if (q != &sc->inflight) {
+            /* req_complete() takes requests off inflight only. */
+            TAILQ_REMOVE(q, r, sq);
+            TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
+            continue;
+        }
+        req_fail(sc, r, why);
+    }
+}
+
+static void
+sconn_close(struct sconn *sc, const char *why)
+{
+    struct server *s = sc->server;
+
+    if (sc->state == SCONN_CLOSING) {
+        return;
+    }
+    if (!TAILQ_EMPTY(&sc->inflight) || !TAILQ_EMPTY(&sc->pending)) {
+        log_warn("server %s: closing with requests in flight: %s",
+                 s->cs->name, why);
+    } else {
+        log_info("server %s: closed: %s", s->cs->name, why);
+    }
+    sc->state = SCONN_CLOSING;
+    s->conns[sc->slot] = NULL;
+    /* Pending go behind inflight so that all fail in request order. */
+    fail_queue(sc, &sc->pending, why);
+    fail_queue(sc, &sc->inflight, why);
+    if (sc->dirty) {
+        TAILQ_REMOVE(&s->pool->w->dirty_sconns, sc, dirty_link);
+        sc->dirty = false;
+    }
+    sc->server = NULL;
+    if (!uv_is_closing(&sc->h.handle)) {
+        uv_close(&sc->h.handle, sconn_close_cb);
+    }
+}
+
+void
+server_forward(struct server *s, struct req *r)
+{
+    uint32_t slot = s->next++ % s->nconns;
+    struct sconn *sc = s->conns[slot];
+
+    if (sc == NULL) {
+        sc = sconn_open(s, slot);
+    }
+    req_ref(r);
+    if (sc == NULL) {
+        /* Could not even start connecting: fail r in order, through a
+         * throwaway queue owner so that the usual completion path runs. */
+        struct sconn tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        tmp.server = s;
+        TAILQ_INIT(&tmp.inflight);
+        TAILQ_INSERT_TAIL(&tmp.inflight, r, sq);
+        req_fail(&tmp, r, "cannot connect to server");
+        return;
+    }
+    r->sconn = sc;
+    TAILQ_INSERT_TAIL(&sc->pending, r, sq);
+    if (sc->state == SCONN_CONNECTED) {
+        worker_mark_sconn(s->pool->w, sc);
+    }
+}
+
+void
+server_connect_all(struct server *s)
+{
+    uint32_t i;
+
+    for (i = 0; i < s->nconns; i++) {
+        if (s->conns[i] == NULL) {
+            sconn_open(s, i);
+        }
+    }
+}
+
+void
+sconn_flush(struct sconn *sc)
+{
+    struct req_batch *b;
+    struct req *r;
+    uint32_t n = 0;
+    int err;
+
+    if (sc->state != SCONN_CONNECTED || TAILQ_EMPTY(&sc->pending)) {
+        return;
+    }
+    TAILQ_FOREACH(r, &sc->pending, sq) {
+        n++;
+    }
+    b = req_batch_create(n);
+    if (b == NULL) {
+        sconn_close(sc, "out of memory");
+        return;
+    }
+    b->owner = sc;
+    while ((r = TAILQ_FIRST(&sc->pending)) != NULL) {
+        TAILQ_REMOVE(&sc->pending, r, sq);
+        TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
+        req_ref(r);
+        b->reqs[b->n] = r;
+        b->bufs[b->n] = uv_buf_init(r->out.data,
+                                    (unsigned int)r->out.len);
+        b->n++;
+    }
+    b->wreq.data = b;
+    err = uv_write(&b->wreq, &sc->h.stream, b->bufs, b->n, sconn_write_cb);
+    if (err != 0) {
+        req_batch_destroy(&b);
+        sconn_close(sc, uv_strerror(err));
+    }
+}
+
+void
+server_close(struct server *s, const char *why)
+{
+    uint32_t i;
+
+    for (i = 0; i < s->nconns; i++) {
+        if (s->conns[i] != NULL) {
+            sconn_close(s->conns[i], why);
+        }
+    }
+}

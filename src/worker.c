@@ -1,0 +1,174 @@
+/*
+ * worker: one libuv loop and everything that runs on it.
+ */
+#include "memring/worker.h"
+
+#include "memring/client.h"
+#include "memring/conf.h"
+#include "memring/log.h"
+#include "memring/pool.h"
+#include "memring/server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Before the loop blocks for I/O: write what this turn produced, once per
+ * connection, so that pipelined requests and replies travel in batches. */
+static void
+worker_flush_cb(uv_prepare_t *handle)
+{
+    struct worker *w = handle->data;
+    struct sconn *sc;
+    struct client *c;
+
+    /* Servers first: their writes carry requests clients just sent. */
+    while ((sc = TAILQ_FIRST(&w->dirty_sconns)) != NULL) {
+        TAILQ_REMOVE(&w->dirty_sconns, sc, dirty_link);
+        sc->dirty = false;
+        sconn_flush(sc);
+    }
+    while ((c = TAILQ_FIRST(&w->dirty_clients)) != NULL) {
+        TAILQ_REMOVE(&w->dirty_clients, c, dirty_link);
+        c->dirty = false;
+        client_flush(c);
+    }
+}
+
+static void
+walk_close_cb(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(handle)) {
+        uv_close(handle, NULL);
+    }
+}
+
+static void
+worker_stop_cb(uv_async_t *handle)
+{
+    struct worker *w = handle->data;
+    struct client *c;
+    uint32_t i;
+
+    if (w->stopping) {
+        return;
+    }
+    w->stopping = true;
+    while ((c = TAILQ_FIRST(&w->clients)) != NULL) {
+        client_close(c);
+    }
+    for (i = 0; i < w->npools; i++) {
+        pool_close(&w->pools[i]);
+    }
+    uv_close((uv_handle_t *)&w->flusher, NULL);
+    uv_close((uv_handle_t *)&w->stopper, NULL);
+}
+
+int
+worker_init(struct worker *w, uint32_t id, const struct conf *conf)
+{
+    uint32_t i;
+    int err;
+
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->conf = conf;
+    TAILQ_INIT(&w->clients);
+    TAILQ_INIT(&w->dirty_clients);
+    TAILQ_INIT(&w->dirty_sconns);
+    err = uv_loop_init(&w->loop);
+    if (err != 0) {
+        return err;
+    }
+    w->started = uv_now(&w->loop);
+    /* The longest line holds at most one key per two bytes. */
+    w->keys_cap = MC_LINE_MAX / 2;
+    w->keys = malloc(w->keys_cap * sizeof(*w->keys));
+    w->pools = calloc(conf->npools, sizeof(*w->pools));
+    if (w->keys == NULL || w->pools == NULL) {
+        return UV_ENOMEM;
+    }
+    for (i = 0; i < conf->npools; i++) {
+        err = pool_init(&w->pools[i], w, &conf->pools[i]);
+        w->npools = i + 1;
+        if (err != 0) {
+            return err;
+        }
+    }
+    uv_prepare_init(&w->loop, &w->flusher);
+    w->flusher.data = w;
+    uv_prepare_start(&w->flusher, worker_flush_cb);
+    uv_async_init(&w->loop, &w->stopper, worker_stop_cb);
+    w->stopper.data = w;
+    return 0;
+}
+
+int
+worker_listen(struct worker *w)
+{
+    uint32_t i;
+    int err;
+
+    for (i = 0; i < w->npools; i++) {
+        err = pool_listen(&w->pools[i]);
+        if (err != 0) {
+            return err;
+        }
+    }
+    return 0;
+}
+
+int
+worker_run(struct worker *w)
+{
+    return uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+void
+worker_stop(struct worker *w)
+{
+    uv_async_send(&w->stopper);
+}
+
+void
+worker_deinit(struct worker *w)
+{
+    uint32_t i;
+
+    /* Close whatever is left (listeners of a failed start, say) and let
+     * the close callbacks run, so that the loop closes cleanly. */
+    uv_walk(&w->loop, walk_close_cb, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    for (i = 0; i < w->npools; i++) {
+        pool_deinit(&w->pools[i]);
+    }
+    free(w->pools);
+    w->pools = NULL;
+    free(w->keys);
+    w->keys = NULL;
+    uv_loop_close(&w->loop);
+}
+
+void
+worker_mark_client(struct worker *w, struct client *c)
+{
+    if (!c->dirty && !c->closing) {
+        c->dirty = true;
+        TAILQ_INSERT_TAIL(&w->dirty_clients, c, dirty_link);
+    }
+}
+
+void
+worker_mark_sconn(struct worker *w, struct sconn *sc)
+{
+    if (!sc->dirty && sc->state != SCONN_CLOSING) {
+        sc->dirty = true;
+        TAILQ_INSERT_TAIL(&w->dirty_sconns, sc, dirty_link);
+    }
+}
+
+uint64_t
+worker_uptime(const struct worker *w)
+{
+    return (uv_now((uv_loop_t *)&w->loop) - w->started) / 1000;
+}
