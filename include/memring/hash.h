@@ -28,7 +28,11 @@ enum hash_type {
 
 #define HASH_DEFAULT HASH_FNV1A_64 /* twemproxy's default */
 
-/* Hash of key[0..len) with function t, exactly as twemproxy computes it. */
+/*
+ * Hash of key[0..len) with function t, exactly as nutcracker 0.5.0 on amd64
+ * computes it (bytes >= 0x80 as signed char where it reads them so). An
+ * empty key hashes to 0 whatever t is, as in twemproxy's server_pool_hash().
+ */
 uint32_t hash_key(enum hash_type t, const char *key, size_t len);
 
 /* The config name of t ("fnv1a_64"...); "unknown" when out of range. */
@@ -41,10 +45,11 @@ int hash_from_name(const char *name, size_t len);
 void hash_md5(const void *data, size_t len, uint8_t digest[16]);
 
 /*
- * twemproxy's hash_tag: when tag is two characters "{}" and the key holds
- * the first one followed later by the second, the bytes between them are
- * what is hashed, if there is at least one. Otherwise the whole key.
- * tag == NULL or an empty tag leaves the key as it is.
+ * twemproxy's hash_tag: when tag is two characters ("{}") and the key holds
+ * the first one followed later by the second, the bytes between the first
+ * tag[0] and the next tag[1] after it are what is hashed, if there is at
+ * least one. Otherwise the whole key. tag == NULL or a tag shorter than two
+ * characters leaves the key as it is. Narrows *key and *len in place.
  */
 void hash_tag_slice(const char *tag, const char **key, size_t *len);
 

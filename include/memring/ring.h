@@ -26,21 +26,31 @@ enum dist_type {
 struct ring_node {
     const char *name;   /* what ketama hashes: alias, or host[:port] */
     size_t     name_len;
-    uint32_t   weight;  /* >= 1 */
+    uint32_t   weight;  /* >= 1; ketama and modula shares */
     bool       live;    /* false: ejected, takes no share of the ring */
 };
 
 struct ring;
 
-/* Builds the ring for dist over nodes[0..n); NULL on OOM only. */
+/*
+ * Builds the ring for dist over nodes[0..n); NULL on OOM only. Copies what
+ * it needs: nodes and their names may go away afterwards.
+ */
 struct ring *ring_create(enum dist_type dist, const struct ring_node *nodes,
                          uint32_t n);
 void ring_destroy(struct ring **r);     /* NULL-safe; *r = NULL */
 
-/* Server index for a key hash; -1 when no server is live. */
+/*
+ * Server index for a key hash; -1 when no server is live. Binary search, no
+ * allocation; safe from many threads at once. DIST_RANDOM ignores hash and
+ * picks a live server at random, as twemproxy does.
+ */
 int32_t ring_lookup(const struct ring *r, uint32_t hash);
 
-/* Number of points in the continuum (for tests and /config). */
+/*
+ * Size of twemproxy's continuum (for tests and /config): ketama points,
+ * modula total live weight, random live servers.
+ */
 uint32_t ring_npoints(const struct ring *r);
 
 const char *dist_name(enum dist_type d);
