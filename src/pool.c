@@ -11,6 +11,7 @@
 #include "memring/server.h"
 #include "memring/worker.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ pool_build_ring(struct pool *p)
         nodes[i].name = cp->servers[i].name;
         nodes[i].name_len = strlen(cp->servers[i].name);
         nodes[i].weight = cp->servers[i].weight;
-        nodes[i].live = true;
+        nodes[i].live = p->servers[i].ejected_until == 0;
     }
     ring_destroy(&p->ring);
     p->ring = ring_create(cp->distribution, nodes, cp->nservers);
@@ -182,14 +183,83 @@ pool_deinit(struct pool *p)
     ring_destroy(&p->ring);
 }
 
+/* Puts back ejected servers whose retry time has come; rebuilds. */
+static void
+pool_readmit(struct pool *p, uint64_t now)
+{
+    uint32_t i;
+
+    p->next_rebuild = 0;
+    for (i = 0; i < p->nservers; i++) {
+        struct server *s = &p->servers[i];
+        if (s->ejected_until == 0) {
+            continue;
+        }
+        if (s->ejected_until <= now) {
+            log_notice("pool %s: server %s: back on the ring after %" PRId64
+                       " ms", p->cp->name, s->cs->name,
+                       p->cp->server_retry_timeout);
+            s->ejected_until = 0;
+            p->nejected--;
+        } else if (p->next_rebuild == 0 || s->ejected_until < p->next_rebuild) {
+            p->next_rebuild = s->ejected_until;
+        }
+    }
+    if (pool_build_ring(p) != 0) {
+        log_error("pool %s: ring rebuild: out of memory", p->cp->name);
+    }
+}
+
+void
+pool_server_failed(struct server *s)
+{
+    struct pool *p = s->pool;
+    const struct conf_pool *cp = p->cp;
+    uint64_t now;
+
+    s->failures++;
+    if (!cp->auto_eject_hosts || s->ejected_until != 0 ||
+        s->failures < (uint32_t)cp->server_failure_limit) {
+        return;
+    }
+    now = uv_now(&p->w->loop);
+    s->ejected_until = now + (uint64_t)cp->server_retry_timeout;
+    if (s->ejected_until == 0) {
+        s->ejected_until = 1;
+    }
+    s->failures = 0;
+    p->nejected++;
+    if (p->next_rebuild == 0 || s->ejected_until < p->next_rebuild) {
+        p->next_rebuild = s->ejected_until;
+    }
+    log_warn("pool %s: server %s: ejected after %d failures, retry in %"
+             PRId64 " ms", cp->name, s->cs->name, cp->server_failure_limit,
+             cp->server_retry_timeout);
+    if (pool_build_ring(p) != 0) {
+        log_error("pool %s: ring rebuild: out of memory", cp->name);
+    }
+}
+
+void
+pool_server_ok(struct server *s)
+{
+    s->failures = 0;
+}
+
 struct server *
 pool_route(struct pool *p, const char *key, size_t len)
 {
     const struct conf_pool *cp = p->cp;
     int32_t idx;
 
+    if (p->next_rebuild != 0) {
+        uint64_t now = uv_now(&p->w->loop);
+        if (now >= p->next_rebuild) {
+            pool_readmit(p, now);
+        }
+    }
     if (p->nservers == 1) {
-        return &p->servers[0];
+        return p->nejected == 0 ? &p->servers[0] : NULL;
     }
     hash_tag_slice(cp->hash_tag[0] != '\0' ? cp->hash_tag : NULL, &key, &len);
     idx = ring_lookup(p->ring, hash_key(cp->hash, key, len));

@@ -24,7 +24,13 @@
 
 #define SCONN_READ_MIN (16 * 1024)
 
-static void sconn_close(struct sconn *sc, const char *why);
+static void sconn_shut(struct sconn *sc, const char *why, bool fault);
+
+static void
+sconn_close(struct sconn *sc, const char *why)
+{
+    sconn_shut(sc, why, true);
+}
 
 static struct worker *
 sconn_worker(const struct sconn *sc)
@@ -83,6 +89,9 @@ parent_complete(struct req *p)
 static void
 req_complete(struct sconn *sc, struct req *r)
 {
+    if (!r->failed) {
+        pool_server_ok(sc->server);
+    }
     TAILQ_REMOVE(&sc->inflight, r, sq);
     r->sconn = NULL;
     r->done = true;
@@ -279,8 +288,10 @@ sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         return;
     }
     if (nread < 0) {
-        sconn_close(sc, nread == UV_EOF ? "connection closed by server" :
-                                          uv_strerror((int)nread));
+        bool idle = TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending);
+        sconn_shut(sc, nread == UV_EOF ? "connection closed by server" :
+                                         uv_strerror((int)nread),
+                   !(idle && nread == UV_EOF));
         return;
     }
     sc->rbuf.len += (size_t)nread;
@@ -399,8 +410,13 @@ fail_queue(struct sconn *sc, struct req_queue *q, const char *why)
     }
 }
 
+/*
+ * Closes sc and fails what it held. fault: the server misbehaved (counts
+ * toward ejection); not for our own shutdown or an idle connection that the
+ * server closed.
+ */
 static void
-sconn_close(struct sconn *sc, const char *why)
+sconn_shut(struct sconn *sc, const char *why, bool fault)
 {
     struct server *s = sc->server;
 
@@ -415,6 +431,9 @@ sconn_close(struct sconn *sc, const char *why)
     }
     sc->state = SCONN_CLOSING;
     s->conns[sc->slot] = NULL;
+    if (fault) {
+        pool_server_failed(s);
+    }
     /* Pending go behind inflight so that all fail in request order. */
     fail_queue(sc, &sc->pending, why);
     fail_queue(sc, &sc->inflight, why);
@@ -512,7 +531,7 @@ server_close(struct server *s, const char *why)
 
     for (i = 0; i < s->nconns; i++) {
         if (s->conns[i] != NULL) {
-            sconn_close(s->conns[i], why);
+            sconn_shut(s->conns[i], why, false);
         }
     }
 }

@@ -12,8 +12,9 @@
 #include <stdint.h>
 
 #define MC_KEY_MAX      250      /* memcached's KEY_MAX_LENGTH */
-#define MC_LINE_MAX     65536    /* longest request line memring accepts */
+#define MC_LINE_MAX     65536    /* longest get/gets/gat/gats line, \n incl. */
 #define MC_VALUE_MAX    (1024ULL * 1024 * 1024) /* longest value passed on */
+#define MC_RSP_LINE_MAX 1024     /* longest reply line taken from a server */
 
 enum parse_status {
     PARSE_OK = 0,
@@ -53,39 +54,58 @@ struct mc_span {
 
 /*
  * A parsed client request. Offsets are from the start of the buffer handed
- * to mc_parse_req(). On PARSE_ERROR only the error fields are meaningful.
+ * to mc_parse_req(). On PARSE_ERROR only the error fields are meaningful;
+ * on PARSE_AGAIN only total_len is.
  */
 struct mc_req {
     enum mc_cmd    cmd;
     size_t         line_len;   /* request line including its \r\n or \n */
-    size_t         total_len;  /* line + data block (+ its \r\n), if any */
+    size_t         total_len;  /* line + data block (+ its \r\n), if any.
+                                * PARSE_AGAIN: bytes needed when known (a
+                                * storage header was read), else 0 */
     bool           noreply;
-    size_t         noreply_off; /* where " noreply" starts in the line, so
-                                 * the line can be forwarded without it */
+    size_t         noreply_off; /* noreply: end of the token before
+                                 * "noreply"; buf[0..noreply_off) + "\r\n"
+                                 * is the line without it */
     uint32_t       nkeys;      /* keys written to the caller's array */
-    uint32_t       flags;      /* storage: client flags */
-    int64_t        exptime;    /* storage, touch, gat/gats */
+    uint32_t       flags;      /* storage: client flags (memcached keeps
+                                * the low 32 bits of a larger number) */
+    int64_t        exptime;    /* storage, touch, gat/gats: the int32 that
+                                * memcached reads (it wraps, as there) */
     uint64_t       vlen;       /* storage: value length (data block) */
     uint64_t       cas;        /* cas: unique */
     uint64_t       delta;      /* incr/decr */
-    int64_t        arg;        /* verbosity level, flush_all delay (-1: none) */
+    int64_t        arg;        /* verbosity level, flush_all delay (-1: none;
+                                * memcached treats a delay <= 0 as none) */
     size_t         data_off;   /* storage: where the data block starts */
     struct mc_span args;       /* stats: the arguments after "stats", if any */
 
     /* PARSE_ERROR: what memcached 1.6 would do with these bytes */
-    const char     *error;     /* reply line without \r\n, e.g. "ERROR" */
-    size_t         skip;       /* bytes to drop (line, or line + data) */
-    bool           close;      /* memcached closes the connection after */
+    const char     *error;     /* reply line without \r\n, e.g. "ERROR";
+                                * NULL: send nothing (noreply, or a silent
+                                * close). Not always an error: "gat 10" with
+                                * no key gets "END" */
+    size_t         skip;       /* bytes to drop (line, or line + data);
+                                * never more than len */
+    bool           close;      /* close the connection after the reply */
 };
 
 /*
  * Parses one request from buf[0..len). keys/keys_cap receive the key spans
- * (get-family may have many; a request with more keys than keys_cap is
- * refused like an over-long line). PARSE_ERROR fills req->error/skip/close;
- * the caller replies error, drops skip bytes, and goes on (or closes).
- * When AGAIN is returned and len already exceeds a bound (line longer than
- * MC_LINE_MAX) the parser returns PARSE_ERROR instead, so that a client
- * cannot make the proxy buffer without end.
+ * (get-family may have many; a request with more keys than keys_cap gets
+ * "CLIENT_ERROR line too long", like an over-long line, but the connection
+ * stays open). PARSE_ERROR fills req->error/skip/close; the caller replies
+ * error (if not NULL), drops skip bytes, and goes on (or closes).
+ * Bounds, so that a client cannot make the proxy buffer without end: a
+ * get/gets/gat/gats line longer than MC_LINE_MAX gets "CLIENT_ERROR line too
+ * long" and close; any other line longer than 2048 bytes closes silently
+ * (memcached's rule). These hold whether or not the newline has arrived, so
+ * the result never depends on how the bytes were split into reads.
+ * A value longer than MC_VALUE_MAX gets "SERVER_ERROR object too large for
+ * cache" and close (memcached would swallow the data block instead).
+ * Keys longer than MC_KEY_MAX or with a control byte (< 0x20, 0x7f) get
+ * "CLIENT_ERROR bad command line format"; memcached itself only checks the
+ * length.
  */
 enum parse_status mc_parse_req(const char *buf, size_t len, struct mc_req *req,
                                struct mc_span *keys, uint32_t keys_cap);
@@ -99,16 +119,20 @@ enum mc_rsp_type {
 /* One unit of a server's reply stream. */
 struct mc_rsp {
     enum mc_rsp_type type;
-    size_t           len;      /* bytes of this unit, data block included */
+    size_t           len;      /* bytes of this unit, data block included.
+                                * PARSE_AGAIN: bytes needed when known (a
+                                * VALUE header was read), else 0 */
     struct mc_span   key;      /* VALUE: the key */
     uint64_t         vlen;     /* VALUE: data length */
     bool             is_error; /* LINE: ERROR, CLIENT_ERROR or SERVER_ERROR */
 };
 
 /*
- * Parses the next unit of a server reply from buf[0..len). PARSE_ERROR
- * means the stream cannot be trusted (garbage, bad framing): the caller
- * closes the server connection and fails what it had in flight.
+ * Parses the next unit of a server reply from buf[0..len). Lines must end
+ * in \r\n (memcached always sends it). PARSE_ERROR means the stream cannot
+ * be trusted (garbage, bad framing, a line longer than MC_RSP_LINE_MAX, a
+ * VALUE longer than MC_VALUE_MAX): the caller closes the server connection
+ * and fails what it had in flight.
  */
 enum parse_status mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp);
 

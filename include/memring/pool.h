@@ -25,6 +25,8 @@ struct server {
     struct sconn             **conns;   /* server_connections slots */
     uint32_t                 nconns;
     uint32_t                 next;      /* round-robin over conns */
+    uint32_t                 failures;  /* consecutive, for ejection */
+    uint64_t                 ejected_until; /* loop ms; 0 = on the ring */
 };
 
 struct pool {
@@ -33,6 +35,8 @@ struct pool {
     struct ring            *ring;
     struct server          *servers;
     uint32_t               nservers;
+    uint32_t               nejected;    /* servers off the ring now */
+    uint64_t               next_rebuild; /* loop ms when one may return */
     union {
         uv_handle_t        handle;
         uv_stream_t        stream;
@@ -56,6 +60,14 @@ void pool_deinit(struct pool *p);
 
 /* The server for key, or NULL when no server is live. */
 struct server *pool_route(struct pool *p, const char *key, size_t len);
+
+/* A request to s failed (connect, EOF, garbage): with auto_eject_hosts,
+ * server_failure_limit failures in a row take s off the ring for
+ * server_retry_timeout ms. */
+void pool_server_failed(struct server *s);
+
+/* s answered: its failure streak ends. */
+void pool_server_ok(struct server *s);
 
 /* Opens connections to every server now (preconnect: true). */
 void pool_preconnect(struct pool *p);

@@ -1,0 +1,820 @@
+/*
+ * mc_parse: memcached's text protocol, one request or reply unit per call.
+ * Malformed requests get what memcached 1.6 answers (the table at the top of
+ * tests/unit/test_mc_parse.c). No state between calls, no allocation.
+ */
+#include "memring/mc_parse.h"
+
+#include <limits.h>
+#include <string.h>
+
+/*
+ * memcached closes a connection that has buffered more than 2048 bytes with
+ * no newline, unless they start (after at most 100 spaces) with "get " or
+ * "gets ": only multigets may be that long. memring applies the rule to the
+ * line itself, so that the answer does not depend on how reads were split,
+ * and lets gat/gats through too, as a valid gat is as long as a valid get.
+ */
+#define SHORT_LINE_MAX  2048
+#define LEAD_SPACES_MAX 100
+
+/*
+ * memcached's tokenizer keeps 23 tokens (MAX_TOKENS less its terminator);
+ * the rest of a longer line is one unsplit remainder. Arity checks, the
+ * noreply test and the HTTP test look only at those 23.
+ */
+#define TOKENS_MAX 23
+
+#define ERR_ERROR     "ERROR"
+#define ERR_FORMAT    "CLIENT_ERROR bad command line format"
+#define ERR_EXPTIME   "CLIENT_ERROR invalid exptime argument"
+#define ERR_DELTA     "CLIENT_ERROR invalid numeric delta argument"
+#define ERR_DELETE    "CLIENT_ERROR bad command line format.  " \
+                      "Usage: delete <key> [noreply]"
+#define ERR_CHUNK     "CLIENT_ERROR bad data chunk"
+#define ERR_TOO_LARGE "SERVER_ERROR object too large for cache"
+#define ERR_LINE      "CLIENT_ERROR line too long"
+
+#define CRLF_LEN 2
+
+struct token {
+    const char *p;
+    size_t     len;
+};
+
+/* A request whose line has been found; the parse_* steps share it. */
+struct req_line {
+    const char     *buf;
+    size_t         len;                /* bytes available in buf */
+    const char     *end;               /* end of the line's text */
+    const char     *cur;               /* tokenizer position */
+    struct mc_req  *req;
+    struct mc_span *keys;              /* caller's array */
+    uint32_t       keys_cap;
+    struct token   tok[TOKENS_MAX];    /* tokens memcached would keep */
+    size_t         ntok;
+};
+
+static const struct {
+    const char *name;
+    size_t     len;
+} cmd_table[MC_CMD_COUNT] = {
+#define CMD(c, s) [c] = { s, sizeof(s) - 1 }
+    CMD(MC_UNKNOWN, "unknown"),
+    CMD(MC_GET, "get"),
+    CMD(MC_GETS, "gets"),
+    CMD(MC_GAT, "gat"),
+    CMD(MC_GATS, "gats"),
+    CMD(MC_SET, "set"),
+    CMD(MC_ADD, "add"),
+    CMD(MC_REPLACE, "replace"),
+    CMD(MC_APPEND, "append"),
+    CMD(MC_PREPEND, "prepend"),
+    CMD(MC_CAS, "cas"),
+    CMD(MC_DELETE, "delete"),
+    CMD(MC_INCR, "incr"),
+    CMD(MC_DECR, "decr"),
+    CMD(MC_TOUCH, "touch"),
+    CMD(MC_VERSION, "version"),
+    CMD(MC_VERBOSITY, "verbosity"),
+    CMD(MC_QUIT, "quit"),
+    CMD(MC_FLUSH_ALL, "flush_all"),
+    CMD(MC_STATS, "stats"),
+#undef CMD
+};
+
+const char *
+mc_cmd_name(enum mc_cmd cmd)
+{
+    if ((unsigned int)cmd >= MC_CMD_COUNT) {
+        cmd = MC_UNKNOWN;
+    }
+    return cmd_table[cmd].name;
+}
+
+bool
+mc_cmd_is_retrieval(enum mc_cmd cmd)
+{
+    return cmd == MC_GET || cmd == MC_GETS || cmd == MC_GAT ||
+           cmd == MC_GATS;
+}
+
+bool
+mc_cmd_is_storage(enum mc_cmd cmd)
+{
+    return cmd == MC_SET || cmd == MC_ADD || cmd == MC_REPLACE ||
+           cmd == MC_APPEND || cmd == MC_PREPEND || cmd == MC_CAS;
+}
+
+/* ---------------------------------------------------------------------
+ * Tokens and numbers, as memcached reads them
+ * ------------------------------------------------------------------- */
+
+static bool
+tok_is(const struct token *t, const char *s, size_t n)
+{
+    return t->len == n && memcmp(t->p, s, n) == 0;
+}
+
+/* memcached's tokenize_command(): only ' ' separates, runs of it too. */
+static bool
+next_token(const char **cur, const char *end, struct token *t)
+{
+    const char *p = *cur;
+    const char *s;
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+    if (p == end) {
+        *cur = p;
+        return false;
+    }
+    s = memchr(p, ' ', (size_t)(end - p));
+    if (s == NULL) {
+        s = end;
+    }
+    t->p = p;
+    t->len = (size_t)(s - p);
+    *cur = s;
+    return true;
+}
+
+/* isspace() in the C locale: it ends a number for memcached's strto*(). */
+static bool
+is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/*
+ * The part of strtoull()/strtol() that memcached's safe_strto*() rely on:
+ * leading white space, a sign, at least one digit, then the token's end or
+ * white space (after which anything goes: "5\tx" reads as 5). False where
+ * they fail or set ERANGE, i.e. the magnitude is beyond 64 bits.
+ */
+static bool
+scan_number(const struct token *t, bool *neg, uint64_t *mag)
+{
+    const char *p = t->p;
+    const char *e = t->p + t->len;
+    const char *digits;
+    uint64_t v = 0;
+
+    while (p < e && is_space(*p)) {
+        p++;
+    }
+    *neg = false;
+    if (p < e && (*p == '+' || *p == '-')) {
+        *neg = *p == '-';
+        p++;
+    }
+    digits = p;
+    while (p < e && *p >= '0' && *p <= '9') {
+        uint64_t d = (uint64_t)(*p - '0');
+
+        if (v > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+        p++;
+    }
+    if (p == digits || (p < e && !is_space(*p))) {
+        return false;
+    }
+    *mag = v;
+    return true;
+}
+
+/*
+ * safe_strtoull(): strtoull() negates a "-n" in 64 bits; the result is
+ * refused only if it then looks negative as a signed number.
+ */
+static bool
+num_u64(const struct token *t, uint64_t *out)
+{
+    uint64_t mag, v;
+    bool neg;
+
+    if (!scan_number(t, &neg, &mag)) {
+        return false;
+    }
+    v = neg ? (uint64_t)0 - mag : mag;
+    if (neg && v > (uint64_t)INT64_MAX) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/*
+ * safe_strtoul() on a 64-bit build: the same test with unsigned long, then
+ * the value is stored into 32 bits, dropping the high half
+ * ("4294967297" reads as 1).
+ */
+static bool
+num_u32(const struct token *t, uint32_t *out)
+{
+    uint64_t v;
+
+    if (!num_u64(t, &v)) {
+        return false;
+    }
+    *out = (uint32_t)(v & UINT32_MAX);
+    return true;
+}
+
+/*
+ * safe_strtol() on a 64-bit build: strtol() into a 64-bit long, then
+ * stored into an int32_t, which wraps ("2147483648" reads as INT32_MIN).
+ */
+static bool
+num_i32(const struct token *t, int32_t *out)
+{
+    uint64_t mag, low;
+    bool neg;
+
+    if (!scan_number(t, &neg, &mag)) {
+        return false;
+    }
+    if (mag > (uint64_t)INT64_MAX + (neg ? 1 : 0)) {
+        return false;
+    }
+    low = (neg ? (uint64_t)0 - mag : mag) & UINT32_MAX;
+    *out = low > INT32_MAX ? (int32_t)((int64_t)low - ((int64_t)1 << 32))
+                           : (int32_t)low;
+    return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Requests
+ * ------------------------------------------------------------------- */
+
+static enum parse_status
+req_fail(struct mc_req *req, const char *error, size_t skip, bool close)
+{
+    /* memcached's out_string() stays silent once noreply was seen. */
+    req->error = req->noreply ? NULL : error;
+    req->skip = skip;
+    req->close = close;
+    return PARSE_ERROR;
+}
+
+static enum parse_status
+line_fail(struct req_line *l, const char *error)
+{
+    return req_fail(l->req, error, l->req->line_len, false);
+}
+
+/*
+ * memcached's set_noreply_maybe(): the last token it kept decides, where
+ * ever that is ("set k 0 0 noreply" is a noreply set with a bad length).
+ */
+static bool
+noreply_maybe(struct req_line *l)
+{
+    const struct token *last = &l->tok[l->ntok - 1];
+    const struct token *prev;
+
+    if (l->ntok >= 2 && tok_is(last, "noreply", 7)) {
+        prev = last - 1;
+        l->req->noreply = true;
+        l->req->noreply_off = (size_t)(prev->p + prev->len - l->buf);
+    }
+    return l->req->noreply;
+}
+
+/*
+ * memcached checks only the length. Control bytes are refused on top of
+ * that, as protocol.txt forbids them and a key with one cannot be written
+ * back unchanged in logs, stats or a recomposed get line.
+ */
+static bool
+key_ok(const struct token *t)
+{
+    size_t i;
+
+    if (t->len > MC_KEY_MAX) {
+        return false;
+    }
+    for (i = 0; i < t->len; i++) {
+        unsigned char c = (unsigned char)t->p[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+add_key(struct req_line *l, const struct token *t)
+{
+    struct mc_req *req = l->req;
+
+    if (req->nkeys == l->keys_cap) {
+        return false;
+    }
+    l->keys[req->nkeys].off = (uint32_t)(t->p - l->buf);
+    l->keys[req->nkeys].len = (uint32_t)t->len;
+    req->nkeys++;
+    return true;
+}
+
+/*
+ * A line with no newline in its first SHORT_LINE_MAX + 1 bytes; line_len is
+ * its length, or a lower bound when the newline has not arrived. PARSE_OK
+ * lets a retrieval go on.
+ */
+static enum parse_status
+check_long_line(const char *buf, size_t len, size_t line_len,
+                struct mc_req *req)
+{
+    size_t i = 0;
+
+    while (buf[i] == ' ') {
+        i++;
+    }
+    if (i > LEAD_SPACES_MAX ||
+        (memcmp(buf + i, "get ", 4) != 0 && memcmp(buf + i, "gets ", 5) != 0 &&
+         memcmp(buf + i, "gat ", 4) != 0 && memcmp(buf + i, "gats ", 5) != 0)) {
+        return req_fail(req, NULL, len, true);
+    }
+    if (line_len > MC_LINE_MAX) {
+        return req_fail(req, ERR_LINE, len, true);
+    }
+    return PARSE_OK;
+}
+
+static enum parse_status
+parse_storage(struct req_line *l)
+{
+    struct mc_req *req = l->req;
+    bool cas = req->cmd == MC_CAS;
+    size_t want = cas ? 6 : 5;
+    uint64_t unique = 0;
+    uint32_t flags;
+    int32_t exptime, vlen;
+    size_t total;
+
+    if (l->ntok != want && l->ntok != want + 1) {
+        return line_fail(l, ERR_ERROR);
+    }
+    noreply_maybe(l);
+    if (!key_ok(&l->tok[1])) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    if (!num_u32(&l->tok[2], &flags) || !num_i32(&l->tok[3], &exptime) ||
+        !num_i32(&l->tok[4], &vlen) ||
+        (cas && !num_u64(&l->tok[5], &unique))) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    if (vlen < 0 || vlen > INT_MAX - CRLF_LEN) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    if ((uint64_t)vlen > MC_VALUE_MAX) {
+        /*
+         * memcached swallows the data block and goes on. Holding or
+         * dropping a gigabyte is not worth it for a proxy: close instead.
+         */
+        return req_fail(req, ERR_TOO_LARGE, req->line_len, true);
+    }
+    if (!add_key(l, &l->tok[1])) {
+        return line_fail(l, ERR_LINE);
+    }
+    req->flags = flags;
+    req->exptime = exptime;
+    req->vlen = (uint64_t)vlen;
+    req->cas = unique;
+    req->data_off = req->line_len;
+    total = req->line_len + (size_t)vlen + CRLF_LEN;
+    req->total_len = total;
+    if (l->len < total) {
+        return PARSE_AGAIN;
+    }
+    /* memcached reads exactly vlen + 2 bytes, whatever they are. */
+    if (l->buf[total - 2] != '\r' || l->buf[total - 1] != '\n') {
+        return req_fail(req, ERR_CHUNK, total, false);
+    }
+    return PARSE_OK;
+}
+
+/* get/gets/gat/gats: keys are not capped at TOKENS_MAX, so walk them all. */
+static enum parse_status
+parse_retrieval(struct req_line *l)
+{
+    struct mc_req *req = l->req;
+    const char *cur = l->cur;
+    struct token t;
+    bool more, full = false;
+    int32_t exptime;
+
+    if (!next_token(&cur, l->end, &t)) {
+        return line_fail(l, ERR_ERROR);
+    }
+    more = true;
+    if (req->cmd == MC_GAT || req->cmd == MC_GATS) {
+        if (!num_i32(&t, &exptime)) {
+            return line_fail(l, ERR_EXPTIME);
+        }
+        req->exptime = exptime;
+        more = next_token(&cur, l->end, &t);
+    }
+    for (; more; more = next_token(&cur, l->end, &t)) {
+        /* One bad key fails the whole request, as in memcached. */
+        if (!key_ok(&t)) {
+            return line_fail(l, ERR_FORMAT);
+        }
+        if (!full && !add_key(l, &t)) {
+            full = true;
+        }
+    }
+    if (full) {
+        return line_fail(l, ERR_LINE);
+    }
+    if (req->nkeys == 0) {
+        return line_fail(l, "END");   /* "gat 10": nothing to fetch */
+    }
+    return PARSE_OK;
+}
+
+static enum parse_status
+parse_delete(struct req_line *l)
+{
+    bool zero, noreply;
+
+    if (l->ntok < 2 || l->ntok > 4) {
+        return line_fail(l, ERR_ERROR);
+    }
+    if (l->ntok > 2) {
+        /* Only "delete <key> 0" survives of the old hold time. */
+        zero = tok_is(&l->tok[2], "0", 1);
+        noreply = noreply_maybe(l);
+        if (!((l->ntok == 3 && (zero || noreply)) ||
+              (l->ntok == 4 && zero && noreply))) {
+            return line_fail(l, ERR_DELETE);
+        }
+    }
+    if (!key_ok(&l->tok[1])) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    if (!add_key(l, &l->tok[1])) {
+        return line_fail(l, ERR_LINE);
+    }
+    return PARSE_OK;
+}
+
+/* incr, decr and touch: <cmd> <key> <number> [noreply]. */
+static enum parse_status
+parse_key_number(struct req_line *l)
+{
+    struct mc_req *req = l->req;
+    int32_t exptime;
+
+    if (l->ntok != 3 && l->ntok != 4) {
+        return line_fail(l, ERR_ERROR);
+    }
+    noreply_maybe(l);
+    if (!key_ok(&l->tok[1])) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    if (req->cmd == MC_TOUCH) {
+        if (!num_i32(&l->tok[2], &exptime)) {
+            return line_fail(l, ERR_EXPTIME);
+        }
+        req->exptime = exptime;
+    } else if (!num_u64(&l->tok[2], &req->delta)) {
+        return line_fail(l, ERR_DELTA);
+    }
+    if (!add_key(l, &l->tok[1])) {
+        return line_fail(l, ERR_LINE);
+    }
+    return PARSE_OK;
+}
+
+static enum parse_status
+parse_verbosity(struct req_line *l)
+{
+    uint32_t level;
+
+    if (l->ntok != 2 && l->ntok != 3) {
+        return line_fail(l, ERR_ERROR);
+    }
+    noreply_maybe(l);
+    if (!num_u32(&l->tok[1], &level)) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    l->req->arg = level;
+    return PARSE_OK;
+}
+
+static enum parse_status
+parse_flush_all(struct req_line *l)
+{
+    struct mc_req *req = l->req;
+    int32_t delay;
+
+    if (l->ntok > 3) {
+        return line_fail(l, ERR_ERROR);
+    }
+    noreply_maybe(l);
+    /* memcached reads a delay whenever the token count says there is one,
+     * so "flush_all noreply 10" fails on "noreply" and "flush_all 1 2"
+     * flushes in 1 second. */
+    if (l->ntok != (req->noreply ? 2u : 1u)) {
+        if (!num_i32(&l->tok[1], &delay)) {
+            return line_fail(l, ERR_EXPTIME);
+        }
+        req->arg = delay;
+    }
+    return PARSE_OK;
+}
+
+/*
+ * Not a command memring serves. memcached answers ERROR, except that a name
+ * falling through all of its branches with an HTTP version as the last kept
+ * token ("GET / HTTP/1.1") makes it close the connection without a word.
+ */
+static enum parse_status
+parse_unknown(struct req_line *l)
+{
+    static const char *const known[] = {
+        "bget", "lru_crawler", "watch", "lru", "extstore", "refresh_certs",
+    };
+    const struct token *t = &l->tok[0];
+    const struct token *last = &l->tok[l->ntok - 1];
+    size_t i;
+
+    /* Its 'g', 's', 'a', 'c', 'i', 'd', 't' and two-letter 'm' (meta)
+     * branches end in ERROR. memring does not serve meta commands. */
+    if (memchr("gsacidt", t->p[0], 7) != NULL ||
+        (t->p[0] == 'm' && t->len == 2)) {
+        return line_fail(l, ERR_ERROR);
+    }
+    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (tok_is(t, known[i], strlen(known[i]))) {
+            return line_fail(l, ERR_ERROR);
+        }
+    }
+    if (last->len >= 5 && memcmp(last->p, "HTTP/", 5) == 0) {
+        return req_fail(l->req, NULL, l->req->line_len, true);
+    }
+    return line_fail(l, ERR_ERROR);
+}
+
+static enum mc_cmd
+cmd_lookup(const struct token *t)
+{
+    unsigned int c;
+
+    for (c = MC_UNKNOWN + 1; c < MC_CMD_COUNT; c++) {
+        if (tok_is(t, cmd_table[c].name, cmd_table[c].len)) {
+            return (enum mc_cmd)c;
+        }
+    }
+    return MC_UNKNOWN;
+}
+
+enum parse_status
+mc_parse_req(const char *buf, size_t len, struct mc_req *req,
+             struct mc_span *keys, uint32_t keys_cap)
+{
+    struct req_line l;
+    const char *nl, *nul, *p, *e;
+    size_t text;
+    enum parse_status st;
+
+    memset(req, 0, sizeof(*req));
+    req->arg = -1;
+
+    nl = memchr(buf, '\n', len < MC_LINE_MAX ? len : MC_LINE_MAX);
+    if (nl == NULL) {
+        if (len <= SHORT_LINE_MAX) {
+            return PARSE_AGAIN;
+        }
+        st = check_long_line(buf, len, len + 1, req);
+        return st == PARSE_OK ? PARSE_AGAIN : st;
+    }
+    text = (size_t)(nl - buf);
+    if (text > SHORT_LINE_MAX) {
+        st = check_long_line(buf, len, text + 1, req);
+        if (st != PARSE_OK) {
+            return st;
+        }
+    }
+    req->line_len = text + 1;
+    req->total_len = req->line_len;
+
+    /* As memcached: drop one \r before the \n (but not from "\r\n"
+     * alone), then the line ends at a NUL since it is read with
+     * strlen(). */
+    if (text > 1 && buf[text - 1] == '\r') {
+        text--;
+    }
+    nul = memchr(buf, '\0', text);
+    if (nul != NULL) {
+        text = (size_t)(nul - buf);
+    }
+
+    l.buf = buf;
+    l.len = len;
+    l.end = buf + text;
+    l.cur = buf;
+    l.req = req;
+    l.keys = keys;
+    l.keys_cap = keys_cap;
+    if (!next_token(&l.cur, l.end, &l.tok[0]) || l.tok[0].len < 2) {
+        return line_fail(&l, ERR_ERROR);
+    }
+    req->cmd = cmd_lookup(&l.tok[0]);
+    if (mc_cmd_is_retrieval(req->cmd)) {
+        return parse_retrieval(&l);
+    }
+    if (req->cmd == MC_STATS) {
+        for (p = l.cur; p < l.end && *p == ' '; p++) {
+        }
+        for (e = l.end; e > p && e[-1] == ' '; e--) {
+        }
+        req->args.off = (uint32_t)(p - buf);
+        req->args.len = (uint32_t)(e - p);
+        return PARSE_OK;
+    }
+    l.ntok = 1;
+    while (l.ntok < TOKENS_MAX && next_token(&l.cur, l.end, &l.tok[l.ntok])) {
+        l.ntok++;
+    }
+
+    switch (req->cmd) {
+    case MC_SET:
+    case MC_ADD:
+    case MC_REPLACE:
+    case MC_APPEND:
+    case MC_PREPEND:
+    case MC_CAS:
+        return parse_storage(&l);
+    case MC_DELETE:
+        return parse_delete(&l);
+    case MC_INCR:
+    case MC_DECR:
+    case MC_TOUCH:
+        return parse_key_number(&l);
+    case MC_VERBOSITY:
+        return parse_verbosity(&l);
+    case MC_FLUSH_ALL:
+        return parse_flush_all(&l);
+    case MC_VERSION:
+    case MC_QUIT:
+        return PARSE_OK;            /* memcached ignores any arguments */
+    case MC_GET:
+    case MC_GETS:
+    case MC_GAT:
+    case MC_GATS:
+    case MC_STATS:
+    case MC_UNKNOWN:
+    case MC_CMD_COUNT:
+        break;
+    }
+    req->cmd = MC_UNKNOWN;
+    return parse_unknown(&l);
+}
+
+/* ---------------------------------------------------------------------
+ * Responses
+ * ------------------------------------------------------------------- */
+
+/* Digits only up to ' ' or e, at most max: the server writes them so. */
+static bool
+rsp_number(const char **pp, const char *e, uint64_t max, uint64_t *out)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+
+    if (p == e || *p < '0' || *p > '9') {
+        return false;
+    }
+    for (; p < e && *p != ' '; p++) {
+        uint64_t d;
+
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+        d = (uint64_t)(*p - '0');
+        if (v > (max - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    *pp = p;
+    *out = v;
+    return true;
+}
+
+/* VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n */
+static enum parse_status
+parse_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
+{
+    const char *p = buf + 6;
+    const char *e = buf + text;
+    const char *sp;
+    struct token key;
+    uint64_t v;
+    size_t total;
+
+    sp = memchr(p, ' ', (size_t)(e - p));
+    if (sp == NULL) {
+        return PARSE_ERROR;
+    }
+    key.p = p;
+    key.len = (size_t)(sp - p);
+    if (key.len == 0 || !key_ok(&key)) {
+        return PARSE_ERROR;
+    }
+    p = sp + 1;
+    if (!rsp_number(&p, e, UINT32_MAX, &v) || p == e) {
+        return PARSE_ERROR;
+    }
+    p++;
+    if (!rsp_number(&p, e, MC_VALUE_MAX, &rsp->vlen)) {
+        return PARSE_ERROR;
+    }
+    if (p < e) {
+        p++;
+        if (!rsp_number(&p, e, UINT64_MAX, &v) || p != e) {
+            return PARSE_ERROR;
+        }
+    }
+    rsp->type = MC_RSP_VALUE;
+    rsp->key.off = (uint32_t)(key.p - buf);
+    rsp->key.len = (uint32_t)key.len;
+    total = text + CRLF_LEN + (size_t)rsp->vlen + CRLF_LEN;
+    rsp->len = total;
+    if (len < total) {
+        return PARSE_AGAIN;
+    }
+    if (buf[total - 2] != '\r' || buf[total - 1] != '\n') {
+        return PARSE_ERROR;
+    }
+    return PARSE_OK;
+}
+
+static const struct {
+    const char *word;
+    size_t     len;
+    bool       text;    /* " <anything>" may follow */
+    bool       error;
+} rsp_words[] = {
+#define WORD(s, text, error) { s, sizeof(s) - 1, text, error }
+    WORD("STORED", false, false),
+    WORD("NOT_STORED", false, false),
+    WORD("EXISTS", false, false),
+    WORD("NOT_FOUND", false, false),
+    WORD("DELETED", false, false),
+    WORD("TOUCHED", false, false),
+    WORD("OK", false, false),
+    WORD("VERSION", true, false),
+    WORD("ERROR", true, true),
+    WORD("CLIENT_ERROR", true, true),
+    WORD("SERVER_ERROR", true, true),
+#undef WORD
+};
+
+enum parse_status
+mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
+{
+    const char *nl, *p;
+    size_t text, i;
+    uint64_t v;
+
+    memset(rsp, 0, sizeof(*rsp));
+    nl = memchr(buf, '\n', len < MC_RSP_LINE_MAX ? len : MC_RSP_LINE_MAX);
+    if (nl == NULL) {
+        return len >= MC_RSP_LINE_MAX ? PARSE_ERROR : PARSE_AGAIN;
+    }
+    if (nl == buf || nl[-1] != '\r') {
+        return PARSE_ERROR;
+    }
+    text = (size_t)(nl - buf) - 1;
+    if (text > 6 && memcmp(buf, "VALUE ", 6) == 0) {
+        return parse_value(buf, len, text, rsp);
+    }
+    rsp->len = text + CRLF_LEN;
+    if (text == 3 && memcmp(buf, "END", 3) == 0) {
+        rsp->type = MC_RSP_END;
+        return PARSE_OK;
+    }
+    rsp->type = MC_RSP_LINE;
+    p = buf;
+    if (rsp_number(&p, buf + text, UINT64_MAX, &v) && p == buf + text) {
+        return PARSE_OK;            /* incr/decr */
+    }
+    for (i = 0; i < sizeof(rsp_words) / sizeof(rsp_words[0]); i++) {
+        size_t n = rsp_words[i].len;
+
+        if (text >= n && memcmp(buf, rsp_words[i].word, n) == 0 &&
+            (text == n || (rsp_words[i].text && buf[n] == ' '))) {
+            rsp->is_error = rsp_words[i].error;
+            return PARSE_OK;
+        }
+    }
+    return PARSE_ERROR;
+}
