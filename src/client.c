@@ -24,6 +24,11 @@
 
 #define CLIENT_READ_MIN (16 * 1024)
 
+/* What version answers. Clients (libmemcached among them) read the leading
+ * major.minor.micro to decide what the server speaks, and refuse major 0;
+ * memring speaks memcached 1.6's text protocol, so it says so first. */
+#define CLIENT_VERSION "1.6.0-memring-" MEMRING_VERSION
+
 static const char *const cmd_wire_name[MC_CMD_COUNT] = {
     [MC_GET] = "get", [MC_GETS] = "gets", [MC_GAT] = "gat",
     [MC_GATS] = "gats", [MC_FLUSH_ALL] = "flush_all",
@@ -90,8 +95,7 @@ client_stats(struct client *c)
     err |= stats_line(b, "pid", (uint64_t)getpid());
     err |= stats_line(b, "uptime", worker_uptime(w));
     err |= stats_line(b, "time", (uint64_t)time(NULL));
-    snprintf(line, sizeof(line), "STAT version memring-%s\r\n",
-             MEMRING_VERSION);
+    snprintf(line, sizeof(line), "STAT version %s\r\n", CLIENT_VERSION);
     err |= buf_append_str(b, line);
     err |= stats_line(b, "pointer_size", (uint64_t)(8 * sizeof(void *)));
     err |= stats_line(b, "curr_connections", s->curr_connections);
@@ -376,7 +380,7 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
     case MC_FLUSH_ALL:
         return forward_flush_all(c, buf, m);
     case MC_VERSION:
-        return client_reply_local(c, m->cmd, "VERSION " MEMRING_VERSION);
+        return client_reply_local(c, m->cmd, "VERSION " CLIENT_VERSION);
     case MC_VERBOSITY:
         /* memring's own log level is set with -v; say OK like memcached. */
         return client_reply_local(c, m->cmd, m->noreply ? NULL : "OK");

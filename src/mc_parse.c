@@ -332,7 +332,8 @@ check_long_line(const char *buf, size_t len, size_t line_len,
 {
     size_t i = 0;
 
-    while (buf[i] == ' ') {
+    /* len > SHORT_LINE_MAX: the bytes looked at here are all there */
+    while (i <= LEAD_SPACES_MAX && buf[i] == ' ') {
         i++;
     }
     if (i > LEAD_SPACES_MAX ||

@@ -22,9 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCONN_READ_MIN (16 * 1024)
+#define SCONN_READ_MIN    (16 * 1024)
+#define SCONN_BACKOFF_MIN 10      /* ms after the first failed connect */
+#define SCONN_BACKOFF_MAX 1000    /* ms, the most a connect waits */
 
 static void sconn_shut(struct sconn *sc, const char *why, bool fault);
+static void sconn_backoff(struct server *s);
 
 static void
 sconn_close(struct sconn *sc, const char *why)
@@ -298,13 +301,68 @@ sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     sconn_parse(sc);
 }
 
+/* Both handles (stream and timer) are closed before sc is freed. */
 static void
 sconn_close_cb(uv_handle_t *handle)
 {
     struct sconn *sc = handle->data;
 
+    if (--sc->nclosing > 0) {
+        return;
+    }
     buf_free(&sc->rbuf);
     free(sc);
+}
+
+static int64_t
+sconn_timeout(const struct sconn *sc)
+{
+    return sc->server->pool->cp->timeout;
+}
+
+/* Fires at the oldest inflight request's deadline (or the connect's). */
+static void
+sconn_timer_cb(uv_timer_t *timer)
+{
+    struct sconn *sc = timer->data;
+    uint64_t now = uv_now(timer->loop);
+    struct req *head;
+
+    if (sc->state == SCONN_CLOSING) {
+        return;
+    }
+    if (sc->state == SCONN_CONNECTING) {
+        sconn_close(sc, "connect timed out");
+        return;
+    }
+    head = TAILQ_FIRST(&sc->inflight);
+    if (head == NULL) {
+        return;
+    }
+    if (now >= head->deadline) {
+        /* The stream is out of step from here on: replies that arrive
+         * late would be matched to the wrong requests. */
+        sc->server->pool->w->stats.server_timedout++;
+        sconn_close(sc, uv_strerror(UV_ETIMEDOUT));
+        return;
+    }
+    uv_timer_start(&sc->timer, sconn_timer_cb, head->deadline - now, 0);
+}
+
+/* Keeps the timer armed while requests are in flight. */
+static void
+sconn_arm(struct sconn *sc)
+{
+    struct req *head = TAILQ_FIRST(&sc->inflight);
+    uint64_t now;
+
+    if (head == NULL || sconn_timeout(sc) < 0 ||
+        uv_is_active((uv_handle_t *)&sc->timer)) {
+        return;
+    }
+    now = uv_now(&sc->server->pool->w->loop);
+    uv_timer_start(&sc->timer, sconn_timer_cb,
+                   head->deadline > now ? head->deadline - now : 0, 0);
 }
 
 static void
@@ -331,10 +389,14 @@ sconn_connect_cb(uv_connect_t *creq, int status)
     }
     if (status != 0) {
         log_warn("server %s: connect: %s", s->cs->name, uv_strerror(status));
+        sconn_backoff(s);
         sconn_close(sc, uv_strerror(status));
         return;
     }
     sc->state = SCONN_CONNECTED;
+    uv_timer_stop(&sc->timer);
+    s->backoff = 0;
+    s->retry_at = 0;
     err = uv_read_start(&sc->h.stream, sconn_alloc_cb, sconn_read_cb);
     if (err != 0) {
         sconn_close(sc, uv_strerror(err));
@@ -347,6 +409,18 @@ sconn_connect_cb(uv_connect_t *creq, int status)
 /* ---------------------------------------------------------------------
  * Connections
  * ------------------------------------------------------------------- */
+
+/* After a failed connect, the next one waits: 10 ms, doubling to 1 s.
+ * Requests meanwhile fail at once instead of hammering a dead server. */
+static void
+sconn_backoff(struct server *s)
+{
+    s->backoff = s->backoff == 0 ? SCONN_BACKOFF_MIN : s->backoff * 2;
+    if (s->backoff > SCONN_BACKOFF_MAX) {
+        s->backoff = SCONN_BACKOFF_MAX;
+    }
+    s->retry_at = uv_now(&s->pool->w->loop) + s->backoff;
+}
 
 static struct sconn *
 sconn_open(struct server *s, uint32_t slot)
@@ -365,6 +439,8 @@ sconn_open(struct server *s, uint32_t slot)
     TAILQ_INIT(&sc->pending);
     TAILQ_INIT(&sc->inflight);
     sc->connect_req.data = sc;
+    uv_timer_init(&w->loop, &sc->timer);
+    sc->timer.data = sc;
     if (s->cs->is_unix) {
         uv_pipe_init(&w->loop, &sc->h.pipe, 0);
         sc->h.handle.data = sc;
@@ -384,7 +460,12 @@ sconn_open(struct server *s, uint32_t slot)
     }
     s->conns[slot] = sc;
     w->stats.server_connections++;
+    if (err == 0 && s->pool->cp->timeout >= 0) {
+        uv_timer_start(&sc->timer, sconn_timer_cb,
+                       (uint64_t)s->pool->cp->timeout, 0);
+    }
     if (err != 0) {
+        sconn_backoff(s);
         /* Fails through the normal path once the caller queued its req. */
         log_warn("server %s: connect: %s", s->cs->name, uv_strerror(err));
         sc->state = SCONN_CONNECTED;  /* let sconn_close run fully */
@@ -442,9 +523,9 @@ sconn_shut(struct sconn *sc, const char *why, bool fault)
         sc->dirty = false;
     }
     sc->server = NULL;
-    if (!uv_is_closing(&sc->h.handle)) {
-        uv_close(&sc->h.handle, sconn_close_cb);
-    }
+    sc->nclosing = 2;
+    uv_close((uv_handle_t *)&sc->timer, sconn_close_cb);
+    uv_close(&sc->h.handle, sconn_close_cb);
 }
 
 void
@@ -454,7 +535,11 @@ server_forward(struct server *s, struct req *r)
     struct sconn *sc = s->conns[slot];
 
     if (sc == NULL) {
-        sc = sconn_open(s, slot);
+        if (s->retry_at != 0 && uv_now(&s->pool->w->loop) < s->retry_at) {
+            pool_server_failed(s);
+        } else {
+            sc = sconn_open(s, slot);
+        }
     }
     req_ref(r);
     if (sc == NULL) {
@@ -492,6 +577,7 @@ sconn_flush(struct sconn *sc)
 {
     struct req_batch *b;
     struct req *r;
+    uint64_t deadline;
     uint32_t n = 0;
     int err;
 
@@ -507,8 +593,11 @@ sconn_flush(struct sconn *sc)
         return;
     }
     b->owner = sc;
+    deadline = uv_now(&sc->server->pool->w->loop) +
+               (uint64_t)(sconn_timeout(sc) > 0 ? sconn_timeout(sc) : 0);
     while ((r = TAILQ_FIRST(&sc->pending)) != NULL) {
         TAILQ_REMOVE(&sc->pending, r, sq);
+        r->deadline = deadline;
         TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
         req_ref(r);
         b->reqs[b->n] = r;
@@ -521,7 +610,9 @@ sconn_flush(struct sconn *sc)
     if (err != 0) {
         req_batch_destroy(&b);
         sconn_close(sc, uv_strerror(err));
+        return;
     }
+    sconn_arm(sc);
 }
 
 void

@@ -98,9 +98,9 @@ struct mc_req {
  * error (if not NULL), drops skip bytes, and goes on (or closes).
  * Bounds, so that a client cannot make the proxy buffer without end: a
  * get/gets/gat/gats line longer than MC_LINE_MAX gets "CLIENT_ERROR line too
- * long" and close; any other line longer than 2048 bytes closes silently
- * (memcached's rule). These hold whether or not the newline has arrived, so
- * the result never depends on how the bytes were split into reads.
+ * long" and close; any other line with more than 2048 bytes before its \n
+ * closes silently (memcached's rule). These hold whether or not the \n has
+ * arrived, so the result never depends on how the bytes were split.
  * A value longer than MC_VALUE_MAX gets "SERVER_ERROR object too large for
  * cache" and close (memcached would swallow the data block instead).
  * Keys longer than MC_KEY_MAX or with a control byte (< 0x20, 0x7f) get

@@ -27,6 +27,8 @@ struct server {
     uint32_t                 next;      /* round-robin over conns */
     uint32_t                 failures;  /* consecutive, for ejection */
     uint64_t                 ejected_until; /* loop ms; 0 = on the ring */
+    uint64_t                 retry_at;  /* loop ms: no connect before */
+    uint64_t                 backoff;   /* ms, doubles per failed connect */
 };
 
 struct pool {

@@ -46,7 +46,7 @@ struct req {
     bool             failed;   /* server side failed (fragment: misses) */
     struct buf       out;      /* bytes to send to the server */
     struct buf       reply;    /* bytes to send to the client */
-    uint64_t         start_ns; /* when it was parsed */
+    uint64_t         deadline; /* loop ms by which the server must reply */
 
     /* retrieval */
     uint32_t         nkeys;

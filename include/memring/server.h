@@ -35,6 +35,8 @@ struct sconn {
         uv_pipe_t        pipe;
     } h;
     uv_connect_t         connect_req;
+    uv_timer_t           timer;       /* connect and request timeouts */
+    uint32_t             nclosing;    /* handles whose close_cb is due */
     struct server        *server;     /* NULL once closing */
     uint32_t             slot;        /* index in server->conns */
     enum sconn_state     state;

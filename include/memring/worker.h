@@ -31,6 +31,7 @@ struct worker_stats {
     uint64_t get_hits;           /* keys found */
     uint64_t get_misses;         /* keys not found (incl. failed servers) */
     uint64_t forward_error;      /* requests failed on the server side */
+    uint64_t server_timedout;    /* server connections closed on timeout */
     uint64_t fragments;          /* multi-get fragments sent */
     uint64_t server_connections; /* backend connections made */
 };
