@@ -46,6 +46,7 @@ client_enqueue(struct client *c, enum mc_cmd cmd)
     if (r == NULL) {
         return NULL;
     }
+    r->pool = c->pool;
     TAILQ_INSERT_TAIL(&c->outq, r, cq);
     return r;
 }
@@ -78,11 +79,12 @@ stats_line(struct buf *b, const char *name, uint64_t v)
     return buf_append(b, line, (size_t)n);
 }
 
+/* memcached's "stats": memring's own counters for this client's pool. */
 static int
 client_stats(struct client *c)
 {
     struct worker *w = c->w;
-    const struct worker_stats *s = &w->stats;
+    const struct pool_stats *s = &c->pool->stats;
     struct req *r = client_enqueue(c, MC_STATS);
     struct buf *b;
     char line[128];
@@ -98,19 +100,12 @@ client_stats(struct client *c)
     snprintf(line, sizeof(line), "STAT version %s\r\n", CLIENT_VERSION);
     err |= buf_append_str(b, line);
     err |= stats_line(b, "pointer_size", (uint64_t)(8 * sizeof(void *)));
-    err |= stats_line(b, "curr_connections", s->curr_connections);
+    /* memcached's names for the two connection counts */
+    err |= stats_line(b, "curr_connections", s->client_connections);
     err |= stats_line(b, "total_connections", s->total_connections);
-    err |= stats_line(b, "cmd_get", s->cmd_get);
-    err |= stats_line(b, "cmd_set", s->cmd_set);
-    err |= stats_line(b, "cmd_flush", s->cmd_flush);
-    err |= stats_line(b, "cmd_touch", s->cmd_touch);
-    err |= stats_line(b, "get_hits", s->get_hits);
-    err |= stats_line(b, "get_misses", s->get_misses);
-    err |= stats_line(b, "client_err", s->client_err);
-    err |= stats_line(b, "forward_error", s->forward_error);
-    err |= stats_line(b, "fragments", s->fragments);
-    err |= stats_line(b, "server_connections", s->server_connections);
-    err |= stats_line(b, "pools", w->npools);
+#define STATS_LINE(name, type, desc) err |= stats_line(b, #name, s->name);
+    POOL_METRICS(STATS_LINE)
+#undef STATS_LINE
     err |= buf_append(b, "END\r\n", 5);
     r->done = true;
     worker_mark_client(c->w, c);
@@ -144,7 +139,7 @@ copy_request(struct req *r, const char *buf, const struct mc_req *m)
 static void
 fail_no_server(struct client *c, struct req *r)
 {
-    c->w->stats.forward_error++;
+    c->pool->stats.forward_error++;
     req_reply_line(r, "SERVER_ERROR no server available");
     if (r->noreply) {
         buf_reset(&r->reply);
@@ -187,6 +182,7 @@ make_fragment(struct client *c, struct req *p, const struct mc_req *m,
     if (f == NULL) {
         return NULL;
     }
+    f->pool = c->pool;
     f->frag_keys = malloc(n * sizeof(*f->frag_keys));
     if (f->frag_keys == NULL) {
         req_put(&f);
@@ -236,9 +232,9 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
     uint32_t i, nfrags = 0;
 
     if (m->cmd == MC_GAT || m->cmd == MC_GATS) {
-        w->stats.cmd_touch += m->nkeys;
+        c->pool->stats.cmd_touch += m->nkeys;
     }
-    w->stats.cmd_get += m->nkeys;
+    c->pool->stats.cmd_get += m->nkeys;
     p = client_enqueue(c, m->cmd);
     if (p == NULL) {
         return UV_ENOMEM;
@@ -305,7 +301,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
     }
     p->nfrags = nfrags;
     p->pending = nfrags;
-    w->stats.fragments += nfrags;
+    pool->stats.fragments += nfrags;
     for (i = 0; i < nfrags; i++) {
         server_forward(&pool->servers[counts[i]], p->frags[i]);
     }
@@ -322,7 +318,7 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
     struct req *p;
     uint32_t i;
 
-    c->w->stats.cmd_flush++;
+    c->pool->stats.cmd_flush++;
     p = client_enqueue(c, MC_FLUSH_ALL);
     if (p == NULL) {
         return UV_ENOMEM;
@@ -337,6 +333,7 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
         if (f == NULL) {
             return UV_ENOMEM;
         }
+        f->pool = c->pool;
         p->frags[p->nfrags++] = f;
         f->parent = p;
         req_ref(p);
@@ -354,8 +351,6 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
 static int
 client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
 {
-    struct worker *w = c->w;
-
     switch (m->cmd) {
     case MC_GET:
     case MC_GETS:
@@ -368,38 +363,45 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
     case MC_APPEND:
     case MC_PREPEND:
     case MC_CAS:
-        w->stats.cmd_set++;
+        c->pool->stats.cmd_set++;
         return forward_keyed(c, buf, m);
     case MC_TOUCH:
-        w->stats.cmd_touch++;
+        c->pool->stats.cmd_touch++;
         return forward_keyed(c, buf, m);
     case MC_DELETE:
+        c->pool->stats.cmd_delete++;
+        return forward_keyed(c, buf, m);
     case MC_INCR:
     case MC_DECR:
+        c->pool->stats.cmd_incr_decr++;
         return forward_keyed(c, buf, m);
     case MC_FLUSH_ALL:
         return forward_flush_all(c, buf, m);
     case MC_VERSION:
+        c->pool->stats.cmd_other++;
         return client_reply_local(c, m->cmd, "VERSION " CLIENT_VERSION);
     case MC_VERBOSITY:
+        c->pool->stats.cmd_other++;
         /* memring's own log level is set with -v; say OK like memcached. */
         return client_reply_local(c, m->cmd, m->noreply ? NULL : "OK");
     case MC_STATS:
+        c->pool->stats.cmd_other++;
         if (m->args.len > 0) {
             /* Sub-stats (items, slabs ...) describe one memcached server;
              * through a proxy there is no single answer to give. */
-            w->stats.client_err++;
+            c->pool->stats.request_errors++;
             return client_reply_local(c, m->cmd, "ERROR");
         }
         return client_stats(c);
     case MC_QUIT:
+        c->pool->stats.cmd_other++;
         c->quitting = true;
         return client_reply_local(c, m->cmd, NULL);
     case MC_UNKNOWN:
     case MC_CMD_COUNT:
         break;
     }
-    w->stats.client_err++;
+    c->pool->stats.request_errors++;
     return client_reply_local(c, MC_UNKNOWN, "ERROR");
 }
 
@@ -421,7 +423,7 @@ client_parse(struct client *c)
             break;
         }
         if (st == PARSE_ERROR) {
-            w->stats.client_err++;
+            c->pool->stats.request_errors++;
             err = client_reply_local(c, MC_UNKNOWN, m.error);
             buf_consume(&c->rbuf, m.skip);
             if (m.close) {
@@ -596,7 +598,7 @@ client_close(struct client *c)
         return;
     }
     c->closing = true;
-    c->w->stats.curr_connections--;
+    c->pool->stats.client_connections--;
     /* Requests still at servers finish there and are dropped. */
     while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
         TAILQ_REMOVE(&c->outq, r, cq);
@@ -638,8 +640,8 @@ client_accept_cb(uv_stream_t *listener, int status)
     }
     c->h.handle.data = c;
     TAILQ_INSERT_TAIL(&w->clients, c, link);
-    w->stats.curr_connections++;
-    w->stats.total_connections++;
+    pool->stats.client_connections++;
+    pool->stats.total_connections++;
     err = uv_accept(listener, &c->h.stream);
     if (err == 0) {
         if (pool->cp->listen.path == NULL) {

@@ -200,6 +200,7 @@ pool_readmit(struct pool *p, uint64_t now)
                        " ms", p->cp->name, s->cs->name,
                        p->cp->server_retry_timeout);
             s->ejected_until = 0;
+            s->stats.server_returns++;
             p->nejected--;
         } else if (p->next_rebuild == 0 || s->ejected_until < p->next_rebuild) {
             p->next_rebuild = s->ejected_until;
@@ -218,6 +219,7 @@ pool_server_failed(struct server *s)
     uint64_t now;
 
     s->failures++;
+    s->stats.server_failures++;
     if (!cp->auto_eject_hosts || s->ejected_until != 0 ||
         s->failures < (uint32_t)cp->server_failure_limit) {
         return;
@@ -228,6 +230,8 @@ pool_server_failed(struct server *s)
         s->ejected_until = 1;
     }
     s->failures = 0;
+    s->stats.server_ejected_at = stats_now_usec();
+    p->stats.server_ejects++;
     p->nejected++;
     if (p->next_rebuild == 0 || s->ejected_until < p->next_rebuild) {
         p->next_rebuild = s->ejected_until;

@@ -26,13 +26,20 @@
 #define SCONN_BACKOFF_MIN 10      /* ms after the first failed connect */
 #define SCONN_BACKOFF_MAX 1000    /* ms, the most a connect waits */
 
-static void sconn_shut(struct sconn *sc, const char *why, bool fault);
+/* Why a connection ends; all but QUIET count toward ejection. */
+enum sconn_end {
+    SCONN_END_QUIET = 0,  /* our shutdown, or an idle conn the server closed */
+    SCONN_END_EOF,        /* the server closed with requests outstanding */
+    SCONN_END_ERROR       /* refused, reset, garbage, timeout ... */
+};
+
+static void sconn_shut(struct sconn *sc, const char *why, enum sconn_end end);
 static void sconn_backoff(struct server *s);
 
 static void
 sconn_close(struct sconn *sc, const char *why)
 {
-    sconn_shut(sc, why, true);
+    sconn_shut(sc, why, SCONN_END_ERROR);
 }
 
 static struct worker *
@@ -55,7 +62,7 @@ parent_complete(struct req *p)
     if (p->cmd == MC_FLUSH_ALL) {
         req_reply_line(p, p->first_error != NULL ? p->first_error : "OK");
     } else {
-        struct worker_stats *st = &p->w->stats;
+        struct pool_stats *st = &p->pool->stats;
         buf_reset(&p->reply);
         for (i = 0; i < p->nkeys && err == 0; i++) {
             struct req_slot *s = &p->slots[i];
@@ -92,9 +99,14 @@ parent_complete(struct req *p)
 static void
 req_complete(struct sconn *sc, struct req *r)
 {
+    struct server_stats *st = &sc->server->stats;
+
     if (!r->failed) {
         pool_server_ok(sc->server);
+        st->responses++;
     }
+    st->out_queue--;
+    st->out_queue_bytes -= r->out.len;
     TAILQ_REMOVE(&sc->inflight, r, sq);
     r->sconn = NULL;
     r->done = true;
@@ -119,9 +131,7 @@ static void
 req_fail(struct sconn *sc, struct req *r, const char *why)
 {
     char line[256];
-    struct worker *w = sconn_worker(sc);
-
-    w->stats.forward_error++;
+    sc->server->pool->stats.forward_error++;
     r->failed = true;
     snprintf(line, sizeof(line), "SERVER_ERROR %s", why);
     if (r->parent != NULL) {
@@ -180,7 +190,6 @@ fragment_value(struct req *r, const char *unit,
 static int
 sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
 {
-    struct worker *w = sconn_worker(sc);
     struct req *r = TAILQ_FIRST(&sc->inflight);
 
     if (r == NULL) {
@@ -196,8 +205,8 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
             return buf_append(&r->reply, unit, u->len);
         case MC_RSP_END:
             if (r->parent == NULL) {
-                w->stats.get_hits += r->nhits;
-                w->stats.get_misses += r->nkeys > r->nhits ?
+                sc->server->pool->stats.get_hits += r->nhits;
+                sc->server->pool->stats.get_misses += r->nkeys > r->nhits ?
                     r->nkeys - r->nhits : 0;
                 if (buf_append(&r->reply, unit, u->len) != 0) {
                     return UV_ENOMEM;
@@ -253,6 +262,7 @@ sconn_parse(struct sconn *sc)
             sconn_close(sc, "invalid reply from server");
             return;
         }
+        sc->server->stats.response_bytes += u.len;
         err = sconn_unit(sc, buf_head(&sc->rbuf), &u);
         if (err != 0) {
             sconn_close(sc, err == UV_ENOMEM ? "out of memory" :
@@ -292,9 +302,12 @@ sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     }
     if (nread < 0) {
         bool idle = TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending);
-        sconn_shut(sc, nread == UV_EOF ? "connection closed by server" :
-                                         uv_strerror((int)nread),
-                   !(idle && nread == UV_EOF));
+        if (nread != UV_EOF) {
+            sconn_shut(sc, uv_strerror((int)nread), SCONN_END_ERROR);
+        } else {
+            sconn_shut(sc, "connection closed by server",
+                       idle ? SCONN_END_QUIET : SCONN_END_EOF);
+        }
         return;
     }
     sc->rbuf.len += (size_t)nread;
@@ -342,7 +355,7 @@ sconn_timer_cb(uv_timer_t *timer)
     if (now >= head->deadline) {
         /* The stream is out of step from here on: replies that arrive
          * late would be matched to the wrong requests. */
-        sc->server->pool->w->stats.server_timedout++;
+        sc->server->stats.server_timedout++;
         sconn_close(sc, uv_strerror(UV_ETIMEDOUT));
         return;
     }
@@ -459,7 +472,7 @@ sconn_open(struct server *s, uint32_t slot)
                              sconn_connect_cb);
     }
     s->conns[slot] = sc;
-    w->stats.server_connections++;
+    s->stats.server_connections++;
     if (err == 0 && s->pool->cp->timeout >= 0) {
         uv_timer_start(&sc->timer, sconn_timer_cb,
                        (uint64_t)s->pool->cp->timeout, 0);
@@ -485,19 +498,19 @@ fail_queue(struct sconn *sc, struct req_queue *q, const char *why)
             /* req_complete() takes requests off inflight only. */
             TAILQ_REMOVE(q, r, sq);
             TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
+            sc->server->stats.in_queue--;
+            sc->server->stats.in_queue_bytes -= r->out.len;
+            sc->server->stats.out_queue++;
+            sc->server->stats.out_queue_bytes += r->out.len;
             continue;
         }
         req_fail(sc, r, why);
     }
 }
 
-/*
- * Closes sc and fails what it held. fault: the server misbehaved (counts
- * toward ejection); not for our own shutdown or an idle connection that the
- * server closed.
- */
+/* Closes sc and fails what it held, in request order. */
 static void
-sconn_shut(struct sconn *sc, const char *why, bool fault)
+sconn_shut(struct sconn *sc, const char *why, enum sconn_end end)
 {
     struct server *s = sc->server;
 
@@ -512,7 +525,13 @@ sconn_shut(struct sconn *sc, const char *why, bool fault)
     }
     sc->state = SCONN_CLOSING;
     s->conns[sc->slot] = NULL;
-    if (fault) {
+    s->stats.server_connections--;
+    if (end != SCONN_END_QUIET) {
+        if (end == SCONN_END_EOF) {
+            s->stats.server_eof++;
+        } else {
+            s->stats.server_err++;
+        }
         pool_server_failed(s);
     }
     /* Pending go behind inflight so that all fail in request order. */
@@ -555,6 +574,8 @@ server_forward(struct server *s, struct req *r)
     }
     r->sconn = sc;
     TAILQ_INSERT_TAIL(&sc->pending, r, sq);
+    s->stats.in_queue++;
+    s->stats.in_queue_bytes += r->out.len;
     if (sc->state == SCONN_CONNECTED) {
         worker_mark_sconn(s->pool->w, sc);
     }
@@ -575,6 +596,7 @@ server_connect_all(struct server *s)
 void
 sconn_flush(struct sconn *sc)
 {
+    struct server_stats *st;
     struct req_batch *b;
     struct req *r;
     uint64_t deadline;
@@ -593,11 +615,18 @@ sconn_flush(struct sconn *sc)
         return;
     }
     b->owner = sc;
+    st = &sc->server->stats;
     deadline = uv_now(&sc->server->pool->w->loop) +
                (uint64_t)(sconn_timeout(sc) > 0 ? sconn_timeout(sc) : 0);
     while ((r = TAILQ_FIRST(&sc->pending)) != NULL) {
         TAILQ_REMOVE(&sc->pending, r, sq);
         r->deadline = deadline;
+        st->in_queue--;
+        st->in_queue_bytes -= r->out.len;
+        st->out_queue++;
+        st->out_queue_bytes += r->out.len;
+        st->requests++;
+        st->request_bytes += r->out.len;
         TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
         req_ref(r);
         b->reqs[b->n] = r;
@@ -622,7 +651,7 @@ server_close(struct server *s, const char *why)
 
     for (i = 0; i < s->nconns; i++) {
         if (s->conns[i] != NULL) {
-            sconn_shut(s->conns[i], why, false);
+            sconn_shut(s->conns[i], why, SCONN_END_QUIET);
         }
     }
 }

@@ -6,6 +6,8 @@
 #ifndef MEMRING_POOL_H
 #define MEMRING_POOL_H
 
+#include "memring/stats.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -29,6 +31,7 @@ struct server {
     uint64_t                 ejected_until; /* loop ms; 0 = on the ring */
     uint64_t                 retry_at;  /* loop ms: no connect before */
     uint64_t                 backoff;   /* ms, doubles per failed connect */
+    struct server_stats      stats;
 };
 
 struct pool {
@@ -39,6 +42,7 @@ struct pool {
     uint32_t               nservers;
     uint32_t               nejected;    /* servers off the ring now */
     uint64_t               next_rebuild; /* loop ms when one may return */
+    struct pool_stats      stats;
     union {
         uv_handle_t        handle;
         uv_stream_t        stream;

@@ -21,6 +21,7 @@
 #include <uv.h>
 
 struct client;
+struct pool;
 struct sconn;
 struct worker;
 
@@ -35,7 +36,8 @@ struct req {
     TAILQ_ENTRY(req) cq;       /* client outq: reply order */
     TAILQ_ENTRY(req) sq;       /* server conn: pending, then inflight */
     struct client    *client;  /* NULL once the client is gone (swallow) */
-    struct worker    *w;       /* the worker it runs on (stats) */
+    struct worker    *w;       /* the worker it runs on */
+    struct pool      *pool;    /* the client's pool (stats) */
     struct req       *parent;  /* fragment: the client-facing req */
     struct sconn     *sconn;   /* server conn it is queued on, or NULL */
     uint32_t         refs;

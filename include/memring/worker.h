@@ -19,23 +19,6 @@ struct conf;
 struct pool;
 struct sconn;
 
-/* Counters of one worker; summed over workers when someone asks. */
-struct worker_stats {
-    uint64_t total_connections;  /* clients accepted */
-    uint64_t curr_connections;   /* clients open now */
-    uint64_t client_err;         /* requests answered with an error */
-    uint64_t cmd_get;            /* keys asked by get-family commands */
-    uint64_t cmd_set;            /* storage commands */
-    uint64_t cmd_touch;          /* touch, gat and gats */
-    uint64_t cmd_flush;          /* flush_all */
-    uint64_t get_hits;           /* keys found */
-    uint64_t get_misses;         /* keys not found (incl. failed servers) */
-    uint64_t forward_error;      /* requests failed on the server side */
-    uint64_t server_timedout;    /* server connections closed on timeout */
-    uint64_t fragments;          /* multi-get fragments sent */
-    uint64_t server_connections; /* backend connections made */
-};
-
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(sconn_list, sconn);
 
@@ -52,7 +35,6 @@ struct worker {
     struct sconn_list   dirty_sconns;
     struct mc_span      *keys;       /* parser scratch: key spans */
     uint32_t            keys_cap;
-    struct worker_stats stats;
     uint64_t            started;     /* uv_now() at setup, ms */
     bool                stopping;
 };

@@ -1,0 +1,69 @@
+/*
+ * stats: the metric tables. Each worker keeps its own copy of every
+ * counter (pool and server), bumped without locks on the request path;
+ * readers sum the workers' copies. Names and meanings of the twemproxy
+ * fields are twemproxy's, so that its dashboards keep working; memring's
+ * additions come after them.
+ */
+#ifndef MEMRING_STATS_H
+#define MEMRING_STATS_H
+
+#include <stdint.h>
+
+enum stats_type {
+    STATS_COUNTER = 0,   /* only goes up */
+    STATS_GAUGE,         /* goes up and down */
+    STATS_TIMESTAMP      /* a point in time, unix microseconds; max wins */
+};
+
+/* ACTION(name, type, description) */
+#define POOL_METRICS(ACTION)                                                 \
+    ACTION(client_eof,         STATS_COUNTER, "# eof on client connections") \
+    ACTION(client_err,         STATS_COUNTER, "# errors on client connections") \
+    ACTION(client_connections, STATS_GAUGE,   "# active client connections") \
+    ACTION(server_ejects,      STATS_COUNTER, "# times backend server was ejected") \
+    ACTION(forward_error,      STATS_COUNTER, "# times we encountered a forwarding error") \
+    ACTION(fragments,          STATS_COUNTER, "# fragments created from a multi-vector request") \
+    ACTION(total_connections,  STATS_COUNTER, "# client connections accepted") \
+    ACTION(request_errors,     STATS_COUNTER, "# requests answered with a protocol error") \
+    ACTION(cmd_get,            STATS_COUNTER, "# keys asked by get, gets, gat, gats") \
+    ACTION(cmd_set,            STATS_COUNTER, "# set, add, replace, append, prepend, cas") \
+    ACTION(cmd_delete,         STATS_COUNTER, "# delete requests") \
+    ACTION(cmd_incr_decr,      STATS_COUNTER, "# incr and decr requests") \
+    ACTION(cmd_touch,          STATS_COUNTER, "# touch requests and keys of gat, gats") \
+    ACTION(cmd_flush,          STATS_COUNTER, "# flush_all requests") \
+    ACTION(cmd_other,          STATS_COUNTER, "# version, verbosity, stats, quit") \
+    ACTION(get_hits,           STATS_COUNTER, "# keys found") \
+    ACTION(get_misses,         STATS_COUNTER, "# keys not found, or whose server failed")
+
+#define SERVER_METRICS(ACTION)                                               \
+    ACTION(server_eof,         STATS_COUNTER, "# eof on server connections") \
+    ACTION(server_err,         STATS_COUNTER, "# errors on server connections") \
+    ACTION(server_timedout,    STATS_COUNTER, "# timeouts on server connections") \
+    ACTION(server_connections, STATS_GAUGE,   "# active server connections") \
+    ACTION(server_ejected_at,  STATS_TIMESTAMP, "timestamp when server was ejected in usec since epoch") \
+    ACTION(requests,           STATS_COUNTER, "# requests") \
+    ACTION(request_bytes,      STATS_COUNTER, "total request bytes") \
+    ACTION(responses,          STATS_COUNTER, "# responses") \
+    ACTION(response_bytes,     STATS_COUNTER, "total response bytes") \
+    ACTION(in_queue,           STATS_GAUGE,   "# requests in incoming queue") \
+    ACTION(in_queue_bytes,     STATS_GAUGE,   "current request bytes in incoming queue") \
+    ACTION(out_queue,          STATS_GAUGE,   "# requests in outgoing queue") \
+    ACTION(out_queue_bytes,    STATS_GAUGE,   "current request bytes in outgoing queue") \
+    ACTION(server_failures,    STATS_COUNTER, "# connection failures counted toward ejection") \
+    ACTION(server_returns,     STATS_COUNTER, "# times the server came back after ejection")
+
+#define STATS_FIELD(name, type, desc) uint64_t name;
+
+struct pool_stats {
+    POOL_METRICS(STATS_FIELD)
+};
+
+struct server_stats {
+    SERVER_METRICS(STATS_FIELD)
+};
+
+/* Wall clock in microseconds since the epoch, for timestamps. */
+uint64_t stats_now_usec(void);
+
+#endif /* MEMRING_STATS_H */
