@@ -47,6 +47,7 @@ client_enqueue(struct client *c, enum mc_cmd cmd)
         return NULL;
     }
     r->pool = c->pool;
+    r->start_ns = uv_hrtime();
     TAILQ_INSERT_TAIL(&c->outq, r, cq);
     return r;
 }
@@ -531,6 +532,7 @@ client_flush(struct client *c)
 {
     struct req_batch *b;
     struct req *r;
+    uint64_t now;
     uint32_t n = 0;
     bool quit = false;
     int err;
@@ -559,9 +561,11 @@ client_flush(struct client *c)
         return;
     }
     b->owner = c;
+    now = uv_hrtime();
     while (b->n < n) {
         r = TAILQ_FIRST(&c->outq);
         TAILQ_REMOVE(&c->outq, r, cq);
+        stats_hist_add(&c->pool->latency, (now - r->start_ns) / 1000);
         if (r->cmd == MC_QUIT) {
             quit = true;
         }

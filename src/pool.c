@@ -54,7 +54,7 @@ pool_build_ring(struct pool *p)
         nodes[i].name = cp->servers[i].name;
         nodes[i].name_len = strlen(cp->servers[i].name);
         nodes[i].weight = cp->servers[i].weight;
-        nodes[i].live = p->servers[i].ejected_until == 0;
+        nodes[i].live = !eject_is_ejected(&p->servers[i].eject);
     }
     ring_destroy(&p->ring);
     p->ring = ring_create(cp->distribution, nodes, cp->nservers);
@@ -72,6 +72,10 @@ pool_init(struct pool *p, struct worker *w, const struct conf_pool *cp)
     p->w = w;
     p->cp = cp;
     p->nservers = cp->nservers;
+    p->eject.auto_eject = cp->auto_eject_hosts;
+    p->eject.failure_limit = cp->server_failure_limit > 0 ?
+                             (uint32_t)cp->server_failure_limit : 1;
+    p->eject.retry_ms = (uint64_t)cp->server_retry_timeout;
     p->servers = calloc(cp->nservers, sizeof(*p->servers));
     if (p->servers == NULL) {
         return UV_ENOMEM;
@@ -192,18 +196,16 @@ pool_readmit(struct pool *p, uint64_t now)
     p->next_rebuild = 0;
     for (i = 0; i < p->nservers; i++) {
         struct server *s = &p->servers[i];
-        if (s->ejected_until == 0) {
-            continue;
-        }
-        if (s->ejected_until <= now) {
+        if (eject_readmit(&s->eject, now)) {
             log_notice("pool %s: server %s: back on the ring after %" PRId64
                        " ms", p->cp->name, s->cs->name,
                        p->cp->server_retry_timeout);
-            s->ejected_until = 0;
             s->stats.server_returns++;
             p->nejected--;
-        } else if (p->next_rebuild == 0 || s->ejected_until < p->next_rebuild) {
-            p->next_rebuild = s->ejected_until;
+        } else if (eject_is_ejected(&s->eject) &&
+                   (p->next_rebuild == 0 ||
+                    s->eject.ejected_until < p->next_rebuild)) {
+            p->next_rebuild = s->eject.ejected_until;
         }
     }
     if (pool_build_ring(p) != 0) {
@@ -216,29 +218,19 @@ pool_server_failed(struct server *s)
 {
     struct pool *p = s->pool;
     const struct conf_pool *cp = p->cp;
-    uint64_t now;
 
-    s->failures++;
     s->stats.server_failures++;
-    if (!cp->auto_eject_hosts || s->ejected_until != 0 ||
-        s->failures < (uint32_t)cp->server_failure_limit) {
+    if (!eject_failure(&s->eject, &p->eject, uv_now(&p->w->loop))) {
         return;
     }
-    now = uv_now(&p->w->loop);
-    s->ejected_until = now + (uint64_t)cp->server_retry_timeout;
-    if (s->ejected_until == 0) {
-        s->ejected_until = 1;
-    }
-    s->failures = 0;
     s->stats.server_ejected_at = stats_now_usec();
     p->stats.server_ejects++;
     p->nejected++;
-    if (p->next_rebuild == 0 || s->ejected_until < p->next_rebuild) {
-        p->next_rebuild = s->ejected_until;
+    if (p->next_rebuild == 0 || s->eject.ejected_until < p->next_rebuild) {
+        p->next_rebuild = s->eject.ejected_until;
     }
-    log_warn("pool %s: server %s: ejected after %d failures, retry in %"
-             PRId64 " ms", cp->name, s->cs->name, cp->server_failure_limit,
-             cp->server_retry_timeout);
+    log_warn("pool %s: server %s: ejected, retry in %" PRId64 " ms",
+             cp->name, s->cs->name, cp->server_retry_timeout);
     if (pool_build_ring(p) != 0) {
         log_error("pool %s: ring rebuild: out of memory", cp->name);
     }
@@ -247,7 +239,7 @@ pool_server_failed(struct server *s)
 void
 pool_server_ok(struct server *s)
 {
-    s->failures = 0;
+    eject_success(&s->eject);
 }
 
 struct server *

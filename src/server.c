@@ -104,6 +104,8 @@ req_complete(struct sconn *sc, struct req *r)
     if (!r->failed) {
         pool_server_ok(sc->server);
         st->responses++;
+        stats_hist_add(&sc->server->latency,
+                       (uv_hrtime() - r->sent_ns) / 1000);
     }
     st->out_queue--;
     st->out_queue_bytes -= r->out.len;
@@ -599,7 +601,7 @@ sconn_flush(struct sconn *sc)
     struct server_stats *st;
     struct req_batch *b;
     struct req *r;
-    uint64_t deadline;
+    uint64_t deadline, now_ns;
     uint32_t n = 0;
     int err;
 
@@ -616,11 +618,13 @@ sconn_flush(struct sconn *sc)
     }
     b->owner = sc;
     st = &sc->server->stats;
+    now_ns = uv_hrtime();
     deadline = uv_now(&sc->server->pool->w->loop) +
                (uint64_t)(sconn_timeout(sc) > 0 ? sconn_timeout(sc) : 0);
     while ((r = TAILQ_FIRST(&sc->pending)) != NULL) {
         TAILQ_REMOVE(&sc->pending, r, sq);
         r->deadline = deadline;
+        r->sent_ns = now_ns;
         st->in_queue--;
         st->in_queue_bytes -= r->out.len;
         st->out_queue++;

@@ -6,6 +6,7 @@
 #ifndef MEMRING_POOL_H
 #define MEMRING_POOL_H
 
+#include "memring/eject.h"
 #include "memring/stats.h"
 
 #include <stdbool.h>
@@ -27,11 +28,11 @@ struct server {
     struct sconn             **conns;   /* server_connections slots */
     uint32_t                 nconns;
     uint32_t                 next;      /* round-robin over conns */
-    uint32_t                 failures;  /* consecutive, for ejection */
-    uint64_t                 ejected_until; /* loop ms; 0 = on the ring */
+    struct eject_state       eject;     /* on the ring or not */
     uint64_t                 retry_at;  /* loop ms: no connect before */
     uint64_t                 backoff;   /* ms, doubles per failed connect */
     struct server_stats      stats;
+    struct stats_hist        latency;   /* request written -> reply */
 };
 
 struct pool {
@@ -40,9 +41,11 @@ struct pool {
     struct ring            *ring;
     struct server          *servers;
     uint32_t               nservers;
+    struct eject_policy    eject;       /* from the conf pool */
     uint32_t               nejected;    /* servers off the ring now */
     uint64_t               next_rebuild; /* loop ms when one may return */
     struct pool_stats      stats;
+    struct stats_hist      latency;     /* request parsed -> reply sent */
     union {
         uv_handle_t        handle;
         uv_stream_t        stream;

@@ -49,6 +49,8 @@ struct req {
     struct buf       out;      /* bytes to send to the server */
     struct buf       reply;    /* bytes to send to the client */
     uint64_t         deadline; /* loop ms by which the server must reply */
+    uint64_t         start_ns; /* uv_hrtime() when parsed */
+    uint64_t         sent_ns;  /* uv_hrtime() when written to a server */
 
     /* retrieval */
     uint32_t         nkeys;

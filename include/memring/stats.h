@@ -63,6 +63,29 @@ struct server_stats {
     SERVER_METRICS(STATS_FIELD)
 };
 
+/*
+ * Latency histogram: fixed buckets from 10 us to 5 s (upper bounds, in
+ * microseconds), plus one for everything slower. Cheap to add to (a short
+ * scan), mergeable across workers, and what Prometheus wants.
+ */
+#define STATS_HIST_NBOUNDS 18
+#define STATS_HIST_NBUCKETS (STATS_HIST_NBOUNDS + 1)
+
+extern const uint64_t stats_hist_bounds_us[STATS_HIST_NBOUNDS];
+
+struct stats_hist {
+    uint64_t count;
+    uint64_t sum_us;
+    uint64_t buckets[STATS_HIST_NBUCKETS];  /* not cumulative */
+};
+
+void stats_hist_add(struct stats_hist *h, uint64_t us);
+void stats_hist_merge(struct stats_hist *into, const struct stats_hist *from);
+
+/* Upper bound of the bucket holding quantile q (0..1); 0 when empty. For
+ * the open last bucket, the largest finite bound. */
+uint64_t stats_hist_quantile(const struct stats_hist *h, double q);
+
 /* Wall clock in microseconds since the epoch, for timestamps. */
 uint64_t stats_now_usec(void);
 
