@@ -530,6 +530,24 @@ parse_flush_all(struct req_line *l)
     return PARSE_OK;
 }
 
+/* stats: the caller decides what to do with the arguments, if any. */
+static enum parse_status
+parse_stats(struct req_line *l)
+{
+    const char *p = l->cur;
+    const char *e = l->end;
+
+    while (p < e && *p == ' ') {
+        p++;
+    }
+    while (e > p && e[-1] == ' ') {
+        e--;
+    }
+    l->req->args.off = (uint32_t)(p - l->buf);
+    l->req->args.len = (uint32_t)(e - p);
+    return PARSE_OK;
+}
+
 /*
  * Not a command memring serves. memcached answers ERROR, except that a name
  * falling through all of its branches with an HTTP version as the last kept
@@ -580,7 +598,7 @@ mc_parse_req(const char *buf, size_t len, struct mc_req *req,
              struct mc_span *keys, uint32_t keys_cap)
 {
     struct req_line l;
-    const char *nl, *nul, *p, *e;
+    const char *nl, *nul;
     size_t text;
     enum parse_status st;
 
@@ -631,13 +649,7 @@ mc_parse_req(const char *buf, size_t len, struct mc_req *req,
         return parse_retrieval(&l);
     }
     if (req->cmd == MC_STATS) {
-        for (p = l.cur; p < l.end && *p == ' '; p++) {
-        }
-        for (e = l.end; e > p && e[-1] == ' '; e--) {
-        }
-        req->args.off = (uint32_t)(p - buf);
-        req->args.len = (uint32_t)(e - p);
-        return PARSE_OK;
+        return parse_stats(&l);
     }
     l.ntok = 1;
     while (l.ntok < TOKENS_MAX && next_token(&l.cur, l.end, &l.tok[l.ntok])) {
