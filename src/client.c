@@ -304,7 +304,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
     p->pending = nfrags;
     pool->stats.fragments += nfrags;
     for (i = 0; i < nfrags; i++) {
-        server_forward(&pool->servers[counts[i]], p->frags[i]);
+        server_forward(pool->servers[counts[i]], p->frags[i]);
     }
     free(counts);
     free(route);
@@ -344,7 +344,7 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
     }
     p->pending = p->nfrags;
     for (i = 0; i < p->nfrags; i++) {
-        server_forward(&pool->servers[i], p->frags[i]);
+        server_forward(pool->servers[i], p->frags[i]);
     }
     return 0;
 }
@@ -591,6 +591,19 @@ client_flush(struct client *c)
         return;
     }
     c->nwrites++;
+}
+
+void
+client_drain(struct client *c)
+{
+    if (c->closing) {
+        return;
+    }
+    uv_read_stop(&c->h.stream);
+    c->quitting = true;
+    if (c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
+        client_close(c);
+    }
 }
 
 void

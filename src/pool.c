@@ -42,102 +42,193 @@ resolve(const char *host, uint16_t port, struct sockaddr_storage *out)
 static int
 pool_build_ring(struct pool *p)
 {
-    const struct conf_pool *cp = p->cp;
     struct ring_node *nodes;
+    struct ring *ring;
     uint32_t i;
 
-    nodes = calloc(cp->nservers, sizeof(*nodes));
+    nodes = calloc(p->nservers, sizeof(*nodes));
     if (nodes == NULL) {
         return UV_ENOMEM;
     }
-    for (i = 0; i < cp->nservers; i++) {
-        nodes[i].name = cp->servers[i].name;
-        nodes[i].name_len = strlen(cp->servers[i].name);
-        nodes[i].weight = cp->servers[i].weight;
-        nodes[i].live = !eject_is_ejected(&p->servers[i].eject);
+    for (i = 0; i < p->nservers; i++) {
+        const struct server *s = p->servers[i];
+        nodes[i].name = s->cs->name;
+        nodes[i].name_len = strlen(s->cs->name);
+        nodes[i].weight = s->cs->weight;
+        nodes[i].live = !eject_is_ejected(&s->eject);
+    }
+    ring = ring_create(p->cp->distribution, nodes, p->nservers);
+    free(nodes);
+    if (ring == NULL) {
+        return UV_ENOMEM;
     }
     ring_destroy(&p->ring);
-    p->ring = ring_create(cp->distribution, nodes, cp->nservers);
-    free(nodes);
-    return p->ring != NULL ? 0 : UV_ENOMEM;
+    p->ring = ring;
+    return 0;
 }
 
-int
-pool_init(struct pool *p, struct worker *w, const struct conf_pool *cp)
+static void
+pool_set_policy(struct pool *p)
 {
-    uint32_t i;
-    int err;
+    const struct conf_pool *cp = p->cp;
 
-    memset(p, 0, sizeof(*p));
-    p->w = w;
-    p->cp = cp;
-    p->nservers = cp->nservers;
     p->eject.auto_eject = cp->auto_eject_hosts;
     p->eject.failure_limit = cp->server_failure_limit > 0 ?
                              (uint32_t)cp->server_failure_limit : 1;
     p->eject.retry_ms = (uint64_t)cp->server_retry_timeout;
+}
+
+static uint32_t
+conns_per_server(const struct conf_pool *cp)
+{
+    return cp->server_connections > 0 ? (uint32_t)cp->server_connections : 1;
+}
+
+static struct server *
+server_create(struct pool *p, const struct conf_pool *cp, uint32_t idx)
+{
+    struct server *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return NULL;
+    }
+    s->pool = p;
+    s->idx = idx;
+    s->cs = &cp->servers[idx];
+    TAILQ_INIT(&s->all);
+    s->nconns = conns_per_server(cp);
+    s->conns = calloc(s->nconns, sizeof(*s->conns));
+    if (s->conns == NULL) {
+        free(s);
+        return NULL;
+    }
+    if (!s->cs->is_unix &&
+        resolve(s->cs->host, s->cs->port, &s->addr) != 0) {
+        log_error("pool %s: server %s: cannot resolve '%s'", cp->name,
+                  s->cs->name, s->cs->host);
+        free(s->conns);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void
+server_destroy(struct server *s)
+{
+    if (s != NULL) {
+        free(s->conns);
+        free(s);
+    }
+}
+
+struct pool *
+pool_create(struct worker *w, const struct conf_pool *cp)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+    uint32_t i;
+
+    if (p == NULL) {
+        return NULL;
+    }
+    p->w = w;
+    p->cp = cp;
+    pool_set_policy(p);
     p->servers = calloc(cp->nservers, sizeof(*p->servers));
     if (p->servers == NULL) {
-        return UV_ENOMEM;
+        goto error;
     }
     for (i = 0; i < cp->nservers; i++) {
-        struct server *s = &p->servers[i];
-        s->pool = p;
-        s->idx = i;
-        s->cs = &cp->servers[i];
-        s->nconns = cp->server_connections > 0 ?
-                    (uint32_t)cp->server_connections : 1;
-        s->conns = calloc(s->nconns, sizeof(*s->conns));
-        if (s->conns == NULL) {
-            return UV_ENOMEM;
+        p->servers[i] = server_create(p, cp, i);
+        if (p->servers[i] == NULL) {
+            goto error;
         }
-        if (!s->cs->is_unix) {
-            err = resolve(s->cs->host, s->cs->port, &s->addr);
-            if (err != 0) {
-                log_error("pool %s: server %s: cannot resolve '%s'",
-                          cp->name, s->cs->name, s->cs->host);
-                return err;
+        p->nservers = i + 1;
+    }
+    if (pool_build_ring(p) != 0) {
+        goto error;
+    }
+    return p;
+error:
+    pool_destroy(&p);
+    return NULL;
+}
+
+static void
+listener_close_cb(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void
+listener_close(struct listener **lp)
+{
+    struct listener *l = *lp;
+
+    if (l == NULL) {
+        return;
+    }
+    *lp = NULL;
+    if (l->unlink_path != NULL) {
+        unlink(l->unlink_path);
+    }
+    l->h.handle.data = l;
+    uv_close(&l->h.handle, listener_close_cb);
+}
+
+/* Binds and listens on cl for pool p. NULL on error (logged). */
+static struct listener *
+listener_open(struct pool *p, const struct conf_pool *cp)
+{
+    const struct conf_listen *cl = &cp->listen;
+    struct listener *l = calloc(1, sizeof(*l));
+    int err;
+
+    if (l == NULL) {
+        return NULL;
+    }
+    l->pool = p;
+    if (cl->path != NULL) {
+        /* twemproxy removes a stale socket file before binding, too. */
+        unlink(cl->path);
+        uv_pipe_init(&p->w->loop, &l->h.pipe, 0);
+        err = uv_pipe_bind(&l->h.pipe, cl->path);
+        if (err == 0) {
+            l->unlink_path = cl->path;
+            if (cl->perm != 0 && chmod(cl->path, (mode_t)cl->perm) != 0) {
+                err = UV_EPERM;
             }
         }
+    } else {
+        struct sockaddr_storage addr;
+        uv_tcp_init(&p->w->loop, &l->h.tcp);
+        err = resolve(cl->host, cl->port, &addr);
+        if (err == 0) {
+            err = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&addr, 0);
+        }
     }
-    return pool_build_ring(p);
+    l->h.handle.data = p;
+    if (err == 0) {
+        err = uv_listen(&l->h.stream, cp->backlog, client_accept_cb);
+    }
+    if (err != 0) {
+        log_error("pool %s: listen on %s: %s", cp->name, cl->text,
+                  uv_strerror(err));
+        l->unlink_path = NULL;
+        listener_close(&l);
+        return NULL;
+    }
+    return l;
 }
 
 int
 pool_listen(struct pool *p)
 {
     const struct conf_pool *cp = p->cp;
-    struct worker *w = p->w;
-    int err;
 
-    if (cp->listen.path != NULL) {
-        /* twemproxy removes a stale socket file before binding, too. */
-        unlink(cp->listen.path);
-        uv_pipe_init(&w->loop, &p->listener.pipe, 0);
-        err = uv_pipe_bind(&p->listener.pipe, cp->listen.path);
-        if (err == 0 && cp->listen.perm != 0) {
-            if (chmod(cp->listen.path, (mode_t)cp->listen.perm) != 0) {
-                err = UV_EPERM;
-            }
-        }
-    } else {
-        struct sockaddr_storage addr;
-        uv_tcp_init(&w->loop, &p->listener.tcp);
-        err = resolve(cp->listen.host, cp->listen.port, &addr);
-        if (err == 0) {
-            err = uv_tcp_bind(&p->listener.tcp,
-                              (const struct sockaddr *)&addr, 0);
-        }
-    }
-    p->listener.handle.data = p;
-    p->listening = true;
-    if (err == 0) {
-        err = uv_listen(&p->listener.stream, cp->backlog, client_accept_cb);
-    }
-    if (err != 0) {
-        log_error("pool %s: listen on %s: %s", cp->name, cp->listen.text,
-                  uv_strerror(err));
-        return err;
+    p->listener = listener_open(p, cp);
+    if (p->listener == NULL) {
+        return UV_EADDRINUSE;
     }
     log_notice("pool %s: listening on %s, %u servers, %s/%s", cp->name,
                cp->listen.text, cp->nservers, hash_name(cp->hash),
@@ -154,37 +245,46 @@ pool_preconnect(struct pool *p)
     uint32_t i;
 
     for (i = 0; i < p->nservers; i++) {
-        server_connect_all(&p->servers[i]);
+        server_connect_all(p->servers[i]);
     }
 }
 
 void
 pool_close(struct pool *p)
 {
+    struct server *s;
     uint32_t i;
 
-    if (p->listening && !uv_is_closing(&p->listener.handle)) {
-        uv_close(&p->listener.handle, NULL);
-        if (p->cp->listen.path != NULL) {
-            unlink(p->cp->listen.path);
-        }
-    }
+    listener_close(&p->listener);
     for (i = 0; i < p->nservers; i++) {
-        server_close(&p->servers[i], "shutting down");
+        server_close(p->servers[i], "shutting down");
+    }
+    for (s = p->retired; s != NULL; s = s->next_retired) {
+        server_close(s, "shutting down");
     }
 }
 
 void
-pool_deinit(struct pool *p)
+pool_destroy(struct pool **pp)
 {
+    struct pool *p = *pp;
+    struct server *s;
     uint32_t i;
 
+    if (p == NULL) {
+        return;
+    }
+    *pp = NULL;
     for (i = 0; p->servers != NULL && i < p->nservers; i++) {
-        free(p->servers[i].conns);
+        server_destroy(p->servers[i]);
+    }
+    while ((s = p->retired) != NULL) {
+        p->retired = s->next_retired;
+        server_destroy(s);
     }
     free(p->servers);
-    p->servers = NULL;
     ring_destroy(&p->ring);
+    free(p);
 }
 
 /* Puts back ejected servers whose retry time has come; rebuilds. */
@@ -195,7 +295,7 @@ pool_readmit(struct pool *p, uint64_t now)
 
     p->next_rebuild = 0;
     for (i = 0; i < p->nservers; i++) {
-        struct server *s = &p->servers[i];
+        struct server *s = p->servers[i];
         if (eject_readmit(&s->eject, now)) {
             log_notice("pool %s: server %s: back on the ring after %" PRId64
                        " ms", p->cp->name, s->cs->name,
@@ -255,9 +355,233 @@ pool_route(struct pool *p, const char *key, size_t len)
         }
     }
     if (p->nservers == 1) {
-        return p->nejected == 0 ? &p->servers[0] : NULL;
+        return p->nejected == 0 ? p->servers[0] : NULL;
     }
     hash_tag_slice(cp->hash_tag[0] != '\0' ? cp->hash_tag : NULL, &key, &len);
     idx = ring_lookup(p->ring, hash_key(cp->hash, key, len));
-    return idx < 0 ? NULL : &p->servers[idx];
+    return idx < 0 ? NULL : p->servers[idx];
+}
+
+/* ---------------------------------------------------------------------
+ * Reload
+ * ------------------------------------------------------------------- */
+
+struct pool_plan {
+    const struct conf_pool *ncp;
+    struct server          **servers;  /* ncp->nservers: kept or fresh */
+    bool                   *fresh;     /* created by this plan */
+    struct listener        *listener;  /* new listener, when listen moved */
+};
+
+static bool
+str_eq(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL) {
+        return a == b;
+    }
+    return strcmp(a, b) == 0;
+}
+
+/* The same server: same ring name at the same address. */
+static bool
+server_same(const struct conf_server *a, const struct conf_server *b)
+{
+    return str_eq(a->name, b->name) && str_eq(a->host, b->host) &&
+           a->port == b->port && a->is_unix == b->is_unix;
+}
+
+bool
+pool_same(const struct pool *p, const struct conf_pool *ncp)
+{
+    const struct conf_pool *o = p->cp;
+    uint32_t i;
+
+    if (!str_eq(o->listen.text, ncp->listen.text) ||
+        o->listen.perm != ncp->listen.perm || o->hash != ncp->hash ||
+        strcmp(o->hash_tag, ncp->hash_tag) != 0 ||
+        o->distribution != ncp->distribution || o->timeout != ncp->timeout ||
+        o->backlog != ncp->backlog || o->preconnect != ncp->preconnect ||
+        o->client_connections != ncp->client_connections ||
+        o->server_connections != ncp->server_connections ||
+        o->auto_eject_hosts != ncp->auto_eject_hosts ||
+        o->server_retry_timeout != ncp->server_retry_timeout ||
+        o->server_failure_limit != ncp->server_failure_limit ||
+        o->tcpkeepalive != ncp->tcpkeepalive ||
+        o->nservers != ncp->nservers) {
+        return false;
+    }
+    for (i = 0; i < ncp->nservers; i++) {
+        if (!server_same(&o->servers[i], &ncp->servers[i]) ||
+            o->servers[i].weight != ncp->servers[i].weight) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void
+pool_abort(struct pool_plan **planp)
+{
+    struct pool_plan *plan = *planp;
+    uint32_t i;
+
+    if (plan == NULL) {
+        return;
+    }
+    *planp = NULL;
+    for (i = 0; plan->servers != NULL && i < plan->ncp->nservers; i++) {
+        if (plan->fresh[i]) {
+            server_destroy(plan->servers[i]);
+        }
+    }
+    listener_close(&plan->listener);
+    free(plan->servers);
+    free(plan->fresh);
+    free(plan);
+}
+
+int
+pool_prepare(struct pool *p, const struct conf_pool *ncp,
+             struct pool_plan **planp)
+{
+    struct pool_plan *plan;
+    bool *taken;
+    uint32_t i, j;
+
+    *planp = NULL;
+    plan = calloc(1, sizeof(*plan));
+    taken = calloc(p->nservers + 1, sizeof(*taken));
+    if (plan == NULL || taken == NULL) {
+        free(plan);
+        free(taken);
+        return UV_ENOMEM;
+    }
+    plan->ncp = ncp;
+    plan->servers = calloc(ncp->nservers, sizeof(*plan->servers));
+    plan->fresh = calloc(ncp->nservers, sizeof(*plan->fresh));
+    if (plan->servers == NULL || plan->fresh == NULL) {
+        goto nomem;
+    }
+    for (j = 0; j < ncp->nservers; j++) {
+        for (i = 0; i < p->nservers; i++) {
+            if (!taken[i] && server_same(p->servers[i]->cs, &ncp->servers[j])) {
+                taken[i] = true;
+                plan->servers[j] = p->servers[i];
+                break;
+            }
+        }
+        if (plan->servers[j] == NULL) {
+            plan->servers[j] = server_create(p, ncp, j);
+            if (plan->servers[j] == NULL) {
+                goto error;
+            }
+            plan->fresh[j] = true;
+        }
+    }
+    if (!str_eq(p->cp->listen.text, ncp->listen.text) ||
+        p->cp->listen.perm != ncp->listen.perm) {
+        /* The new address is bound before the old one is let go, so that
+         * a client always finds one of them. */
+        if (str_eq(p->cp->listen.path, ncp->listen.path) &&
+            ncp->listen.path != NULL) {
+            /* Same socket file, new mode: just change the mode. */
+        } else {
+            plan->listener = listener_open(p, ncp);
+            if (plan->listener == NULL) {
+                goto error;
+            }
+        }
+    }
+    free(taken);
+    *planp = plan;
+    return 0;
+nomem:
+    free(taken);
+    pool_abort(&plan);
+    return UV_ENOMEM;
+error:
+    free(taken);
+    pool_abort(&plan);
+    return UV_EINVAL;
+}
+
+void
+pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
+{
+    struct pool_plan *plan = *planp;
+    const struct conf_pool *ncp = plan->ncp;
+    bool rebuild = !pool_same(p, ncp);
+    uint32_t i, j, added = 0, removed = 0;
+    bool moved;
+
+    /* Servers that are not in the new list leave: their connections
+     * finish what they carry, then close. */
+    for (i = 0; i < p->nservers; i++) {
+        struct server *s = p->servers[i];
+        bool kept = false;
+        for (j = 0; j < ncp->nservers && !kept; j++) {
+            kept = plan->servers[j] == s;
+        }
+        if (!kept) {
+            server_drain(s);
+            s->retired = true;
+            s->next_retired = p->retired;
+            p->retired = s;
+            removed++;
+        }
+    }
+    p->nejected = 0;
+    p->next_rebuild = 0;
+    for (j = 0; j < ncp->nservers; j++) {
+        struct server *s = plan->servers[j];
+        s->idx = j;
+        s->cs = &ncp->servers[j];
+        added += plan->fresh[j];
+        if (!plan->fresh[j] && s->nconns != conns_per_server(ncp)) {
+            server_resize(s, conns_per_server(ncp));
+        }
+        if (eject_is_ejected(&s->eject)) {
+            p->nejected++;
+            if (p->next_rebuild == 0 ||
+                s->eject.ejected_until < p->next_rebuild) {
+                p->next_rebuild = s->eject.ejected_until;
+            }
+        }
+    }
+    free(p->servers);
+    p->servers = plan->servers;
+    p->nservers = ncp->nservers;
+    plan->servers = NULL;
+    p->cp = ncp;
+    pool_set_policy(p);
+    if (rebuild && pool_build_ring(p) != 0) {
+        log_error("pool %s: ring rebuild: out of memory", ncp->name);
+    }
+    moved = plan->listener != NULL;
+    if (moved) {
+        listener_close(&p->listener);
+        p->listener = plan->listener;
+        plan->listener = NULL;
+    } else if (ncp->listen.path != NULL && ncp->listen.perm != 0) {
+        chmod(ncp->listen.path, (mode_t)ncp->listen.perm);
+    }
+    snprintf(what, len, "pool %s: %s, %u servers added, %u removed%s",
+             ncp->name, rebuild ? "changed" : "unchanged", added, removed,
+             moved ? ", listening on the new address" : "");
+    pool_abort(planp);    /* frees what is left of the plan */
+    if (ncp->preconnect) {
+        pool_preconnect(p);
+    }
+}
+
+void
+pool_remove(struct pool *p)
+{
+    uint32_t i;
+
+    p->removed = true;
+    listener_close(&p->listener);
+    for (i = 0; i < p->nservers; i++) {
+        server_drain(p->servers[i]);
+    }
 }

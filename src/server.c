@@ -126,6 +126,10 @@ req_complete(struct sconn *sc, struct req *r)
         }
     }
     req_put(&r);
+    if (sc->draining && sc->state != SCONN_CLOSING &&
+        TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending)) {
+        sconn_shut(sc, "drained", SCONN_END_QUIET);
+    }
 }
 
 /* Fails r: the client sees SERVER_ERROR, or misses for a fragment. */
@@ -474,6 +478,7 @@ sconn_open(struct server *s, uint32_t slot)
                              sconn_connect_cb);
     }
     s->conns[slot] = sc;
+    TAILQ_INSERT_TAIL(&s->all, sc, all_link);
     s->stats.server_connections++;
     if (err == 0 && s->pool->cp->timeout >= 0) {
         uv_timer_start(&sc->timer, sconn_timer_cb,
@@ -526,7 +531,10 @@ sconn_shut(struct sconn *sc, const char *why, enum sconn_end end)
         log_info("server %s: closed: %s", s->cs->name, why);
     }
     sc->state = SCONN_CLOSING;
-    s->conns[sc->slot] = NULL;
+    if (sc->slot != SCONN_DETACHED) {
+        s->conns[sc->slot] = NULL;
+    }
+    TAILQ_REMOVE(&s->all, sc, all_link);
     s->stats.server_connections--;
     if (end != SCONN_END_QUIET) {
         if (end == SCONN_END_EOF) {
@@ -651,11 +659,64 @@ sconn_flush(struct sconn *sc)
 void
 server_close(struct server *s, const char *why)
 {
+    struct sconn *sc;
+
+    while ((sc = TAILQ_FIRST(&s->all)) != NULL) {
+        sconn_shut(sc, why, SCONN_END_QUIET);
+    }
+}
+
+/* Detaches sc from its slot; it closes once it carries nothing. */
+static void
+sconn_drain(struct sconn *sc)
+{
+    struct server *s = sc->server;
+
+    if (sc->slot != SCONN_DETACHED) {
+        s->conns[sc->slot] = NULL;
+        sc->slot = SCONN_DETACHED;
+    }
+    sc->draining = true;
+    if (TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending)) {
+        sconn_shut(sc, "drained", SCONN_END_QUIET);
+    }
+}
+
+void
+server_drain(struct server *s)
+{
     uint32_t i;
 
     for (i = 0; i < s->nconns; i++) {
         if (s->conns[i] != NULL) {
-            sconn_shut(s->conns[i], why, SCONN_END_QUIET);
+            sconn_drain(s->conns[i]);
         }
     }
+}
+
+void
+server_resize(struct server *s, uint32_t nconns)
+{
+    struct sconn **conns;
+    uint32_t i;
+
+    conns = calloc(nconns, sizeof(*conns));
+    if (conns == NULL) {
+        log_error("server %s: resize: out of memory", s->cs->name);
+        return;
+    }
+    for (i = 0; i < s->nconns; i++) {
+        if (s->conns[i] == NULL) {
+            continue;
+        }
+        if (i < nconns) {
+            conns[i] = s->conns[i];
+        } else {
+            sconn_drain(s->conns[i]);
+        }
+    }
+    free(s->conns);
+    s->conns = conns;
+    s->nconns = nconns;
+    s->next = 0;
 }

@@ -58,7 +58,10 @@ worker_stop_cb(uv_async_t *handle)
         client_close(c);
     }
     for (i = 0; i < w->npools; i++) {
-        pool_close(&w->pools[i]);
+        pool_close(w->pools[i]);
+    }
+    for (i = 0; i < w->nremoved; i++) {
+        pool_close(w->removed[i]);
     }
     uv_close((uv_handle_t *)&w->flusher, NULL);
     uv_close((uv_handle_t *)&w->stopper, NULL);
@@ -89,11 +92,11 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf)
         return UV_ENOMEM;
     }
     for (i = 0; i < conf->npools; i++) {
-        err = pool_init(&w->pools[i], w, &conf->pools[i]);
-        w->npools = i + 1;
-        if (err != 0) {
-            return err;
+        w->pools[i] = pool_create(w, &conf->pools[i]);
+        if (w->pools[i] == NULL) {
+            return UV_EINVAL;
         }
+        w->npools = i + 1;
     }
     uv_prepare_init(&w->loop, &w->flusher);
     w->flusher.data = w;
@@ -110,7 +113,7 @@ worker_listen(struct worker *w)
     int err;
 
     for (i = 0; i < w->npools; i++) {
-        err = pool_listen(&w->pools[i]);
+        err = pool_listen(w->pools[i]);
         if (err != 0) {
             return err;
         }
@@ -140,13 +143,136 @@ worker_deinit(struct worker *w)
     uv_walk(&w->loop, walk_close_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     for (i = 0; i < w->npools; i++) {
-        pool_deinit(&w->pools[i]);
+        pool_destroy(&w->pools[i]);
+    }
+    for (i = 0; i < w->nremoved; i++) {
+        pool_destroy(&w->removed[i]);
     }
     free(w->pools);
+    free(w->removed);
     w->pools = NULL;
+    w->removed = NULL;
     free(w->keys);
     w->keys = NULL;
     uv_loop_close(&w->loop);
+}
+
+static struct pool *
+find_pool(struct worker *w, const char *name)
+{
+    uint32_t i;
+
+    for (i = 0; i < w->npools; i++) {
+        if (strcmp(w->pools[i]->cp->name, name) == 0) {
+            return w->pools[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+append_msg(char *msg, size_t len, const char *line)
+{
+    size_t used = strlen(msg);
+
+    if (used < len) {
+        snprintf(msg + used, len - used, "%s%s", used > 0 ? "\n" : "", line);
+    }
+}
+
+int
+worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
+                   size_t len)
+{
+    struct pool_plan **plans = NULL;
+    struct pool **pools = NULL, **fresh = NULL, **removed;
+    uint32_t i, j, nremoved = 0;
+    char line[256];
+    int err = UV_ENOMEM;
+
+    msg[0] = '\0';
+    plans = calloc(conf->npools, sizeof(*plans));
+    pools = calloc(conf->npools, sizeof(*pools));
+    fresh = calloc(conf->npools, sizeof(*fresh));
+    removed = realloc(w->removed, (w->nremoved + w->npools) *
+                                  sizeof(*removed) + 1);
+    if (plans == NULL || pools == NULL || fresh == NULL || removed == NULL) {
+        goto error;
+    }
+    w->removed = removed;
+
+    /* Everything that can fail, first: resolve, bind new listeners. */
+    for (i = 0; i < conf->npools; i++) {
+        const struct conf_pool *ncp = &conf->pools[i];
+        struct pool *p = find_pool(w, ncp->name);
+        if (p != NULL) {
+            err = pool_prepare(p, ncp, &plans[i]);
+            pools[i] = p;
+        } else {
+            fresh[i] = pool_create(w, ncp);
+            err = fresh[i] == NULL ? UV_EINVAL : pool_listen(fresh[i]);
+            pools[i] = fresh[i];
+        }
+        if (err != 0) {
+            snprintf(line, sizeof(line), "pool %s: cannot apply (%s); "
+                     "nothing changed", ncp->name, uv_strerror(err));
+            append_msg(msg, len, line);
+            goto error;
+        }
+    }
+
+    /* Then the switch, which cannot fail. */
+    for (i = 0; i < w->npools; i++) {
+        struct pool *p = w->pools[i];
+        bool kept = false;
+        for (j = 0; j < conf->npools && !kept; j++) {
+            kept = pools[j] == p;
+        }
+        if (!kept) {
+            struct client *c, *next;
+            pool_remove(p);
+            for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
+                next = TAILQ_NEXT(c, link);
+                if (c->pool == p) {
+                    client_drain(c);
+                }
+            }
+            w->removed[w->nremoved++] = p;
+            snprintf(line, sizeof(line), "pool %s: removed", p->cp->name);
+            append_msg(msg, len, line);
+            nremoved++;
+        }
+    }
+    for (i = 0; i < conf->npools; i++) {
+        if (plans[i] != NULL) {
+            pool_commit(pools[i], &plans[i], line, sizeof(line));
+        } else {
+            snprintf(line, sizeof(line), "pool %s: added, listening on %s",
+                     conf->pools[i].name, conf->pools[i].listen.text);
+        }
+        append_msg(msg, len, line);
+    }
+    free(w->pools);
+    w->pools = pools;
+    w->npools = conf->npools;
+    w->conf = conf;
+    free(plans);
+    free(fresh);
+    (void)nremoved;
+    return 0;
+
+error:
+    for (i = 0; plans != NULL && i < conf->npools; i++) {
+        pool_abort(&plans[i]);
+        if (fresh != NULL && fresh[i] != NULL) {
+            pool_close(fresh[i]);
+            w->removed[w->nremoved++] = fresh[i];   /* freed at exit */
+        }
+    }
+    free(plans);
+    free(pools);
+    free(fresh);
+    return err;
 }
 
 void

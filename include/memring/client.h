@@ -46,6 +46,9 @@ void client_req_done(struct req *r);
 /* Writes the replies that are ready, in order. */
 void client_flush(struct client *c);
 
+/* Stops reading from c; c closes once every reply it is owed is sent. */
+void client_drain(struct client *c);
+
 /* Closes c now; its requests at servers are swallowed. Idempotent. */
 void client_close(struct client *c);
 

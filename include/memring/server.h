@@ -14,10 +14,13 @@
 #include "memring/req.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/queue.h>
 #include <uv.h>
 
 struct server;
+
+#define SCONN_DETACHED UINT32_MAX  /* slot of a draining connection */
 
 enum sconn_state {
     SCONN_CONNECTING = 0,
@@ -44,7 +47,9 @@ struct sconn {
     struct req_queue     inflight;    /* written, awaiting reply, FIFO */
     struct buf           rbuf;        /* reply bytes not yet parsed */
     bool                 dirty;       /* on the worker's flush list */
+    bool                 draining;    /* detached: close once it is empty */
     TAILQ_ENTRY(sconn)   dirty_link;
+    TAILQ_ENTRY(sconn)   all_link;    /* server->all */
 };
 
 /* Queues r (whose out buffer is ready) to server s. Never fails: if s
@@ -59,5 +64,12 @@ void sconn_flush(struct sconn *sc);
 
 /* Closes every connection of s, failing what they had queued. */
 void server_close(struct server *s, const char *why);
+
+/* s takes no new requests (it left the pool, or the pool went away): its
+ * connections close as soon as what they carry is answered. */
+void server_drain(struct server *s);
+
+/* Changes s's number of connections; extra ones drain. */
+void server_resize(struct server *s, uint32_t nconns);
 
 #endif /* MEMRING_SERVER_H */

@@ -26,8 +26,10 @@ struct worker {
     uv_loop_t           loop;
     uint32_t            id;
     const struct conf   *conf;       /* shared, read only */
-    struct pool         *pools;      /* one per conf pool */
+    struct pool         **pools;     /* one per conf pool, in conf order */
     uint32_t            npools;
+    struct pool         **removed;   /* pools gone in a reload, draining */
+    uint32_t            nremoved;
     uv_prepare_t        flusher;     /* batched writes, once per loop turn */
     uv_async_t          stopper;     /* worker_stop() from another thread */
     struct client_list  clients;     /* every open client */
@@ -47,6 +49,16 @@ int worker_listen(struct worker *w);
 
 /* Runs the loop until worker_stop(). */
 int worker_run(struct worker *w);
+
+/*
+ * Switches w to conf, all at once between two loop turns: pools matched by
+ * name; unchanged pools untouched; changed ones get new servers and ring;
+ * new pools start listening; removed pools stop accepting and drain.
+ * Runs on w's thread. 0, or an error (logged, and described in msg) after
+ * which w still runs on its old config unchanged. msg gets a summary.
+ */
+int worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
+                       size_t len);
 
 /* Asks w to stop: closes listeners, clients and servers. Thread safe. */
 void worker_stop(struct worker *w);
