@@ -408,17 +408,17 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
 
 /* Parses and dispatches every complete request in the read buffer. */
 static void
-client_parse(struct client *c)
+client_parse(struct client *c, struct buf *in)
 {
     struct worker *w = c->w;
 
-    while (!c->closing && !c->quitting && buf_unread(&c->rbuf) > 0) {
-        const char *head = buf_head(&c->rbuf);
+    while (!c->closing && !c->quitting && buf_unread(in) > 0) {
+        const char *head = buf_head(in);
         struct mc_req m;
         enum parse_status st;
         int err;
 
-        st = mc_parse_req(head, buf_unread(&c->rbuf), &m, w->keys,
+        st = mc_parse_req(head, buf_unread(in), &m, w->keys,
                           w->keys_cap);
         if (st == PARSE_AGAIN) {
             break;
@@ -426,13 +426,13 @@ client_parse(struct client *c)
         if (st == PARSE_ERROR) {
             c->pool->stats.request_errors++;
             err = client_reply_local(c, MC_UNKNOWN, m.error);
-            buf_consume(&c->rbuf, m.skip);
+            buf_consume(in, m.skip);
             if (m.close) {
                 c->quitting = true;
             }
         } else {
             err = client_dispatch(c, head, &m);
-            buf_consume(&c->rbuf, m.total_len);
+            buf_consume(in, m.total_len);
         }
         if (err != 0) {
             log_error("client: %s", uv_strerror(err));
@@ -441,7 +441,7 @@ client_parse(struct client *c)
         }
     }
     if (c->quitting) {
-        buf_reset(&c->rbuf);
+        buf_reset(in);
         worker_mark_client(w, c);
     }
 }
@@ -456,6 +456,17 @@ client_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
     struct client *c = handle->data;
 
     (void)suggested;
+    /* A client with nothing buffered reads into the worker's scratch
+     * buffer: an idle connection then holds no read memory at all, and
+     * only a request split across reads is copied to a buffer of its own. */
+    if (buf_unread(&c->rbuf) == 0) {
+        struct buf *scratch = &c->w->scratch;
+        buf_reset(scratch);
+        if (buf_reserve(scratch, WORKER_SCRATCH_SIZE) == 0) {
+            *out = uv_buf_init(scratch->data, (unsigned int)scratch->cap);
+            return;
+        }
+    }
     if (buf_reserve(&c->rbuf, CLIENT_READ_MIN) != 0) {
         *out = uv_buf_init(NULL, 0);    /* read_cb then sees UV_ENOBUFS */
         return;
@@ -469,7 +480,6 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 {
     struct client *c = stream->data;
 
-    (void)b;
     if (c->closing || nread == 0) {
         return;
     }
@@ -483,8 +493,22 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (c->quitting) {
         return;                 /* bytes after quit are ignored */
     }
+    if (b->base == c->w->scratch.data) {
+        struct buf *scratch = &c->w->scratch;
+        scratch->len = (size_t)nread;
+        client_parse(c, scratch);
+        if (buf_unread(scratch) > 0 && !c->closing &&
+            buf_append(&c->rbuf, buf_head(scratch), buf_unread(scratch)) != 0) {
+            client_close(c);
+        }
+        buf_reset(scratch);
+        return;
+    }
     c->rbuf.len += (size_t)nread;
-    client_parse(c);
+    client_parse(c, &c->rbuf);
+    if (buf_unread(&c->rbuf) == 0) {
+        buf_free(&c->rbuf);     /* back to holding nothing while idle */
+    }
 }
 
 static void

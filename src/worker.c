@@ -154,6 +154,7 @@ worker_deinit(struct worker *w)
     w->removed = NULL;
     free(w->keys);
     w->keys = NULL;
+    buf_free(&w->scratch);
     uv_loop_close(&w->loop);
 }
 

@@ -7,6 +7,7 @@
 #ifndef MEMRING_WORKER_H
 #define MEMRING_WORKER_H
 
+#include "memring/buf.h"
 #include "memring/mc_parse.h"
 
 #include <stdbool.h>
@@ -18,6 +19,8 @@ struct client;
 struct conf;
 struct pool;
 struct sconn;
+
+#define WORKER_SCRATCH_SIZE (64 * 1024)
 
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(sconn_list, sconn);
@@ -35,6 +38,7 @@ struct worker {
     struct client_list  clients;     /* every open client */
     struct client_list  dirty_clients;
     struct sconn_list   dirty_sconns;
+    struct buf          scratch;     /* read buffer lent to idle clients */
     struct mc_span      *keys;       /* parser scratch: key spans */
     uint32_t            keys_cap;
     uint64_t            started;     /* uv_now() at setup, ms */
