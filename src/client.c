@@ -101,9 +101,8 @@ client_stats(struct client *c)
     snprintf(line, sizeof(line), "STAT version %s\r\n", CLIENT_VERSION);
     err |= buf_append_str(b, line);
     err |= stats_line(b, "pointer_size", (uint64_t)(8 * sizeof(void *)));
-    /* memcached's names for the two connection counts */
+    /* memcached's name for the open connection count */
     err |= stats_line(b, "curr_connections", s->client_connections);
-    err |= stats_line(b, "total_connections", s->total_connections);
 #define STATS_LINE(name, type, desc) err |= stats_line(b, #name, s->name);
     POOL_METRICS(STATS_LINE)
 #undef STATS_LINE

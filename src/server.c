@@ -192,6 +192,47 @@ fragment_value(struct req *r, const char *unit,
     return UV_EPROTO;   /* a key it was not asked for */
 }
 
+/*
+ * True when key is one of the keys of r's request line at or after
+ * r->frag_next (a byte offset into r->out; 0 = not started), in order, as
+ * memcached answers them; advances past it. A server that answers with a
+ * key it was not asked for has lost its framing.
+ */
+static bool
+request_has_key(struct req *r, const char *key, size_t klen)
+{
+    const char *line = r->out.data;
+    size_t end = r->out.len, pos = r->frag_next;
+
+    if (pos == 0) {
+        /* skip the command, and gat's exptime */
+        uint32_t skip = (r->cmd == MC_GAT || r->cmd == MC_GATS) ? 2 : 1;
+        while (skip-- > 0) {
+            while (pos < end && line[pos] != ' ') {
+                pos++;
+            }
+            while (pos < end && line[pos] == ' ') {
+                pos++;
+            }
+        }
+    }
+    while (pos < end && line[pos] != '\r' && line[pos] != '\n') {
+        size_t start = pos;
+        while (pos < end && line[pos] != ' ' && line[pos] != '\r' &&
+               line[pos] != '\n') {
+            pos++;
+        }
+        if (pos - start == klen && memcmp(line + start, key, klen) == 0) {
+            r->frag_next = (uint32_t)pos;
+            return true;
+        }
+        while (pos < end && line[pos] == ' ') {
+            pos++;
+        }
+    }
+    return false;
+}
+
 /* Handles one reply unit for the request at the head of inflight. */
 static int
 sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
@@ -206,6 +247,9 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
         case MC_RSP_VALUE:
             if (r->parent != NULL) {
                 return fragment_value(r, unit, u);
+            }
+            if (!request_has_key(r, unit + u->key.off, u->key.len)) {
+                return UV_EPROTO;
             }
             r->nhits++;
             return buf_append(&r->reply, unit, u->len);
@@ -375,7 +419,7 @@ sconn_arm(struct sconn *sc)
     struct req *head = TAILQ_FIRST(&sc->inflight);
     uint64_t now;
 
-    if (head == NULL || sconn_timeout(sc) < 0 ||
+    if (head == NULL || sconn_timeout(sc) <= 0 ||
         uv_is_active((uv_handle_t *)&sc->timer)) {
         return;
     }
@@ -480,7 +524,7 @@ sconn_open(struct server *s, uint32_t slot)
     s->conns[slot] = sc;
     TAILQ_INSERT_TAIL(&s->all, sc, all_link);
     s->stats.server_connections++;
-    if (err == 0 && s->pool->cp->timeout >= 0) {
+    if (err == 0 && s->pool->cp->timeout > 0) {
         uv_timer_start(&sc->timer, sconn_timer_cb,
                        (uint64_t)s->pool->cp->timeout, 0);
     }
@@ -579,6 +623,8 @@ server_forward(struct server *s, struct req *r)
         tmp.server = s;
         TAILQ_INIT(&tmp.inflight);
         TAILQ_INSERT_TAIL(&tmp.inflight, r, sq);
+        s->stats.out_queue++;           /* req_complete() takes it off */
+        s->stats.out_queue_bytes += r->out.len;
         req_fail(&tmp, r, "cannot connect to server");
         return;
     }
