@@ -1,6 +1,7 @@
 /*
  * main: command line (nutcracker's flags, same meanings) and start-up.
  */
+#include "memring/admin.h"
 #include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/proxy.h"
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define OPT_NO_ADMIN 256     /* long-only options: past any char */
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -21,6 +24,9 @@ static const struct option long_options[] = {
     { "conf-file",      required_argument, NULL, 'c' },
     { "stats-port",     required_argument, NULL, 's' },
     { "stats-addr",     required_argument, NULL, 'a' },
+    { "admin-port",     required_argument, NULL, 's' },
+    { "admin-addr",     required_argument, NULL, 'a' },
+    { "no-admin",       no_argument,       NULL, OPT_NO_ADMIN },
     { "stats-interval", required_argument, NULL, 'i' },
     { "pid-file",       required_argument, NULL, 'p' },
     { "mbuf-size",      required_argument, NULL, 'm' },
@@ -46,8 +52,11 @@ usage(FILE *f)
         "  -v, --verbose=N        : set logging level (default: %d, min: 0, max: %d)\n"
         "  -o, --output=S         : set logging file (default: stderr)\n"
         "  -c, --conf-file=S      : set configuration file (default: %s)\n"
-        "  -s, --stats-port=N     : set stats monitoring port (default: %d)\n"
-        "  -a, --stats-addr=S     : set stats monitoring ip (default: %s)\n"
+        "  -s, --stats-port=N     : set stats monitoring port (default: %d;\n"
+        "                           0 turns it off); also --admin-port\n"
+        "  -a, --stats-addr=S     : set stats monitoring ip (default: %s);\n"
+        "                           also --admin-addr\n"
+        "      --no-admin         : no stats port (HTTP admin), as -s 0\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
         "  -p, --pid-file=S       : set pid file (default: off)\n"
         "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
@@ -66,16 +75,6 @@ parse_number(const char *s, long lo, long hi)
         return -1;
     }
     return v;
-}
-
-static void
-describe_stats(void)
-{
-    printf("memring serves its statistics with the memcached 'stats' "
-           "command on every pool port:\n"
-           "  curr_connections, total_connections, cmd_get, cmd_set, "
-           "cmd_flush, cmd_touch,\n  get_hits, get_misses, client_err, "
-           "forward_error, fragments, server_connections\n");
 }
 
 int
@@ -102,7 +101,8 @@ main(int argc, char **argv)
             printf("This is memring-%s\n", MEMRING_VERSION);
             return 0;
         case 'D':
-            describe_stats();
+            printf("This is memring-%s\n\n", MEMRING_VERSION);
+            admin_describe_stats(stdout);
             return 0;
         case 't':
             test_conf = true;
@@ -126,13 +126,16 @@ main(int argc, char **argv)
             o.conf_path = optarg;
             break;
         case 's':
-            v = parse_number(optarg, 1, 65535);
+            v = parse_number(optarg, 0, 65535);
             if (v < 0) {
                 fprintf(stderr, "memring: option -s requires a port "
-                        "from 1 to 65535\n");
+                        "from 0 (off) to 65535\n");
                 return 1;
             }
             o.stats_port = (uint16_t)v;
+            break;
+        case OPT_NO_ADMIN:
+            o.stats_port = 0;
             break;
         case 'a':
             o.stats_addr = optarg;

@@ -1,11 +1,14 @@
 /*
  * proxy: loads the config, daemonizes, writes the pid file, runs the
- * worker, and turns SIGINT/SIGTERM into a clean stop.
+ * worker and the admin endpoint on its loop, and turns SIGINT/SIGTERM into
+ * a clean stop.
  */
 #include "memring/proxy.h"
 
+#include "memring/admin.h"
 #include "memring/conf.h"
 #include "memring/log.h"
+#include "memring/stats.h"
 #include "memring/worker.h"
 
 #include <errno.h>
@@ -19,6 +22,8 @@
 
 struct proxy {
     struct worker worker;
+    struct worker *workers[1];  /* what admin reads: every worker */
+    struct admin  *admin;       /* NULL when the admin port is off */
     uv_signal_t   sigint;
     uv_signal_t   sigterm;
     uv_signal_t   sighup;
@@ -38,6 +43,7 @@ proxy_signal_cb(uv_signal_t *handle, int signum)
     uv_close((uv_handle_t *)&px->sigint, NULL);
     uv_close((uv_handle_t *)&px->sigterm, NULL);
     uv_close((uv_handle_t *)&px->sighup, NULL);
+    admin_close(px->admin);
     worker_stop(&px->worker);
 }
 
@@ -90,12 +96,51 @@ write_pid_file(const char *path)
     return fclose(f) == 0 ? 0 : -errno;
 }
 
+/*
+ * Opens the admin port (first, so that a taken port stops the start before
+ * any client is accepted), the pools' listeners, and the pid file. 0, or
+ * the first error (logged); what did open is closed by the caller.
+ */
+static int
+proxy_start(struct proxy *px, const struct proxy_options *o,
+            uint64_t loaded_at)
+{
+    int rc;
+
+    if (o->stats_port != 0) {
+        px->workers[0] = &px->worker;
+        px->admin = admin_create(&px->worker.loop, px->workers, 1);
+        if (px->admin == NULL) {
+            log_error("admin: out of memory");
+            return UV_ENOMEM;
+        }
+        admin_conf_loaded(px->admin, loaded_at);
+        rc = admin_listen(px->admin, o->stats_addr, o->stats_port);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    rc = worker_listen(&px->worker);
+    if (rc != 0) {
+        return rc;
+    }
+    if (o->pid_file != NULL) {
+        rc = write_pid_file(o->pid_file);
+        if (rc != 0) {
+            log_error("pid file %s: %s", o->pid_file, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int
 proxy_run(const struct proxy_options *o)
 {
     char err[CONF_ERR_LEN];
     struct proxy *px = NULL;
     struct conf *conf;
+    uint64_t loaded_at;
     int status = 1, rc;
 
     conf = conf_load(o->conf_path, err, sizeof(err));
@@ -103,6 +148,7 @@ proxy_run(const struct proxy_options *o)
         log_error("%s", err);
         return 1;
     }
+    loaded_at = stats_now_usec();
     if (o->daemonize) {
         rc = daemonize();
         if (rc != 0) {
@@ -120,15 +166,13 @@ proxy_run(const struct proxy_options *o)
         log_error("worker: %s", uv_strerror(rc));
         goto deinit;
     }
-    if (worker_listen(&px->worker) != 0) {
+    if (proxy_start(px, o, loaded_at) != 0) {
+        /* Close what did open through the worker's own stop path, so that
+         * heap handles (listeners) are freed by their close callbacks. */
+        admin_close(px->admin);
+        worker_stop(&px->worker);
+        worker_run(&px->worker);
         goto deinit;
-    }
-    if (o->pid_file != NULL) {
-        rc = write_pid_file(o->pid_file);
-        if (rc != 0) {
-            log_error("pid file %s: %s", o->pid_file, strerror(-rc));
-            goto deinit;
-        }
     }
     uv_signal_init(&px->worker.loop, &px->sigint);
     uv_signal_init(&px->worker.loop, &px->sigterm);
@@ -146,7 +190,11 @@ proxy_run(const struct proxy_options *o)
         unlink(o->pid_file);
     }
 deinit:
+    /* The admin's handles close with their own callbacks, which the loop
+     * runs inside worker_deinit(); only then may the admin be freed. */
+    admin_close(px->admin);
     worker_deinit(&px->worker);
+    admin_destroy(&px->admin);
 out:
     free(px);
     conf_destroy(&conf);

@@ -15,9 +15,9 @@ struct proxy_options {
     const char *conf_path;
     const char *pid_file;      /* NULL: none */
     const char *log_file;      /* NULL: stderr */
-    const char *stats_addr;
+    const char *stats_addr;    /* admin address (name or numeric) */
     int        log_level;
-    uint16_t   stats_port;
+    uint16_t   stats_port;     /* admin port; 0: no admin endpoint */
     bool       daemonize;
 };
 
