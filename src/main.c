@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OPT_NO_ADMIN 256     /* long-only options: past any char */
+#define OPT_NO_ADMIN     256     /* long-only options: past any char */
+#define OPT_WATCH_CONFIG 257
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -27,6 +28,7 @@ static const struct option long_options[] = {
     { "admin-port",     required_argument, NULL, 's' },
     { "admin-addr",     required_argument, NULL, 'a' },
     { "no-admin",       no_argument,       NULL, OPT_NO_ADMIN },
+    { "watch-config",   no_argument,       NULL, OPT_WATCH_CONFIG },
     { "stats-interval", required_argument, NULL, 'i' },
     { "pid-file",       required_argument, NULL, 'p' },
     { "mbuf-size",      required_argument, NULL, 'm' },
@@ -57,6 +59,8 @@ usage(FILE *f)
         "  -a, --stats-addr=S     : set stats monitoring ip (default: %s);\n"
         "                           also --admin-addr\n"
         "      --no-admin         : no stats port (HTTP admin), as -s 0\n"
+        "      --watch-config     : reload when the config file changes\n"
+        "                           (SIGHUP and POST /reload always do)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
         "  -p, --pid-file=S       : set pid file (default: off)\n"
         "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
@@ -133,6 +137,9 @@ main(int argc, char **argv)
                 return 1;
             }
             o.stats_port = (uint16_t)v;
+            break;
+        case OPT_WATCH_CONFIG:
+            o.watch_config = true;
             break;
         case OPT_NO_ADMIN:
             o.stats_port = 0;

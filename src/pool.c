@@ -178,12 +178,13 @@ listener_close(struct listener **lp)
 
 /* Binds and listens on cl for pool p. NULL on error (logged). */
 static struct listener *
-listener_open(struct pool *p, const struct conf_pool *cp)
+listener_open(struct pool *p, const struct conf_pool *cp, int *errp)
 {
     const struct conf_listen *cl = &cp->listen;
     struct listener *l = calloc(1, sizeof(*l));
     int err;
 
+    *errp = UV_ENOMEM;
     if (l == NULL) {
         return NULL;
     }
@@ -216,8 +217,10 @@ listener_open(struct pool *p, const struct conf_pool *cp)
                   uv_strerror(err));
         l->unlink_path = NULL;
         listener_close(&l);
+        *errp = err;
         return NULL;
     }
+    *errp = 0;
     return l;
 }
 
@@ -225,10 +228,11 @@ int
 pool_listen(struct pool *p)
 {
     const struct conf_pool *cp = p->cp;
+    int err;
 
-    p->listener = listener_open(p, cp);
+    p->listener = listener_open(p, cp, &err);
     if (p->listener == NULL) {
-        return UV_EADDRINUSE;
+        return err;
     }
     log_notice("pool %s: listening on %s, %u servers, %s/%s", cp->name,
                cp->listen.text, cp->nservers, hash_name(cp->hash),
@@ -447,6 +451,7 @@ pool_prepare(struct pool *p, const struct conf_pool *ncp,
     struct pool_plan *plan;
     bool *taken;
     uint32_t i, j;
+    int err;
 
     *planp = NULL;
     plan = calloc(1, sizeof(*plan));
@@ -486,9 +491,11 @@ pool_prepare(struct pool *p, const struct conf_pool *ncp,
             ncp->listen.path != NULL) {
             /* Same socket file, new mode: just change the mode. */
         } else {
-            plan->listener = listener_open(p, ncp);
+            plan->listener = listener_open(p, ncp, &err);
             if (plan->listener == NULL) {
-                goto error;
+                free(taken);
+                pool_abort(&plan);
+                return err;
             }
         }
     }

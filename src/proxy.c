@@ -8,6 +8,7 @@
 #include "memring/admin.h"
 #include "memring/conf.h"
 #include "memring/log.h"
+#include "memring/reload.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
 
@@ -24,6 +25,7 @@ struct proxy {
     struct worker worker;
     struct worker *workers[1];  /* what admin reads: every worker */
     struct admin  *admin;       /* NULL when the admin port is off */
+    struct reload *reload;      /* owns every config loaded */
     uv_signal_t   sigint;
     uv_signal_t   sigterm;
     uv_signal_t   sighup;
@@ -35,8 +37,11 @@ proxy_signal_cb(uv_signal_t *handle, int signum)
     struct proxy *px = handle->data;
 
     if (signum == SIGHUP) {
-        log_notice("signal %d: reopening the log", signum);
+        char msg[2048];
         log_reopen();
+        log_notice("signal %d: reloading %s", signum,
+                   reload_conf(px->reload)->path);
+        reload_now(px->reload, msg, sizeof(msg));
         return;
     }
     log_notice("signal %d: stopping", signum);
@@ -44,7 +49,28 @@ proxy_signal_cb(uv_signal_t *handle, int signum)
     uv_close((uv_handle_t *)&px->sigterm, NULL);
     uv_close((uv_handle_t *)&px->sighup, NULL);
     admin_close(px->admin);
+    reload_stop(px->reload);
     worker_stop(&px->worker);
+}
+
+/* POST /reload */
+static int
+proxy_reload_cb(void *arg, char *msg, size_t len)
+{
+    struct proxy *px = arg;
+
+    return reload_now(px->reload, msg, len);
+}
+
+/* After any applied reload: /config tells when. */
+static void
+proxy_applied_cb(void *arg)
+{
+    struct proxy *px = arg;
+
+    if (px->admin != NULL) {
+        admin_conf_loaded(px->admin, stats_now_usec());
+    }
 }
 
 static int
@@ -107,14 +133,17 @@ proxy_start(struct proxy *px, const struct proxy_options *o,
 {
     int rc;
 
+    if (o->watch_config && reload_watch(px->reload) != 0) {
+        return UV_EINVAL;
+    }
     if (o->stats_port != 0) {
-        px->workers[0] = &px->worker;
         px->admin = admin_create(&px->worker.loop, px->workers, 1);
         if (px->admin == NULL) {
             log_error("admin: out of memory");
             return UV_ENOMEM;
         }
         admin_conf_loaded(px->admin, loaded_at);
+        admin_set_reload(px->admin, proxy_reload_cb, px);
         rc = admin_listen(px->admin, o->stats_addr, o->stats_port);
         if (rc != 0) {
             return rc;
@@ -161,7 +190,15 @@ proxy_run(const struct proxy_options *o)
     if (px == NULL) {
         goto out;
     }
-    rc = worker_init(&px->worker, 0, conf);
+    px->workers[0] = &px->worker;
+    px->reload = reload_create(&px->worker.loop, o->conf_path, conf,
+                               px->workers, 1);
+    if (px->reload == NULL) {
+        goto out;
+    }
+    conf = NULL;                /* the reload module owns it now */
+    reload_on_apply(px->reload, proxy_applied_cb, px);
+    rc = worker_init(&px->worker, 0, reload_conf(px->reload));
     if (rc != 0) {
         log_error("worker: %s", uv_strerror(rc));
         goto deinit;
@@ -170,6 +207,7 @@ proxy_run(const struct proxy_options *o)
         /* Close what did open through the worker's own stop path, so that
          * heap handles (listeners) are freed by their close callbacks. */
         admin_close(px->admin);
+        reload_stop(px->reload);
         worker_stop(&px->worker);
         worker_run(&px->worker);
         goto deinit;
@@ -196,6 +234,9 @@ deinit:
     worker_deinit(&px->worker);
     admin_destroy(&px->admin);
 out:
+    if (px != NULL) {
+        reload_destroy(&px->reload);
+    }
     free(px);
     conf_destroy(&conf);
     return status;

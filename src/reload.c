@@ -34,6 +34,8 @@ struct reload {
     uv_fs_event_t       watch;
     uv_timer_t          debounce;
     bool                watching;
+    void                (*on_apply)(void *arg);
+    void                *on_apply_arg;
     struct reload_stats stats;
 };
 
@@ -125,6 +127,13 @@ reload_destroy(struct reload **rp)
     free(r);
 }
 
+void
+reload_on_apply(struct reload *r, void (*fn)(void *arg), void *arg)
+{
+    r->on_apply = fn;
+    r->on_apply_arg = arg;
+}
+
 const struct conf *
 reload_conf(const struct reload *r)
 {
@@ -182,6 +191,9 @@ reload_now(struct reload *r, char *msg, size_t len)
     r->text_len = text_len;
     log_notice("reload %" PRIu64 " of %s applied: %s", r->stats.reloads,
                r->path, msg);
+    if (r->on_apply != NULL) {
+        r->on_apply(r->on_apply_arg);
+    }
     return 0;
 }
 

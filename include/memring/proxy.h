@@ -19,6 +19,7 @@ struct proxy_options {
     int        log_level;
     uint16_t   stats_port;     /* admin port; 0: no admin endpoint */
     bool       daemonize;
+    bool       watch_config;   /* reload when the config file changes */
 };
 
 /* Loads the config, starts serving, returns when stopped by a signal.

@@ -42,6 +42,9 @@ int reload_watch(struct reload *r);
 /* Stops the watch (before the loop ends). */
 void reload_stop(struct reload *r);
 
+/* fn(arg) runs after every reload that was applied, whatever its trigger. */
+void reload_on_apply(struct reload *r, void (*fn)(void *arg), void *arg);
+
 const struct conf *reload_conf(const struct reload *r);
 const struct reload_stats *reload_stats(const struct reload *r);
 
