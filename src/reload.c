@@ -156,8 +156,18 @@ reload_now(struct reload *r, char *msg, size_t len)
     uint32_t i;
     int rc;
 
-    conf = conf_load(r->path, err, sizeof(err));
+    /* Parse the very bytes that are remembered as applied, so that a save
+     * landing in between is seen as a change by the watch. */
+    text = read_file(r->path, &text_len);
+    if (text == NULL) {
+        snprintf(err, sizeof(err), "conf: %s: cannot open: %s", r->path,
+                 strerror(errno));
+        conf = NULL;
+    } else {
+        conf = conf_parse(text, text_len, r->path, err, sizeof(err));
+    }
     if (conf == NULL) {
+        free(text);
         r->stats.failed++;
         snprintf(msg, len, "%s", err);
         log_error("reload refused, old config keeps serving: %s", err);
@@ -166,6 +176,7 @@ reload_now(struct reload *r, char *msg, size_t len)
     confs = realloc(r->confs, (r->nconfs + 1) * sizeof(*confs));
     if (confs == NULL) {
         conf_destroy(&conf);
+        free(text);
         r->stats.failed++;
         snprintf(msg, len, "reload: out of memory");
         return UV_ENOMEM;
@@ -177,6 +188,7 @@ reload_now(struct reload *r, char *msg, size_t len)
         rc = worker_reconfigure(r->workers[i], conf, msg, len);
         if (rc != 0) {
             conf_destroy(&conf);
+            free(text);
             r->stats.failed++;
             log_error("reload refused, old config keeps serving: %s", msg);
             return rc;
@@ -185,7 +197,6 @@ reload_now(struct reload *r, char *msg, size_t len)
     r->confs[r->nconfs++] = conf;
     r->stats.reloads++;
     r->stats.loaded_at = (uint64_t)time(NULL);
-    text = read_file(r->path, &text_len);
     free(r->text);
     r->text = text;
     r->text_len = text_len;

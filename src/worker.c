@@ -195,8 +195,10 @@ worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
     plans = calloc(conf->npools, sizeof(*plans));
     pools = calloc(conf->npools, sizeof(*pools));
     fresh = calloc(conf->npools, sizeof(*fresh));
-    removed = realloc(w->removed, (w->nremoved + w->npools) *
-                                  sizeof(*removed) + 1);
+    /* Room for every old pool (removed) or every new one (a failed
+     * reload parks the pools it created here until exit). */
+    removed = realloc(w->removed, (w->nremoved + w->npools + conf->npools) *
+                                  sizeof(*removed));
     if (plans == NULL || pools == NULL || fresh == NULL || removed == NULL) {
         goto error;
     }
