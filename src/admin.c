@@ -28,6 +28,7 @@
 #include "memring/eject.h"
 #include "memring/hash.h"
 #include "memring/log.h"
+#include "memring/reload.h"
 #include "memring/pool.h"
 #include "memring/ring.h"
 #include "memring/stats.h"
@@ -92,6 +93,7 @@ struct admin {
     uint64_t               conf_loaded_usec;
     admin_reload_fn        reload;      /* POST /reload, or NULL: 501 */
     void                   *reload_arg;
+    const struct reload_stats *reload_stats; /* or NULL */
     char                   host[256];   /* "source" in twemproxy's JSON */
 };
 
@@ -786,6 +788,10 @@ render_stats(struct admin *a, struct obuf *b)
     jw_u64(&j, "total_connections", total);
     jw_u64(&j, "curr_connections", curr);
     jw_u64(&j, "memring_workers", a->nworkers);
+    if (a->reload_stats != NULL) {
+        jw_u64(&j, "memring_reloads", a->reload_stats->reloads);
+        jw_u64(&j, "memring_reload_failures", a->reload_stats->failed);
+    }
     for (pi = 0; pi < npools(a); pi++) {
         const struct pool *p = ref_pool(a, pi);
         sum_pool(a, pi, &ps);
@@ -938,6 +944,16 @@ render_metrics(struct admin *a, struct obuf *b)
               (stats_now_usec() - a->started_usec) / 1000000);
     prom_head(b, "memring_workers", "gauge", "Worker threads");
     ob_printf(b, "memring_workers %" PRIu32 "\n", a->nworkers);
+    if (a->reload_stats != NULL) {
+        prom_head(b, "memring_reloads_total", "counter",
+                  "Config reloads applied");
+        ob_printf(b, "memring_reloads_total %" PRIu64 "\n",
+                  a->reload_stats->reloads);
+        prom_head(b, "memring_reload_failures_total", "counter",
+                  "Config reloads refused (bad file, or could not apply)");
+        ob_printf(b, "memring_reload_failures_total %" PRIu64 "\n",
+                  a->reload_stats->failed);
+    }
     prom_head(b, "memring_admin_connections", "gauge",
               "Open admin connections (this one included)");
     ob_printf(b, "memring_admin_connections %" PRIu32 "\n", a->nconns);
@@ -1804,6 +1820,12 @@ admin_create(uv_loop_t *loop, struct worker **workers, uint32_t nworkers)
         snprintf(a->host, sizeof(a->host), "unknown");
     }
     return a;
+}
+
+void
+admin_set_reload_stats(struct admin *a, const struct reload_stats *st)
+{
+    a->reload_stats = st;
 }
 
 void

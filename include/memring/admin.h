@@ -90,6 +90,11 @@ void admin_conf_loaded(struct admin *a, uint64_t at_usec);
  * admin_conf_loaded(). */
 void admin_set_reload(struct admin *a, admin_reload_fn fn, void *arg);
 
+/* Counters of applied and refused reloads, shown in /stats and /metrics
+ * (memring_reloads, memring_reload_failures). */
+struct reload_stats;
+void admin_set_reload_stats(struct admin *a, const struct reload_stats *st);
+
 /* Stops listening and closes every admin connection; the loop frees them
  * on its next turns. Idempotent; NULL is a no-op. */
 void admin_close(struct admin *a);

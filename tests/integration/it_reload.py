@@ -8,6 +8,7 @@ weight changed, pool added and removed, listen port changed) while client
 threads pipeline batches of 20-100 requests and check every reply."""
 
 import http.client
+import json
 import os
 import random
 import re
@@ -146,6 +147,13 @@ class Proxy:
     def refused(self):
         return self.mr.log_text().count(
             "reload refused, old config keeps serving: ")
+
+    def counters(self):
+        """(applied, refused) as /stats reports them."""
+        status, body = self.post("/stats", "GET")
+        assert status == 200, (status, body)
+        st = json.loads(body)
+        return st["memring_reloads"], st["memring_reload_failures"]
 
     def hup(self):
         """SIGHUP, then waits for the applied or refused log line; returns
@@ -413,6 +421,7 @@ class TestRefused(ReloadCase):
         self.assertTrue(400 <= status < 600, (status, body))
         self.assertRegex(body, reason)
         self.assertEqual(self.px.refused(), 1)
+        self.assertEqual(self.px.counters(), (0, 1))
         self.assertRegex(self.px.mr.log_text(),
                          r"reload refused, old config keeps serving: .*"
                          + reason)
