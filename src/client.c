@@ -485,6 +485,9 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         if (nread != UV_EOF) {
             log_info("client: read: %s", uv_strerror((int)nread));
+            c->pool->stats.client_err++;
+        } else {
+            c->pool->stats.client_eof++;
         }
         client_close(c);
         return;
@@ -532,6 +535,7 @@ client_write_cb(uv_write_t *wreq, int status)
     }
     if (status != 0) {
         log_info("client: write: %s", uv_strerror(status));
+        c->pool->stats.client_err++;
         client_close(c);
         return;
     }
