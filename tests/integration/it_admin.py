@@ -227,6 +227,8 @@ class TestStats(unittest.TestCase):
         self.assertEqual(during["alpha"]["client_connections"], 1)
         self.assertGreaterEqual(during["curr_connections"], 2)
         self.assertEqual(p1["client_connections"], 0)
+        self.assertEqual(delta("client_eof"), 1)     # the client hung up
+        self.assertEqual(delta("client_err"), 0)
         self.assertGreaterEqual(delta("memring_latency_count"), 2 * n + 1)
         self.assertGreater(p1["memring_latency_p50_us"], 0)
         self.assertLessEqual(p1["memring_latency_p50_us"],
