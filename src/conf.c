@@ -46,6 +46,7 @@ struct conf_cmd {
                        struct conf_pool *cp, const yaml_node_t *v);
     size_t     offset;          /* field in struct conf_pool, if generic */
     int        min;             /* least integer accepted (set_int*) */
+    int        max;             /* most accepted; 0 = CONF_MAX_INT */
     bool       seq;             /* value is a sequence, not a scalar */
     bool       required;        /* a pool without it is refused */
 };
@@ -337,14 +338,15 @@ static const char *
 get_int(struct parse *p, const struct conf_cmd *cmd, const yaml_node_t *v,
         int *out)
 {
+    int max = cmd->max > 0 ? cmd->max : CONF_MAX_INT;
     uint32_t n;
 
     if (!all_digits(sval(v), slen(v))) {
         return "expected a non-negative integer";
     }
-    if (!parse_uint(sval(v), slen(v), CONF_MAX_INT, &n) || (int)n < cmd->min) {
+    if (!parse_uint(sval(v), slen(v), (uint32_t)max, &n) || (int)n < cmd->min) {
         snprintf(p->why, sizeof(p->why), "expected an integer from %d to %d",
-                 cmd->min, CONF_MAX_INT);
+                 cmd->min, max);
         return p->why;
     }
     *out = (int)n;
@@ -701,8 +703,12 @@ static const struct conf_cmd conf_cmds[] = {
       .offset = offsetof(struct conf_pool, preconnect) },
     { .name = "auto_eject_hosts", .set = set_bool,
       .offset = offsetof(struct conf_pool, auto_eject_hosts) },
-    /* nutcracker: "server_connections: cannot be 0" */
+    /* nutcracker: "server_connections: cannot be 0". It has no upper
+     * bound and allocates what it is told; memring refuses more than
+     * CONF_MAX_SERVER_CONNECTIONS per server rather than run out of memory
+     * or descriptors at start. */
     { .name = "server_connections", .set = set_int, .min = 1,
+      .max = CONF_MAX_SERVER_CONNECTIONS,
       .offset = offsetof(struct conf_pool, server_connections) },
     { .name = "server_retry_timeout", .set = set_int64,
       .offset = offsetof(struct conf_pool, server_retry_timeout) },

@@ -25,6 +25,7 @@
 #define CONF_DEFAULT_SERVER_RETRY_TIMEOUT 30000    /* ms */
 #define CONF_DEFAULT_SERVER_FAILURE_LIMIT 2
 #define CONF_DEFAULT_LISTEN_PERM          0        /* 0 = leave umask's */
+#define CONF_MAX_SERVER_CONNECTIONS       1024     /* per server, per worker */
 
 struct conf_listen {
     char     *text;      /* as written, e.g. "127.0.0.1:22121" */
