@@ -417,8 +417,31 @@ client_parse(struct client *c, struct buf *in)
         enum parse_status st;
         int err;
 
+        if (c->swallow > 0) {
+            /* the rest of a value refused as too large */
+            size_t n = buf_unread(in) < c->swallow ? buf_unread(in) :
+                                                     (size_t)c->swallow;
+            buf_consume(in, n);
+            c->swallow -= n;
+            continue;
+        }
         st = mc_parse_req(head, buf_unread(in), &m, w->keys,
                           w->keys_cap);
+        if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
+            m.total_len > m.line_len && m.vlen > w->limits.item_size_max) {
+            /* memcached's answer, and like memcached the data is read and
+             * dropped, not held: the connection stays usable. Refused as
+             * soon as the header is in, before the value is buffered. */
+            c->pool->stats.request_too_large++;
+            err = client_reply_local(c, m.cmd, m.noreply ? NULL :
+                                     "SERVER_ERROR object too large for cache");
+            c->swallow = m.total_len;
+            if (err != 0) {
+                client_close(c);
+                return;
+            }
+            continue;
+        }
         if (st == PARSE_AGAIN) {
             break;
         }
@@ -495,6 +518,7 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (c->quitting) {
         return;                 /* bytes after quit are ignored */
     }
+    c->last_active = uv_now(&c->w->loop);
     if (b->base == c->w->scratch.data) {
         struct buf *scratch = &c->w->scratch;
         scratch->len = (size_t)nread;
@@ -618,6 +642,17 @@ client_flush(struct client *c)
         return;
     }
     c->nwrites++;
+    if (uv_stream_get_write_queue_size(&c->h.stream) >
+        c->w->limits.output_max) {
+        /* It sends and does not read: rather than hold its replies
+         * without bound, let it go (memcached would stop reading it,
+         * which leaves it hanging instead). */
+        log_warn("pool %s: client not reading its replies (%zu bytes "
+                 "unsent): closing", c->pool->cp->name,
+                 uv_stream_get_write_queue_size(&c->h.stream));
+        c->pool->stats.client_overflow++;
+        client_close(c);
+    }
 }
 
 void
@@ -643,6 +678,7 @@ client_close(struct client *c)
     }
     c->closing = true;
     c->pool->stats.client_connections--;
+    c->w->nclients--;
     /* Requests still at servers finish there and are dropped. */
     while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
         TAILQ_REMOVE(&c->outq, r, cq);
@@ -655,6 +691,18 @@ client_close(struct client *c)
     }
     TAILQ_REMOVE(&c->w->clients, c, link);
     uv_close(&c->h.handle, client_close_cb);
+}
+
+/* Over the worker's total or the pool's client_connections? */
+static bool
+client_over_limit(const struct client *c)
+{
+    const struct pool *pool = c->pool;
+    int per_pool = pool->cp->client_connections;
+
+    return c->w->nclients > c->w->limits.max_clients ||
+           (per_pool > 0 &&
+            pool->stats.client_connections > (uint64_t)per_pool);
 }
 
 void
@@ -676,6 +724,7 @@ client_accept_cb(uv_stream_t *listener, int status)
     }
     c->pool = pool;
     c->w = w;
+    c->last_active = uv_now(&w->loop);
     TAILQ_INIT(&c->outq);
     if (pool->cp->listen.path != NULL) {
         uv_pipe_init(&w->loop, &c->h.pipe, 0);
@@ -686,7 +735,18 @@ client_accept_cb(uv_stream_t *listener, int status)
     TAILQ_INSERT_TAIL(&w->clients, c, link);
     pool->stats.client_connections++;
     pool->stats.total_connections++;
+    w->nclients++;
     err = uv_accept(listener, &c->h.stream);
+    if (err == 0 && client_over_limit(c)) {
+        /* memcached's words when it is out of connections; the line is
+         * small enough for the socket buffer, so try_write is enough. */
+        static const char msg[] = "ERROR Too many open connections\r\n";
+        uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+        uv_try_write(&c->h.stream, &b, 1);
+        pool->stats.client_refused++;
+        client_close(c);
+        return;
+    }
     if (err == 0) {
         if (pool->cp->listen.path == NULL) {
             uv_tcp_nodelay(&c->h.tcp, 1);

@@ -374,22 +374,6 @@ set_int64(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
     return why;
 }
 
-/*
- * twemproxy parses client_connections and then ignores it: conf_validate_pool
- * resets it to 0 unconditionally, and nutcracker 0.5.0 with
- * "client_connections: 1" serves any number of clients. Keeping the written
- * value would start refusing clients that nutcracker accepts.
- */
-static const char *
-set_client_connections(struct parse *p, const struct conf_cmd *cmd,
-                       struct conf_pool *cp, const yaml_node_t *v)
-{
-    int n;
-
-    cp->client_connections = CONF_DEFAULT_CLIENT_CONNECTIONS;
-    return get_int(p, cmd, v, &n);
-}
-
 /* Exactly "true" or "false", as conf_set_bool; YAML's yes/on are refused. */
 static const char *
 get_bool(const yaml_node_t *v, bool *out)
@@ -695,7 +679,11 @@ static const struct conf_cmd conf_cmds[] = {
       .offset = offsetof(struct conf_pool, timeout) },
     { .name = "backlog", .set = set_int,
       .offset = offsetof(struct conf_pool, backlog) },
-    { .name = "client_connections", .set = set_client_connections },
+    /* twemproxy 0.5.0 parses client_connections and then ignores it
+     * (conf_validate_pool resets it to 0). memring enforces it, as
+     * twemproxy's own documentation says it should: 0 = no limit. */
+    { .name = "client_connections", .set = set_int,
+      .offset = offsetof(struct conf_pool, client_connections) },
     { .name = "redis", .set = set_redis },
     { .name = "redis_auth", .set = set_redis_auth },
     { .name = "redis_db", .set = set_redis_db },

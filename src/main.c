@@ -13,6 +13,10 @@
 
 #define OPT_NO_ADMIN     256     /* long-only options: past any char */
 #define OPT_WATCH_CONFIG 257
+#define OPT_ITEM_SIZE_MAX 258
+#define OPT_OUTPUT_MAX   259
+#define OPT_MAX_CLIENTS  260
+#define OPT_IDLE_TIMEOUT 261
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -29,6 +33,10 @@ static const struct option long_options[] = {
     { "admin-addr",     required_argument, NULL, 'a' },
     { "no-admin",       no_argument,       NULL, OPT_NO_ADMIN },
     { "watch-config",   no_argument,       NULL, OPT_WATCH_CONFIG },
+    { "item-size-max",  required_argument, NULL, OPT_ITEM_SIZE_MAX },
+    { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
+    { "max-clients",    required_argument, NULL, OPT_MAX_CLIENTS },
+    { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
     { "pid-file",       required_argument, NULL, 'p' },
     { "mbuf-size",      required_argument, NULL, 'm' },
@@ -61,11 +69,22 @@ usage(FILE *f)
         "      --no-admin         : no stats port (HTTP admin), as -s 0\n"
         "      --watch-config     : reload when the config file changes\n"
         "                           (SIGHUP and POST /reload always do)\n"
+        "      --item-size-max=N  : longest value passed on, bytes (default:\n"
+        "                           %llu; at most 1073741824)\n"
+        "      --client-output-max=N : unsent reply bytes before a client that\n"
+        "                           does not read is cut off (default: %llu)\n"
+        "      --max-clients=N    : client connections in all (default: %d;\n"
+        "                           per pool: client_connections)\n"
+        "      --client-idle-timeout=S : close clients idle S seconds\n"
+        "                           (default: 0, never)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
         "  -p, --pid-file=S       : set pid file (default: off)\n"
         "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
         LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, PROXY_DEFAULT_CONF,
-        PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR);
+        PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
+        (unsigned long long)WORKER_DEFAULT_ITEM_SIZE_MAX,
+        (unsigned long long)WORKER_DEFAULT_OUTPUT_MAX,
+        WORKER_DEFAULT_MAX_CLIENTS);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -91,12 +110,14 @@ main(int argc, char **argv)
         .log_level = LOG_DEFAULT_LEVEL,
     };
     bool test_conf = false;
+    int option_index = 0;
     long v;
     int opt;
 
+    worker_limits_default(&o.limits);
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, long_options,
-                              NULL)) != -1) {
+                              &option_index)) != -1) {
         switch (opt) {
         case 'h':
             usage(stdout);
@@ -140,6 +161,27 @@ main(int argc, char **argv)
             break;
         case OPT_WATCH_CONFIG:
             o.watch_config = true;
+            break;
+        case OPT_ITEM_SIZE_MAX:
+        case OPT_OUTPUT_MAX:
+        case OPT_MAX_CLIENTS:
+        case OPT_IDLE_TIMEOUT:
+            v = parse_number(optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
+                             opt == OPT_MAX_CLIENTS ? 1000000 : 1L << 30);
+            if (v < 0) {
+                fprintf(stderr, "memring: option --%s: bad number '%s'\n",
+                        long_options[option_index].name, optarg);
+                return 1;
+            }
+            if (opt == OPT_ITEM_SIZE_MAX) {
+                o.limits.item_size_max = (uint64_t)v;
+            } else if (opt == OPT_OUTPUT_MAX) {
+                o.limits.output_max = (uint64_t)v;
+            } else if (opt == OPT_MAX_CLIENTS) {
+                o.limits.max_clients = (uint32_t)v;
+            } else {
+                o.limits.idle_timeout_ms = (uint64_t)v * 1000;
+            }
             break;
         case OPT_NO_ADMIN:
             o.stats_port = 0;

@@ -199,7 +199,7 @@ proxy_run(const struct proxy_options *o)
     }
     conf = NULL;                /* the reload module owns it now */
     reload_on_apply(px->reload, proxy_applied_cb, px);
-    rc = worker_init(&px->worker, 0, reload_conf(px->reload));
+    rc = worker_init(&px->worker, 0, reload_conf(px->reload), &o->limits);
     if (rc != 0) {
         log_error("worker: %s", uv_strerror(rc));
         goto deinit;

@@ -65,10 +65,40 @@ worker_stop_cb(uv_async_t *handle)
     }
     uv_close((uv_handle_t *)&w->flusher, NULL);
     uv_close((uv_handle_t *)&w->stopper, NULL);
+    uv_close((uv_handle_t *)&w->idle_sweep, NULL);
+}
+
+/* Once a second, when enabled: close clients idle past the limit. A
+ * sweep costs O(clients) per second instead of a timer per client. */
+static void
+worker_idle_cb(uv_timer_t *timer)
+{
+    struct worker *w = timer->data;
+    uint64_t now = uv_now(&w->loop);
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (TAILQ_EMPTY(&c->outq) && c->nwrites == 0 &&
+            now - c->last_active >= w->limits.idle_timeout_ms) {
+            c->pool->stats.client_idle_closed++;
+            client_close(c);
+        }
+    }
+}
+
+void
+worker_limits_default(struct worker_limits *l)
+{
+    l->item_size_max = WORKER_DEFAULT_ITEM_SIZE_MAX;
+    l->output_max = WORKER_DEFAULT_OUTPUT_MAX;
+    l->max_clients = WORKER_DEFAULT_MAX_CLIENTS;
+    l->idle_timeout_ms = 0;
 }
 
 int
-worker_init(struct worker *w, uint32_t id, const struct conf *conf)
+worker_init(struct worker *w, uint32_t id, const struct conf *conf,
+            const struct worker_limits *limits)
 {
     uint32_t i;
     int err;
@@ -76,6 +106,7 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf)
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->conf = conf;
+    w->limits = *limits;
     TAILQ_INIT(&w->clients);
     TAILQ_INIT(&w->dirty_clients);
     TAILQ_INIT(&w->dirty_sconns);
@@ -103,6 +134,11 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf)
     uv_prepare_start(&w->flusher, worker_flush_cb);
     uv_async_init(&w->loop, &w->stopper, worker_stop_cb);
     w->stopper.data = w;
+    uv_timer_init(&w->loop, &w->idle_sweep);
+    w->idle_sweep.data = w;
+    if (w->limits.idle_timeout_ms > 0) {
+        uv_timer_start(&w->idle_sweep, worker_idle_cb, 1000, 1000);
+    }
     return 0;
 }
 

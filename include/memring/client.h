@@ -30,6 +30,8 @@ struct client {
     struct buf           rbuf;      /* request bytes not yet parsed */
     struct req_queue     outq;      /* every request, in arrival order */
     uint32_t             nwrites;   /* writes in flight */
+    uint64_t             swallow;   /* bytes of a refused value to drop */
+    uint64_t             last_active; /* loop ms of the last read */
     bool                 closing;
     bool                 quitting;  /* a quit (or fatal error) was read */
     bool                 dirty;     /* on the worker's flush list */

@@ -4,6 +4,8 @@
 #ifndef MEMRING_PROXY_H
 #define MEMRING_PROXY_H
 
+#include "memring/worker.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +22,7 @@ struct proxy_options {
     uint16_t   stats_port;     /* admin port; 0: no admin endpoint */
     bool       daemonize;
     bool       watch_config;   /* reload when the config file changes */
+    struct worker_limits limits;
 };
 
 /* Loads the config, starts serving, returns when stopped by a signal.

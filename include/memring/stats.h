@@ -34,7 +34,11 @@ enum stats_type {
     ACTION(cmd_flush,          STATS_COUNTER, "# flush_all requests") \
     ACTION(cmd_other,          STATS_COUNTER, "# version, verbosity, stats, quit") \
     ACTION(get_hits,           STATS_COUNTER, "# keys found") \
-    ACTION(get_misses,         STATS_COUNTER, "# keys not found, or whose server failed")
+    ACTION(get_misses,         STATS_COUNTER, "# keys not found, or whose server failed") \
+    ACTION(client_refused,     STATS_COUNTER, "# clients refused: connection limit") \
+    ACTION(client_overflow,    STATS_COUNTER, "# clients cut off: replies not read") \
+    ACTION(client_idle_closed, STATS_COUNTER, "# clients closed after the idle timeout") \
+    ACTION(request_too_large,  STATS_COUNTER, "# values refused: over the item size limit")
 
 #define SERVER_METRICS(ACTION)                                               \
     ACTION(server_eof,         STATS_COUNTER, "# eof on server connections") \

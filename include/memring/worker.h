@@ -22,6 +22,21 @@ struct sconn;
 
 #define WORKER_SCRATCH_SIZE (64 * 1024)
 
+/* Limits that protect the process from its clients; each has a flag. */
+struct worker_limits {
+    uint64_t item_size_max;    /* longest value forwarded, bytes */
+    uint64_t output_max;       /* unsent reply bytes before a client is cut */
+    uint32_t max_clients;      /* client connections of this worker */
+    uint64_t idle_timeout_ms;  /* close clients idle that long; 0 = never */
+};
+
+#define WORKER_DEFAULT_ITEM_SIZE_MAX (8ULL * 1024 * 1024)
+#define WORKER_DEFAULT_OUTPUT_MAX    (128ULL * 1024 * 1024)
+#define WORKER_DEFAULT_MAX_CLIENTS   16384
+
+/* The defaults above, idle timeout off. */
+void worker_limits_default(struct worker_limits *l);
+
 TAILQ_HEAD(client_list, client);
 TAILQ_HEAD(sconn_list, sconn);
 
@@ -42,11 +57,15 @@ struct worker {
     struct mc_span      *keys;       /* parser scratch: key spans */
     uint32_t            keys_cap;
     uint64_t            started;     /* uv_now() at setup, ms */
+    struct worker_limits limits;
+    uint32_t            nclients;    /* open client connections */
+    uv_timer_t          idle_sweep;  /* closes idle clients, if enabled */
     bool                stopping;
 };
 
 /* Sets up w's loop and pools for conf (not yet listening). 0 or UV_E*. */
-int worker_init(struct worker *w, uint32_t id, const struct conf *conf);
+int worker_init(struct worker *w, uint32_t id, const struct conf *conf,
+                const struct worker_limits *limits);
 
 /* Binds every pool's listener. 0, or the first error (logged). */
 int worker_listen(struct worker *w);

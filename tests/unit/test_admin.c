@@ -54,6 +54,7 @@ static int
 setup_with(void **state, const char *yaml, uint32_t nworkers)
 {
     char err[CONF_ERR_LEN];
+    struct worker_limits limits;
     uint32_t i;
 
     memset(&fx, 0, sizeof(fx));
@@ -62,8 +63,9 @@ setup_with(void **state, const char *yaml, uint32_t nworkers)
         fprintf(stderr, "%s\n", err);
         return -1;
     }
+    worker_limits_default(&limits);
     for (i = 0; i < nworkers; i++) {
-        if (worker_init(&fx.w[i], i, fx.conf) != 0) {
+        if (worker_init(&fx.w[i], i, fx.conf, &limits) != 0) {
             return -1;
         }
         fx.wp[i] = &fx.w[i];

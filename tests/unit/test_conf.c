@@ -202,8 +202,8 @@ test_all_keys(void **state)
     assert_int_equal(p->distribution, DIST_MODULA);
     assert_int_equal(p->timeout, 400);              /* "0400" is decimal */
     assert_int_equal(p->backlog, 1024);
-    /* nutcracker discards client_connections; so does memring */
-    assert_int_equal(p->client_connections, 0);
+    /* nutcracker discards client_connections; memring enforces it */
+    assert_int_equal(p->client_connections, 100);
     assert_true(p->preconnect);
     assert_true(p->auto_eject_hosts);
     assert_int_equal(p->server_connections, 4);
