@@ -17,6 +17,7 @@
 #define OPT_OUTPUT_MAX   259
 #define OPT_MAX_CLIENTS  260
 #define OPT_IDLE_TIMEOUT 261
+#define OPT_THREADS      262
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -36,6 +37,7 @@ static const struct option long_options[] = {
     { "item-size-max",  required_argument, NULL, OPT_ITEM_SIZE_MAX },
     { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
     { "max-clients",    required_argument, NULL, OPT_MAX_CLIENTS },
+    { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
     { "pid-file",       required_argument, NULL, 'p' },
@@ -75,6 +77,8 @@ usage(FILE *f)
         "                           does not read is cut off (default: %llu)\n"
         "      --max-clients=N    : client connections in all (default: %d;\n"
         "                           per pool: client_connections)\n"
+        "      --threads=N        : worker threads sharing the ports\n"
+        "                           (default: 1)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
         "                           (default: 0, never)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
@@ -161,6 +165,15 @@ main(int argc, char **argv)
             break;
         case OPT_WATCH_CONFIG:
             o.watch_config = true;
+            break;
+        case OPT_THREADS:
+            v = parse_number(optarg, 1, 256);
+            if (v < 0) {
+                fprintf(stderr, "memring: option --threads requires a "
+                        "number from 1 to 256\n");
+                return 1;
+            }
+            o.threads = (uint32_t)v;
             break;
         case OPT_ITEM_SIZE_MAX:
         case OPT_OUTPUT_MAX:

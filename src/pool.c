@@ -1,6 +1,9 @@
 /*
  * pool: a configured pool inside one worker: listener, servers, ring.
  */
+/* SO_REUSEPORT is a Linux/BSD extension beyond POSIX. */
+#define _DEFAULT_SOURCE
+
 #include "memring/pool.h"
 
 #include "memring/client.h"
@@ -11,6 +14,7 @@
 #include "memring/server.h"
 #include "memring/worker.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +180,36 @@ listener_close(struct listener **lp)
     uv_close(&l->h.handle, listener_close_cb);
 }
 
+/*
+ * Several workers listen on one port, each with its own socket, and the
+ * kernel spreads connections among them (SO_REUSEPORT; libuv 1.44 has no
+ * flag for it, so the socket is made here and handed to libuv).
+ */
+static int
+bind_reuseport(uv_tcp_t *tcp, const struct sockaddr_storage *addr)
+{
+    socklen_t len = addr->ss_family == AF_INET6 ?
+                    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd, one = 1, err;
+
+    fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)addr, len) != 0) {
+        err = -errno;
+        close(fd);
+        return err;
+    }
+    err = uv_tcp_open(tcp, fd);
+    if (err != 0) {
+        close(fd);
+    }
+    return err;
+}
+
 /* Binds and listens on cl for pool p. NULL on error (logged). */
 static struct listener *
 listener_open(struct pool *p, const struct conf_pool *cp, int *errp)
@@ -204,7 +238,9 @@ listener_open(struct pool *p, const struct conf_pool *cp, int *errp)
         struct sockaddr_storage addr;
         uv_tcp_init(&p->w->loop, &l->h.tcp);
         err = resolve(cl->host, cl->port, &addr);
-        if (err == 0) {
+        if (err == 0 && p->w->shared_port) {
+            err = bind_reuseport(&l->h.tcp, &addr);
+        } else if (err == 0) {
             err = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&addr, 0);
         }
     }
@@ -230,6 +266,9 @@ pool_listen(struct pool *p)
     const struct conf_pool *cp = p->cp;
     int err;
 
+    if (cp->listen.path != NULL && p->w->id != 0) {
+        return 0;   /* a unix socket has one listener: worker 0's */
+    }
     p->listener = listener_open(p, cp, &err);
     if (p->listener == NULL) {
         return err;
@@ -490,6 +529,8 @@ pool_prepare(struct pool *p, const struct conf_pool *ncp,
         if (str_eq(p->cp->listen.path, ncp->listen.path) &&
             ncp->listen.path != NULL) {
             /* Same socket file, new mode: just change the mode. */
+        } else if (ncp->listen.path != NULL && p->w->id != 0) {
+            /* a unix socket has one listener: worker 0's */
         } else {
             plan->listener = listener_open(p, ncp, &err);
             if (plan->listener == NULL) {

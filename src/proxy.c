@@ -22,14 +22,33 @@
 #include <unistd.h>
 
 struct proxy {
-    struct worker worker;
-    struct worker *workers[1];  /* what admin reads: every worker */
+    struct worker **workers;    /* [0] runs on this thread, with admin */
+    uint32_t      nworkers;
+    uint32_t      ninit;        /* workers initialised */
+    uv_thread_t   *threads;     /* [i] runs workers[i], i >= 1 */
+    uint32_t      nthreads;     /* threads started */
     struct admin  *admin;       /* NULL when the admin port is off */
     struct reload *reload;      /* owns every config loaded */
     uv_signal_t   sigint;
     uv_signal_t   sigterm;
     uv_signal_t   sighup;
 };
+
+static void
+proxy_stop_workers(struct proxy *px)
+{
+    uint32_t i;
+
+    for (i = 0; i < px->ninit; i++) {
+        worker_stop(px->workers[i]);
+    }
+}
+
+static void
+worker_thread(void *arg)
+{
+    worker_run(arg);
+}
 
 static void
 proxy_signal_cb(uv_signal_t *handle, int signum)
@@ -50,7 +69,7 @@ proxy_signal_cb(uv_signal_t *handle, int signum)
     uv_close((uv_handle_t *)&px->sighup, NULL);
     admin_close(px->admin);
     reload_stop(px->reload);
-    worker_stop(&px->worker);
+    proxy_stop_workers(px);
 }
 
 /* POST /reload */
@@ -131,13 +150,15 @@ static int
 proxy_start(struct proxy *px, const struct proxy_options *o,
             uint64_t loaded_at)
 {
+    uint32_t i;
     int rc;
 
     if (o->watch_config && reload_watch(px->reload) != 0) {
         return UV_EINVAL;
     }
     if (o->stats_port != 0) {
-        px->admin = admin_create(&px->worker.loop, px->workers, 1);
+        px->admin = admin_create(&px->workers[0]->loop, px->workers,
+                                 px->nworkers);
         if (px->admin == NULL) {
             log_error("admin: out of memory");
             return UV_ENOMEM;
@@ -150,9 +171,11 @@ proxy_start(struct proxy *px, const struct proxy_options *o,
             return rc;
         }
     }
-    rc = worker_listen(&px->worker);
-    if (rc != 0) {
-        return rc;
+    for (i = 0; i < px->nworkers; i++) {
+        rc = worker_listen(px->workers[i]);
+        if (rc != 0) {
+            return rc;
+        }
     }
     if (o->pid_file != NULL) {
         rc = write_pid_file(o->pid_file);
@@ -171,6 +194,7 @@ proxy_run(const struct proxy_options *o)
     struct proxy *px = NULL;
     struct conf *conf;
     uint64_t loaded_at;
+    uint32_t i;
     int status = 1, rc;
 
     conf = conf_load(o->conf_path, err, sizeof(err));
@@ -191,39 +215,80 @@ proxy_run(const struct proxy_options *o)
     if (px == NULL) {
         goto out;
     }
-    px->workers[0] = &px->worker;
-    px->reload = reload_create(&px->worker.loop, o->conf_path, conf,
-                               px->workers, 1);
+    px->nworkers = o->threads > 0 ? o->threads : 1;
+    px->workers = calloc(px->nworkers, sizeof(*px->workers));
+    px->threads = calloc(px->nworkers, sizeof(*px->threads));
+    if (px->workers == NULL || px->threads == NULL) {
+        goto out;
+    }
+    for (i = 0; i < px->nworkers; i++) {
+        px->workers[i] = calloc(1, sizeof(**px->workers));
+        if (px->workers[i] == NULL) {
+            goto out;
+        }
+    }
+    px->reload = reload_create(&px->workers[0]->loop, o->conf_path, conf,
+                               px->workers, px->nworkers);
     if (px->reload == NULL) {
         goto out;
     }
     conf = NULL;                /* the reload module owns it now */
     reload_on_apply(px->reload, proxy_applied_cb, px);
-    rc = worker_init(&px->worker, 0, reload_conf(px->reload), &o->limits);
-    if (rc != 0) {
-        log_error("worker: %s", uv_strerror(rc));
-        goto deinit;
+    for (i = 0; i < px->nworkers; i++) {
+        rc = worker_init(px->workers[i], i, reload_conf(px->reload),
+                         &o->limits);
+        px->ninit = i + 1;
+        if (rc != 0) {
+            log_error("worker %u: %s", i, uv_strerror(rc));
+            goto deinit;
+        }
+        px->workers[i]->shared_port = px->nworkers > 1;
     }
     if (proxy_start(px, o, loaded_at) != 0) {
-        /* Close what did open through the worker's own stop path, so that
-         * heap handles (listeners) are freed by their close callbacks. */
+        /* Close what did open through the workers' own stop path, so that
+         * heap handles (listeners) are freed by their close callbacks. No
+         * worker thread runs yet: their loops run here, one by one. */
         admin_close(px->admin);
         reload_stop(px->reload);
-        worker_stop(&px->worker);
-        worker_run(&px->worker);
+        proxy_stop_workers(px);
+        for (i = 0; i < px->ninit; i++) {
+            worker_run(px->workers[i]);
+        }
         goto deinit;
     }
-    uv_signal_init(&px->worker.loop, &px->sigint);
-    uv_signal_init(&px->worker.loop, &px->sigterm);
-    uv_signal_init(&px->worker.loop, &px->sighup);
+    for (i = 1; i < px->nworkers; i++) {
+        rc = uv_thread_create(&px->threads[i], worker_thread,
+                              px->workers[i]);
+        if (rc != 0) {
+            log_error("worker %u: thread: %s", i, uv_strerror(rc));
+            break;
+        }
+        px->nthreads = i;
+    }
+    uv_signal_init(&px->workers[0]->loop, &px->sigint);
+    uv_signal_init(&px->workers[0]->loop, &px->sigterm);
+    uv_signal_init(&px->workers[0]->loop, &px->sighup);
     px->sigint.data = px->sigterm.data = px->sighup.data = px;
     uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
     uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
     uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
-    log_notice("memring %s started on pid %ld with %s", MEMRING_VERSION,
-               (long)getpid(), o->conf_path);
-    worker_run(&px->worker);
-    status = 0;
+    if (px->nthreads + 1 < px->nworkers) {
+        uv_close((uv_handle_t *)&px->sigint, NULL);
+        uv_close((uv_handle_t *)&px->sigterm, NULL);
+        uv_close((uv_handle_t *)&px->sighup, NULL);
+        admin_close(px->admin);
+        reload_stop(px->reload);
+        proxy_stop_workers(px);
+    } else {
+        log_notice("memring %s started on pid %ld with %s, %u worker%s",
+                   MEMRING_VERSION, (long)getpid(), o->conf_path,
+                   px->nworkers, px->nworkers > 1 ? "s" : "");
+        status = 0;
+    }
+    worker_run(px->workers[0]);
+    for (i = 1; i <= px->nthreads; i++) {
+        uv_thread_join(&px->threads[i]);
+    }
     log_notice("memring stopped");
     if (o->pid_file != NULL) {
         unlink(o->pid_file);
@@ -232,11 +297,18 @@ deinit:
     /* The admin's handles close with their own callbacks, which the loop
      * runs inside worker_deinit(); only then may the admin be freed. */
     admin_close(px->admin);
-    worker_deinit(&px->worker);
+    for (i = 0; i < px->ninit; i++) {
+        worker_deinit(px->workers[i]);
+    }
     admin_destroy(&px->admin);
 out:
     if (px != NULL) {
         reload_destroy(&px->reload);
+        for (i = 0; px->workers != NULL && i < px->nworkers; i++) {
+            free(px->workers[i]);
+        }
+        free(px->workers);
+        free(px->threads);
     }
     free(px);
     conf_destroy(&conf);

@@ -182,10 +182,20 @@ reload_now(struct reload *r, char *msg, size_t len)
         return UV_ENOMEM;
     }
     r->confs = confs;
-    /* One worker today, on this loop; with several, each would get the
-     * config through its own async handle and switch at its next turn. */
+    /* The worker on this loop first: what can fail (a port in use, a name
+     * that does not resolve) fails there, before any other worker moved.
+     * Each other worker switches on its own thread while this one waits. */
     for (i = 0; i < r->nworkers; i++) {
-        rc = worker_reconfigure(r->workers[i], conf, msg, len);
+        struct worker *w = r->workers[i];
+        rc = &w->loop == r->loop ? worker_reconfigure(w, conf, msg, len) :
+             worker_reconfigure_remote(w, conf, msg, len);
+        if (rc != 0 && i > 0) {
+            /* Worker 0 runs the new config already: keep it alive. */
+            log_error("reload: worker %u could not follow worker 0: %s; "
+                      "workers now differ until the next reload", w->id, msg);
+            r->stats.failed++;
+            continue;
+        }
         if (rc != 0) {
             conf_destroy(&conf);
             free(text);

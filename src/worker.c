@@ -66,6 +66,7 @@ worker_stop_cb(uv_async_t *handle)
     uv_close((uv_handle_t *)&w->flusher, NULL);
     uv_close((uv_handle_t *)&w->stopper, NULL);
     uv_close((uv_handle_t *)&w->idle_sweep, NULL);
+    uv_close((uv_handle_t *)&w->reconf, NULL);
 }
 
 /* Once a second, when enabled: close clients idle past the limit. A
@@ -85,6 +86,32 @@ worker_idle_cb(uv_timer_t *timer)
             client_close(c);
         }
     }
+}
+
+/* On w's thread: apply the config another thread handed over. */
+static void
+worker_reconf_cb(uv_async_t *handle)
+{
+    struct worker *w = handle->data;
+
+    if (w->reconf_conf == NULL) {
+        return;
+    }
+    w->reconf_rc = worker_reconfigure(w, w->reconf_conf, w->reconf_msg,
+                                      sizeof(w->reconf_msg));
+    w->reconf_conf = NULL;
+    uv_sem_post(&w->reconf_done);
+}
+
+int
+worker_reconfigure_remote(struct worker *w, const struct conf *conf,
+                          char *msg, size_t len)
+{
+    w->reconf_conf = conf;
+    uv_async_send(&w->reconf);
+    uv_sem_wait(&w->reconf_done);
+    snprintf(msg, len, "%s", w->reconf_msg);
+    return w->reconf_rc;
 }
 
 void
@@ -134,6 +161,9 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
     uv_prepare_start(&w->flusher, worker_flush_cb);
     uv_async_init(&w->loop, &w->stopper, worker_stop_cb);
     w->stopper.data = w;
+    uv_async_init(&w->loop, &w->reconf, worker_reconf_cb);
+    w->reconf.data = w;
+    uv_sem_init(&w->reconf_done, 0);
     uv_timer_init(&w->loop, &w->idle_sweep);
     w->idle_sweep.data = w;
     if (w->limits.idle_timeout_ms > 0) {
@@ -191,6 +221,7 @@ worker_deinit(struct worker *w)
     free(w->keys);
     w->keys = NULL;
     buf_free(&w->scratch);
+    uv_sem_destroy(&w->reconf_done);
     uv_loop_close(&w->loop);
 }
 

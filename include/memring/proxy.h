@@ -22,6 +22,7 @@ struct proxy_options {
     uint16_t   stats_port;     /* admin port; 0: no admin endpoint */
     bool       daemonize;
     bool       watch_config;   /* reload when the config file changes */
+    uint32_t   threads;        /* workers, each a thread and a loop */
     struct worker_limits limits;
 };
 

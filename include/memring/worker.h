@@ -59,6 +59,12 @@ struct worker {
     uint64_t            started;     /* uv_now() at setup, ms */
     struct worker_limits limits;
     uint32_t            nclients;    /* open client connections */
+    bool                shared_port; /* other workers listen too */
+    uv_async_t          reconf;      /* reconfigure from another thread */
+    uv_sem_t            reconf_done;
+    const struct conf   *reconf_conf;
+    char                reconf_msg[2048];
+    int                 reconf_rc;
     uv_timer_t          idle_sweep;  /* closes idle clients, if enabled */
     bool                stopping;
 };
@@ -82,6 +88,11 @@ int worker_run(struct worker *w);
  */
 int worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
                        size_t len);
+
+/* worker_reconfigure() for a worker running on another thread: hands it
+ * the config and waits until it has switched (or refused). */
+int worker_reconfigure_remote(struct worker *w, const struct conf *conf,
+                              char *msg, size_t len);
 
 /* Asks w to stop: closes listeners, clients and servers. Thread safe. */
 void worker_stop(struct worker *w);
