@@ -581,11 +581,11 @@ client_req_done(struct req *r)
 void
 client_flush(struct client *c)
 {
-    struct req_batch *b;
+    struct worker *w = c->w;
     struct req *r;
     uint64_t now;
-    uint32_t n = 0;
-    bool quit = false;
+    uint32_t i, n = 0;
+    bool quit = false, queued;
     int err;
 
     if (c->closing) {
@@ -606,25 +606,21 @@ client_flush(struct client *c)
         }
         return;
     }
-    b = req_batch_create(n);
-    if (b == NULL) {
+    if (worker_wscratch(w, n) != 0) {
         client_close(c);
         return;
     }
-    b->owner = c;
     now = uv_hrtime();
-    while (b->n < n) {
+    for (i = 0; i < n; i++) {
         r = TAILQ_FIRST(&c->outq);
         TAILQ_REMOVE(&c->outq, r, cq);
         stats_hist_add(&c->pool->latency, (now - r->start_ns) / 1000);
         if (r->cmd == MC_QUIT) {
             quit = true;
         }
-        /* The outq's ref moves to the batch. */
-        b->reqs[b->n] = r;
-        b->bufs[b->n] = uv_buf_init(r->reply.data,
-                                    (unsigned int)r->reply.len);
-        b->n++;
+        /* The outq's ref goes to req_write(). */
+        w->wreqs[i] = r;
+        w->wbufs[i] = uv_buf_init(r->reply.data, (unsigned int)r->reply.len);
     }
     if (quit) {
         /* Requests after quit are never answered (memcached drops them). */
@@ -634,11 +630,17 @@ client_flush(struct client *c)
             req_put(&r);
         }
     }
-    b->wreq.data = b;
-    err = uv_write(&b->wreq, &c->h.stream, b->bufs, b->n, client_write_cb);
+    err = req_write(&c->h.stream, w->wreqs, w->wbufs, n, true, c,
+                    client_write_cb, &queued);
     if (err != 0) {
-        req_batch_destroy(&b);
+        c->pool->stats.client_err++;
         client_close(c);
+        return;
+    }
+    if (!queued) {
+        if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
+            client_close(c);
+        }
         return;
     }
     c->nwrites++;

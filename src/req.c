@@ -3,16 +3,46 @@
  */
 #include "memring/req.h"
 
+#include "memring/worker.h"
+
 #include <stdlib.h>
 #include <string.h>
+
+/* Freed reqs a worker keeps, with their small buffers, for the next
+ * requests: in steady state a request then costs no allocation. Bounded,
+ * so a burst does not pin memory: at most REQ_POOL_MAX reqs and
+ * REQ_KEEP_BUF bytes per buffer are kept (about 25 MB at worst). */
+#define REQ_POOL_MAX 1024
+#define REQ_KEEP_BUF 8192
+
+static void
+keep_or_free(struct buf *b)
+{
+    if (b->cap > REQ_KEEP_BUF) {
+        buf_free(b);
+    } else {
+        buf_reset(b);
+    }
+}
 
 struct req *
 req_create(struct worker *w, struct client *c, enum mc_cmd cmd)
 {
-    struct req *r = calloc(1, sizeof(*r));
+    struct req *r = w->req_pool;
 
-    if (r == NULL) {
-        return NULL;
+    if (r != NULL) {
+        struct buf out = r->out, reply = r->reply, line = r->line;
+        w->req_pool = r->parent;        /* the pool's link */
+        w->req_pool_n--;
+        memset(r, 0, sizeof(*r));
+        r->out = out;
+        r->reply = reply;
+        r->line = line;
+    } else {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL) {
+            return NULL;
+        }
     }
     r->w = w;
     r->client = c;
@@ -39,14 +69,39 @@ req_free(struct req *r)
     if (r->parent != NULL) {
         req_put(&r->parent);
     }
-    buf_free(&r->out);
-    buf_free(&r->reply);
-    buf_free(&r->line);
     free(r->keys);
     free(r->slots);
     free(r->frag_keys);
     free(r->first_error);
+    if (r->w->req_pool_n < REQ_POOL_MAX) {
+        struct worker *w = r->w;
+        keep_or_free(&r->out);
+        keep_or_free(&r->reply);
+        keep_or_free(&r->line);
+        r->parent = w->req_pool;
+        w->req_pool = r;
+        w->req_pool_n++;
+        return;
+    }
+    buf_free(&r->out);
+    buf_free(&r->reply);
+    buf_free(&r->line);
     free(r);
+}
+
+void
+req_pool_drain(struct worker *w)
+{
+    struct req *r;
+
+    while ((r = w->req_pool) != NULL) {
+        w->req_pool = r->parent;
+        buf_free(&r->out);
+        buf_free(&r->reply);
+        buf_free(&r->line);
+        free(r);
+    }
+    w->req_pool_n = 0;
 }
 
 void
@@ -107,4 +162,66 @@ req_batch_destroy(struct req_batch **bp)
         req_put(&b->reqs[i]);
     }
     free(b);
+}
+
+int
+req_write(uv_stream_t *s, struct req **reqs, uv_buf_t *bufs, uint32_t n,
+          bool own_refs, void *owner, uv_write_cb cb, bool *queued)
+{
+    struct req_batch *b;
+    size_t total = 0, done;
+    uint32_t i, k;
+    int written, err;
+
+    *queued = false;
+    for (i = 0; i < n; i++) {
+        total += bufs[i].len;
+    }
+    /* Straight to the socket first: libuv 1.44's uv_write() costs an
+     * epoll_ctl() even when the socket takes everything at once. */
+    written = total > 0 ? uv_try_write(s, bufs, n) : 0;
+    if (written < 0 && written != UV_EAGAIN) {
+        err = written;
+        goto out;
+    }
+    done = written > 0 ? (size_t)written : 0;
+    if (done == total) {
+        err = 0;
+        goto out;
+    }
+    /* The rest waits in libuv's queue; the batch keeps its bytes alive. */
+    for (k = 0; k < n && done >= bufs[k].len; k++) {
+        done -= bufs[k].len;
+    }
+    bufs[k].base += done;
+    bufs[k].len -= (size_t)done;
+    b = req_batch_create(n - k);
+    if (b == NULL) {
+        err = UV_ENOMEM;
+        goto out;
+    }
+    b->owner = owner;
+    for (i = k; i < n; i++) {
+        if (!own_refs) {
+            req_ref(reqs[i]);
+        }
+        b->reqs[b->n] = reqs[i];
+        b->bufs[b->n] = bufs[i];
+        b->n++;
+        reqs[i] = NULL;
+    }
+    b->wreq.data = b;
+    err = uv_write(&b->wreq, s, b->bufs, b->n, cb);
+    if (err != 0) {
+        req_batch_destroy(&b);
+        goto out;
+    }
+    *queued = true;
+out:
+    if (own_refs) {
+        for (i = 0; i < n; i++) {
+            req_put(&reqs[i]);          /* NULL (in the batch) is a no-op */
+        }
+    }
+    return err;
 }

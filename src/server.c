@@ -652,11 +652,12 @@ server_connect_all(struct server *s)
 void
 sconn_flush(struct sconn *sc)
 {
+    struct worker *w = sconn_worker(sc);
     struct server_stats *st;
-    struct req_batch *b;
     struct req *r;
     uint64_t deadline, now_ns;
     uint32_t n = 0;
+    bool queued;
     int err;
 
     if (sc->state != SCONN_CONNECTED || TAILQ_EMPTY(&sc->pending)) {
@@ -665,16 +666,15 @@ sconn_flush(struct sconn *sc)
     TAILQ_FOREACH(r, &sc->pending, sq) {
         n++;
     }
-    b = req_batch_create(n);
-    if (b == NULL) {
+    if (worker_wscratch(w, n) != 0) {
         sconn_close(sc, "out of memory");
         return;
     }
-    b->owner = sc;
     st = &sc->server->stats;
     now_ns = uv_hrtime();
-    deadline = uv_now(&sc->server->pool->w->loop) +
+    deadline = uv_now(&w->loop) +
                (uint64_t)(sconn_timeout(sc) > 0 ? sconn_timeout(sc) : 0);
+    n = 0;
     while ((r = TAILQ_FIRST(&sc->pending)) != NULL) {
         TAILQ_REMOVE(&sc->pending, r, sq);
         r->deadline = deadline;
@@ -686,16 +686,13 @@ sconn_flush(struct sconn *sc)
         st->requests++;
         st->request_bytes += r->out.len;
         TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
-        req_ref(r);
-        b->reqs[b->n] = r;
-        b->bufs[b->n] = uv_buf_init(r->out.data,
-                                    (unsigned int)r->out.len);
-        b->n++;
+        w->wreqs[n] = r;
+        w->wbufs[n] = uv_buf_init(r->out.data, (unsigned int)r->out.len);
+        n++;
     }
-    b->wreq.data = b;
-    err = uv_write(&b->wreq, &sc->h.stream, b->bufs, b->n, sconn_write_cb);
+    err = req_write(&sc->h.stream, w->wreqs, w->wbufs, n, false, sc,
+                    sconn_write_cb, &queued);
     if (err != 0) {
-        req_batch_destroy(&b);
         sconn_close(sc, uv_strerror(err));
         return;
     }

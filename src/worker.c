@@ -7,6 +7,7 @@
 #include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/pool.h"
+#include "memring/req.h"
 #include "memring/server.h"
 
 #include <stdlib.h>
@@ -221,6 +222,9 @@ worker_deinit(struct worker *w)
     free(w->keys);
     w->keys = NULL;
     buf_free(&w->scratch);
+    req_pool_drain(w);
+    free(w->wreqs);
+    free(w->wbufs);
     uv_sem_destroy(&w->reconf_done);
     uv_loop_close(&w->loop);
 }
@@ -361,6 +365,34 @@ worker_mark_sconn(struct worker *w, struct sconn *sc)
         sc->dirty = true;
         TAILQ_INSERT_TAIL(&w->dirty_sconns, sc, dirty_link);
     }
+}
+
+int
+worker_wscratch(struct worker *w, uint32_t n)
+{
+    struct req **reqs;
+    uv_buf_t *bufs;
+    uint32_t cap;
+
+    if (n <= w->wcap) {
+        return 0;
+    }
+    cap = w->wcap < 64 ? 64 : w->wcap;
+    while (cap < n) {
+        cap *= 2;
+    }
+    reqs = realloc(w->wreqs, cap * sizeof(*reqs));
+    if (reqs == NULL) {
+        return UV_ENOMEM;
+    }
+    w->wreqs = reqs;
+    bufs = realloc(w->wbufs, cap * sizeof(*bufs));
+    if (bufs == NULL) {
+        return UV_ENOMEM;
+    }
+    w->wbufs = bufs;
+    w->wcap = cap;
+    return 0;
 }
 
 uint64_t

@@ -86,11 +86,25 @@ struct req *req_create(struct worker *w, struct client *c, enum mc_cmd cmd);
 void req_ref(struct req *r);
 void req_put(struct req **r);     /* drops a ref; frees at 0; *r = NULL */
 
+/* Frees the reqs w keeps for reuse (at exit). */
+void req_pool_drain(struct worker *w);
+
 /* A batch with room for n reqs and bufs; NULL on OOM. */
 struct req_batch *req_batch_create(uint32_t n);
 
 /* Drops the batch's refs and frees it; *b = NULL. */
 void req_batch_destroy(struct req_batch **b);
+
+/*
+ * Writes bufs[0..n) (the bytes of reqs[0..n)) to s: at once where the
+ * socket takes them, the rest through uv_write() with a batch (owner, cb)
+ * that keeps those reqs alive; *queued says whether there is such a rest.
+ * own_refs: the caller hands over one ref per req (dropped here, or kept
+ * by the batch); else the batch takes refs of its own. bufs is modified.
+ * 0 or an error (then nothing is queued).
+ */
+int req_write(uv_stream_t *s, struct req **reqs, uv_buf_t *bufs, uint32_t n,
+              bool own_refs, void *owner, uv_write_cb cb, bool *queued);
 
 /* Sets the reply to one line (text without \r\n) and marks r done. */
 int req_reply_line(struct req *r, const char *line);

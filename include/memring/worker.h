@@ -18,6 +18,7 @@
 struct client;
 struct conf;
 struct pool;
+struct req;
 struct sconn;
 
 #define WORKER_SCRATCH_SIZE (64 * 1024)
@@ -54,6 +55,11 @@ struct worker {
     struct client_list  dirty_clients;
     struct sconn_list   dirty_sconns;
     struct buf          scratch;     /* read buffer lent to idle clients */
+    struct req          *req_pool;   /* freed reqs kept for reuse */
+    struct req          **wreqs;     /* flush scratch: reqs being written */
+    uv_buf_t            *wbufs;      /* ... and their bytes */
+    uint32_t            wcap;
+    uint32_t            req_pool_n;
     struct mc_span      *keys;       /* parser scratch: key spans */
     uint32_t            keys_cap;
     uint64_t            started;     /* uv_now() at setup, ms */
@@ -103,6 +109,9 @@ void worker_deinit(struct worker *w);
 /* Queues a flush of c (or s) at the end of this loop turn. */
 void worker_mark_client(struct worker *w, struct client *c);
 void worker_mark_sconn(struct worker *w, struct sconn *s);
+
+/* Makes w->wreqs/w->wbufs hold at least n entries. 0 or UV_ENOMEM. */
+int worker_wscratch(struct worker *w, uint32_t n);
 
 /* Seconds since w started. */
 uint64_t worker_uptime(const struct worker *w);
