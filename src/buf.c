@@ -7,7 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
-#define BUF_MIN_CAP   4096
+#define BUF_MIN_CAP   256     /* a half-sent request holds little */
 #define BUF_KEEP_CAP  (64 * 1024)   /* larger buffers are freed on reset */
 
 int

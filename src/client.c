@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define CLIENT_READ_MIN (16 * 1024)
+#define CLIENT_DIRECT_MIN (4 * 1024)  /* partial bytes: read in place */
 
 /* What version answers. Clients (libmemcached among them) read the leading
  * major.minor.micro to decide what the server speaks, and refuse major 0;
@@ -145,6 +146,32 @@ fail_no_server(struct client *c, struct req *r)
         buf_reset(&r->reply);
     }
     worker_mark_client(c->w, c);
+}
+
+/* "delete <key>" whose reply nobody sees: a req on the outq with noreply,
+ * so that it keeps its place among the client's requests. */
+static int
+forward_silent_delete(struct client *c, const char *buf,
+                      const struct mc_span *key)
+{
+    struct server *s;
+    struct req *r;
+
+    r = client_enqueue(c, MC_DELETE);
+    if (r == NULL || buf_append(&r->out, "delete ", 7) != 0 ||
+        buf_append(&r->out, buf + key->off, key->len) != 0 ||
+        buf_append(&r->out, "\r\n", 2) != 0) {
+        return UV_ENOMEM;
+    }
+    r->noreply = true;
+    s = pool_route(c->pool, buf + key->off, key->len);
+    if (s == NULL) {
+        r->done = true;
+        worker_mark_client(c->w, c);
+        return 0;
+    }
+    server_forward(s, r);
+    return 0;
 }
 
 /* A single-key command (storage, delete, incr/decr, touch). */
@@ -435,6 +462,11 @@ client_parse(struct client *c, struct buf *in)
             c->pool->stats.request_too_large++;
             err = client_reply_local(c, m.cmd, m.noreply ? NULL :
                                      "SERVER_ERROR object too large for cache");
+            if (err == 0 && m.cmd == MC_SET) {
+                /* memcached drops the old value when it refuses a set as
+                 * too large, so that a reader never gets stale data. */
+                err = forward_silent_delete(c, head, &w->keys[0]);
+            }
             c->swallow = m.total_len;
             if (err != 0) {
                 client_close(c);
@@ -478,10 +510,11 @@ client_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
     struct client *c = handle->data;
 
     (void)suggested;
-    /* A client with nothing buffered reads into the worker's scratch
-     * buffer: an idle connection then holds no read memory at all, and
-     * only a request split across reads is copied to a buffer of its own. */
-    if (buf_unread(&c->rbuf) == 0) {
+    /* Reads land in the worker's scratch buffer: an idle connection then
+     * holds no read memory at all, and one with half a request holds just
+     * those bytes. Only a large value in progress is read straight into
+     * the client's own buffer, to copy it once, not twice. */
+    if (buf_unread(&c->rbuf) < CLIENT_DIRECT_MIN) {
         struct buf *scratch = &c->w->scratch;
         buf_reset(scratch);
         if (buf_reserve(scratch, WORKER_SCRATCH_SIZE) == 0) {
@@ -519,7 +552,7 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         return;                 /* bytes after quit are ignored */
     }
     c->last_active = uv_now(&c->w->loop);
-    if (b->base == c->w->scratch.data) {
+    if (b->base == c->w->scratch.data && buf_unread(&c->rbuf) == 0) {
         struct buf *scratch = &c->w->scratch;
         scratch->len = (size_t)nread;
         client_parse(c, scratch);
@@ -530,9 +563,19 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         buf_reset(scratch);
         return;
     }
-    c->rbuf.len += (size_t)nread;
+    if (b->base == c->w->scratch.data) {
+        /* the rest of a request begun in an earlier read */
+        int err = buf_append(&c->rbuf, b->base, (size_t)nread);
+        buf_reset(&c->w->scratch);
+        if (err != 0) {
+            client_close(c);
+            return;
+        }
+    } else {
+        c->rbuf.len += (size_t)nread;
+    }
     client_parse(c, &c->rbuf);
-    if (buf_unread(&c->rbuf) == 0) {
+    if (!c->closing && buf_unread(&c->rbuf) == 0) {
         buf_free(&c->rbuf);     /* back to holding nothing while idle */
     }
 }
@@ -606,11 +649,24 @@ client_flush(struct client *c)
         }
         return;
     }
+    if (uv_stream_get_write_queue_size(&c->h.stream) > w->limits.output_max) {
+        /* Replies from earlier turns are still unsent past the limit: it
+         * sends and does not read. Rather than hold its replies without
+         * bound, let it go (memcached would stop reading it, which leaves
+         * it hanging instead). One big reply alone does not trip this. */
+        log_warn("pool %s: client not reading its replies (%zu bytes "
+                 "unsent): closing", c->pool->cp->name,
+                 uv_stream_get_write_queue_size(&c->h.stream));
+        c->pool->stats.client_overflow++;
+        client_close(c);
+        return;
+    }
     if (worker_wscratch(w, n) != 0) {
         client_close(c);
         return;
     }
     now = uv_hrtime();
+    c->last_active = uv_now(&w->loop);  /* the idle clock runs from here */
     for (i = 0; i < n; i++) {
         r = TAILQ_FIRST(&c->outq);
         TAILQ_REMOVE(&c->outq, r, cq);
@@ -620,7 +676,8 @@ client_flush(struct client *c)
         }
         /* The outq's ref goes to req_write(). */
         w->wreqs[i] = r;
-        w->wbufs[i] = uv_buf_init(r->reply.data, (unsigned int)r->reply.len);
+        w->wbufs[i] = uv_buf_init(buf_head(&r->reply),
+                                  (unsigned int)buf_unread(&r->reply));
     }
     if (quit) {
         /* Requests after quit are never answered (memcached drops them). */
@@ -644,17 +701,6 @@ client_flush(struct client *c)
         return;
     }
     c->nwrites++;
-    if (uv_stream_get_write_queue_size(&c->h.stream) >
-        c->w->limits.output_max) {
-        /* It sends and does not read: rather than hold its replies
-         * without bound, let it go (memcached would stop reading it,
-         * which leaves it hanging instead). */
-        log_warn("pool %s: client not reading its replies (%zu bytes "
-                 "unsent): closing", c->pool->cp->name,
-                 uv_stream_get_write_queue_size(&c->h.stream));
-        c->pool->stats.client_overflow++;
-        client_close(c);
-    }
 }
 
 void

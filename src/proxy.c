@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +90,31 @@ proxy_applied_cb(void *arg)
 
     if (px->admin != NULL) {
         admin_conf_loaded(px->admin, stats_now_usec());
+    }
+}
+
+/*
+ * Every client and server connection is a descriptor: take the hard limit
+ * as memcached does, or clients past the soft one (often 1024) would be
+ * accepted and dropped by libuv without a word.
+ */
+static void
+raise_nofile(const struct proxy_options *o)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("open files: cannot raise the limit: %s", strerror(errno));
+        return;
+    }
+    if (rl.rlim_cur < (rlim_t)o->limits.max_clients + 64) {
+        log_warn("open files: limit %lu is below --max-clients %u; clients "
+                 "past it are dropped", (unsigned long)rl.rlim_cur,
+                 o->limits.max_clients);
     }
 }
 
@@ -211,6 +237,7 @@ proxy_run(const struct proxy_options *o)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile(o);
     px = calloc(1, sizeof(*px));
     if (px == NULL) {
         goto out;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #define SCONN_READ_MIN    (16 * 1024)
+#define SCONN_TAKE_MIN    (16 * 1024) /* smaller replies are just copied */
 #define SCONN_BACKOFF_MIN 10      /* ms after the first failed connect */
 #define SCONN_BACKOFF_MAX 1000    /* ms, the most a connect waits */
 
@@ -296,18 +297,72 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
     return 0;
 }
 
+/*
+ * A whole reply to a single-server retrieval that is all the read buffer
+ * holds: hand the buffer itself to the request instead of copying the
+ * values out of it (what large values cost most). True when it did.
+ */
+static bool
+sconn_take_reply(struct sconn *sc, struct req *r)
+{
+    const char *head = buf_head(&sc->rbuf);
+    size_t unread = buf_unread(&sc->rbuf), off = 0;
+    uint32_t saved = r->frag_next, nhits = 0;
+    struct mc_rsp u;
+    struct buf tmp;
+
+    if (r->parent != NULL || !mc_cmd_is_retrieval(r->cmd) ||
+        buf_unread(&r->reply) != 0 || unread < SCONN_TAKE_MIN) {
+        return false;
+    }
+    while (off < unread) {
+        if (mc_parse_rsp(head + off, unread - off, &u) != PARSE_OK) {
+            break;
+        }
+        if (u.type == MC_RSP_VALUE &&
+            request_has_key(r, head + off + u.key.off, u.key.len)) {
+            nhits++;
+            off += u.len;
+            continue;
+        }
+        if (u.type == MC_RSP_END && off + u.len == unread) {
+            sc->server->stats.response_bytes += unread;
+            sc->server->pool->stats.get_hits += nhits;
+            sc->server->pool->stats.get_misses += r->nkeys > nhits ?
+                                                  r->nkeys - nhits : 0;
+            tmp = r->reply;
+            r->reply = sc->rbuf;
+            sc->rbuf = tmp;
+            buf_reset(&sc->rbuf);
+            req_complete(sc, r);
+            return true;
+        }
+        break;
+    }
+    r->frag_next = saved;       /* the usual path checks the keys again */
+    return false;
+}
+
 static void
 sconn_parse(struct sconn *sc)
 {
     while (sc->state == SCONN_CONNECTED && buf_unread(&sc->rbuf) > 0) {
+        struct req *head = TAILQ_FIRST(&sc->inflight);
         struct mc_rsp u;
         enum parse_status st;
         int err;
 
+        if (head != NULL && sconn_take_reply(sc, head)) {
+            continue;
+        }
         st = mc_parse_rsp(buf_head(&sc->rbuf), buf_unread(&sc->rbuf), &u);
         if (st == PARSE_AGAIN) {
+            /* A VALUE whose size is known: read it into one buffer of the
+             * right size instead of growing by doubling. */
+            sc->need = u.len;
             return;
         }
+        sc->need = 0;
         if (st == PARSE_ERROR) {
             sconn_close(sc, "invalid reply from server");
             return;
@@ -333,7 +388,10 @@ sconn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
     struct sconn *sc = handle->data;
 
     (void)suggested;
-    if (buf_reserve(&sc->rbuf, SCONN_READ_MIN) != 0) {
+    if (buf_reserve(&sc->rbuf, sc->need > buf_unread(&sc->rbuf) +
+                               SCONN_READ_MIN ?
+                               sc->need - buf_unread(&sc->rbuf) :
+                               SCONN_READ_MIN) != 0) {
         *out = uv_buf_init(NULL, 0);
         return;
     }

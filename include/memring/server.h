@@ -46,6 +46,7 @@ struct sconn {
     struct req_queue     pending;     /* not yet written */
     struct req_queue     inflight;    /* written, awaiting reply, FIFO */
     struct buf           rbuf;        /* reply bytes not yet parsed */
+    size_t               need;        /* bytes the unit in rbuf needs */
     bool                 dirty;       /* on the worker's flush list */
     bool                 draining;    /* detached: close once it is empty */
     TAILQ_ENTRY(sconn)   dirty_link;

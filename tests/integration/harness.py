@@ -25,6 +25,7 @@ API (stable; it_placement.py relies on it):
                                .stats_port .log .log_text()
                                .output() (stdout+stderr)
   stop_all([Process]), kill_pid(pid)
+  freeze(test, pid)            SIGSTOP and wait until every thread stopped
   render_conf(template, out_dir, name=None, **subs) -> path
   servers_yaml(servers, weights=None, names=None, indent=4) -> str
   Cluster(test, nservers=2, template="pool.yml.in", proxy=None,
@@ -364,6 +365,24 @@ def kill_pid(pid, timeout=STOP_TIMEOUT):
 
 
 @atexit.register
+def freeze(test, pid):
+    """SIGSTOP pid and wait until every thread of it is stopped: kill()
+    returns before that, and a thread still running can answer a request
+    sent right after. SIGCONT at cleanup."""
+    os.kill(pid, signal.SIGSTOP)
+    test.addCleanup(os.kill, pid, signal.SIGCONT)
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                states.append(f.read().rpartition(")")[2].split()[0])
+        if all(st in ("T", "t") for st in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError("pid %d did not stop: %s" % (pid, states))
+
+
 def _sweep():
     stop_all(list(_live))
 

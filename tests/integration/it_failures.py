@@ -171,8 +171,7 @@ class TestStoppedServer(unittest.TestCase):
         sampler.start()
         self.addCleanup(sampler.finish)
         before = proxy_stats(cl.port)
-        os.kill(victim.pid, signal.SIGSTOP)
-        self.addCleanup(os.kill, victim.pid, signal.SIGCONT)
+        h.freeze(self, victim.pid)
 
         # Four requests in flight on the stalled connection, one of them a
         # multi-get that spans it: all are answered when the oldest one's
@@ -242,8 +241,7 @@ class TestStoppedServer(unittest.TestCase):
         victim = cl.servers[0]
         vk = owners[victim]
         hk = owners[cl.servers[1]]
-        os.kill(victim.pid, signal.SIGSTOP)
-        self.addCleanup(os.kill, victim.pid, signal.SIGCONT)
+        h.freeze(self, victim.pid)
         for i in range(5):
             with cl.conn() as gone:
                 gone.send(b"get %s\r\n" % vk[0] +
@@ -498,8 +496,7 @@ class TestNoTimeout(unittest.TestCase):
         self.assertEqual(proxy_stats(cl.port)["server_ejects"], 0)
         victim = cl.servers[0]
         k = owners[victim][0]
-        os.kill(victim.pid, signal.SIGSTOP)
-        self.addCleanup(os.kill, victim.pid, signal.SIGCONT)
+        h.freeze(self, victim.pid)
         c.send(b"get %s\r\n" % k)
         with self.assertRaises(h.ProtocolError):
             c.read_reply(timeout=0.5)
