@@ -28,6 +28,7 @@
 #include "memring/eject.h"
 #include "memring/hash.h"
 #include "memring/log.h"
+#include "memring/net.h"
 #include "memring/reload.h"
 #include "memring/pool.h"
 #include "memring/ring.h"
@@ -1879,37 +1880,30 @@ is_loopback(const struct sockaddr *sa)
 int
 admin_listen(struct admin *a, const char *addr, uint16_t port)
 {
-    struct addrinfo hints, *res = NULL;
-    char service[8];
+    struct sockaddr_storage sa;
     int err;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(service, sizeof(service), "%u", (unsigned)port);
-    if (getaddrinfo(addr, service, &hints, &res) != 0 || res == NULL) {
+    if (net_resolve(addr, port, &sa) != 0) {
         log_error("admin: cannot resolve '%s'", addr);
         return UV_EAI_NONAME;
     }
     uv_tcp_init(a->loop, &a->listener);
     a->listener.data = a;
     a->listening = true;
-    err = uv_tcp_bind(&a->listener, res->ai_addr, 0);
+    err = uv_tcp_bind(&a->listener, (const struct sockaddr *)&sa, 0);
     if (err == 0) {
         err = uv_listen((uv_stream_t *)&a->listener, 128, admin_accept_cb);
     }
     if (err != 0) {
         log_error("admin: listen on %s:%u: %s", addr, (unsigned)port,
                   uv_strerror(err));
-    } else if (!is_loopback(res->ai_addr)) {
+    } else if (!is_loopback((const struct sockaddr *)&sa)) {
         log_warn("admin: listening on %s:%u, beyond loopback: anyone who "
                  "can reach it can read stats and config", addr,
                  (unsigned)port);
     } else {
         log_notice("admin: listening on %s:%u", addr, (unsigned)port);
     }
-    freeaddrinfo(res);
     return err;
 }
 

@@ -10,6 +10,7 @@
 #include "memring/conf.h"
 #include "memring/hash.h"
 #include "memring/log.h"
+#include "memring/net.h"
 #include "memring/ring.h"
 #include "memring/server.h"
 #include "memring/worker.h"
@@ -21,26 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int
-resolve(const char *host, uint16_t port, struct sockaddr_storage *out)
-{
-    struct addrinfo hints, *res = NULL;
-    char service[8];
-    int err;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(service, sizeof(service), "%u", (unsigned)port);
-    err = getaddrinfo(host, service, &hints, &res);
-    if (err != 0 || res == NULL) {
-        return UV_EAI_NONAME;
-    }
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
 
 /* Builds the ring from the servers' names and weights. */
 static int
@@ -107,7 +88,7 @@ server_create(struct pool *p, const struct conf_pool *cp, uint32_t idx)
         return NULL;
     }
     if (!s->cs->is_unix &&
-        resolve(s->cs->host, s->cs->port, &s->addr) != 0) {
+        net_resolve(s->cs->host, s->cs->port, &s->addr) != 0) {
         log_error("pool %s: server %s: cannot resolve '%s'", cp->name,
                   s->cs->name, s->cs->host);
         free(s->conns);
@@ -237,7 +218,7 @@ listener_open(struct pool *p, const struct conf_pool *cp, int *errp)
     } else {
         struct sockaddr_storage addr;
         uv_tcp_init(&p->w->loop, &l->h.tcp);
-        err = resolve(cl->host, cl->port, &addr);
+        err = net_resolve(cl->host, cl->port, &addr);
         if (err == 0 && p->w->shared_port) {
             err = bind_reuseport(&l->h.tcp, &addr);
         } else if (err == 0) {

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,19 @@ worker_thread(void *arg)
     worker_run(arg);
 }
 
+/* Closes the signal handles, the admin, the config watch and every worker:
+ * the loops then end by themselves. */
+static void
+proxy_shutdown(struct proxy *px)
+{
+    uv_close((uv_handle_t *)&px->sigint, NULL);
+    uv_close((uv_handle_t *)&px->sigterm, NULL);
+    uv_close((uv_handle_t *)&px->sighup, NULL);
+    admin_close(px->admin);
+    reload_stop(px->reload);
+    proxy_stop_workers(px);
+}
+
 static void
 proxy_signal_cb(uv_signal_t *handle, int signum)
 {
@@ -65,12 +79,7 @@ proxy_signal_cb(uv_signal_t *handle, int signum)
         return;
     }
     log_notice("signal %d: stopping", signum);
-    uv_close((uv_handle_t *)&px->sigint, NULL);
-    uv_close((uv_handle_t *)&px->sigterm, NULL);
-    uv_close((uv_handle_t *)&px->sighup, NULL);
-    admin_close(px->admin);
-    reload_stop(px->reload);
-    proxy_stop_workers(px);
+    proxy_shutdown(px);
 }
 
 /* POST /reload */
@@ -116,6 +125,18 @@ raise_nofile(const struct proxy_options *o)
                  "past it are dropped", (unsigned long)rl.rlim_cur,
                  o->limits.max_clients);
     }
+}
+
+/*
+ * Values of 100 KB to a few MB come and go with every request. glibc would
+ * mmap each such buffer and unmap it on free, paying page faults per
+ * request; keeping them in the heap lets freed chunks be reused.
+ */
+static void
+tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 }
 
 static int
@@ -238,6 +259,7 @@ proxy_run(const struct proxy_options *o)
     }
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(o);
+    tune_malloc();
     px = calloc(1, sizeof(*px));
     if (px == NULL) {
         goto out;
@@ -300,12 +322,7 @@ proxy_run(const struct proxy_options *o)
     uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
     uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
     if (px->nthreads + 1 < px->nworkers) {
-        uv_close((uv_handle_t *)&px->sigint, NULL);
-        uv_close((uv_handle_t *)&px->sigterm, NULL);
-        uv_close((uv_handle_t *)&px->sighup, NULL);
-        admin_close(px->admin);
-        reload_stop(px->reload);
-        proxy_stop_workers(px);
+        proxy_shutdown(px);
     } else {
         log_notice("memring %s started on pid %ld with %s, %u worker%s",
                    MEMRING_VERSION, (long)getpid(), o->conf_path,

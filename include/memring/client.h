@@ -8,6 +8,7 @@
 #define MEMRING_CLIENT_H
 
 #include "memring/buf.h"
+#include "memring/net.h"
 #include "memring/req.h"
 
 #include <stdbool.h>
@@ -19,12 +20,7 @@ struct pool;
 struct worker;
 
 struct client {
-    union {
-        uv_handle_t      handle;
-        uv_stream_t      stream;
-        uv_tcp_t         tcp;
-        uv_pipe_t        pipe;
-    } h;
+    union net_stream     h;
     struct pool          *pool;
     struct worker        *w;
     struct buf           rbuf;      /* request bytes not yet parsed */

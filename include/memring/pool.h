@@ -7,6 +7,7 @@
 #define MEMRING_POOL_H
 
 #include "memring/eject.h"
+#include "memring/net.h"
 #include "memring/stats.h"
 
 #include <stdbool.h>
@@ -42,12 +43,7 @@ struct server {
 /* A listening socket; on the heap so that a reload can open a new one
  * before the old one is closed. Freed in its close callback. */
 struct listener {
-    union {
-        uv_handle_t        handle;
-        uv_stream_t        stream;
-        uv_tcp_t           tcp;
-        uv_pipe_t          pipe;
-    } h;
+    union net_stream     h;
     struct pool            *pool;
     char                   *unlink_path; /* unix socket file to remove */
 };

@@ -11,6 +11,7 @@
 #define MEMRING_SERVER_H
 
 #include "memring/buf.h"
+#include "memring/net.h"
 #include "memring/req.h"
 
 #include <stdbool.h>
@@ -31,12 +32,7 @@ enum sconn_state {
 /* One connection to a server. Owned by its server slot until closing,
  * then by libuv until sconn_close_cb() frees it. */
 struct sconn {
-    union {
-        uv_handle_t      handle;
-        uv_stream_t      stream;
-        uv_tcp_t         tcp;
-        uv_pipe_t        pipe;
-    } h;
+    union net_stream     h;
     uv_connect_t         connect_req;
     uv_timer_t           timer;       /* connect and request timeouts */
     uint32_t             nclosing;    /* handles whose close_cb is due */
