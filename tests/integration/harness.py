@@ -364,7 +364,6 @@ def kill_pid(pid, timeout=STOP_TIMEOUT):
         pass
 
 
-@atexit.register
 def freeze(test, pid):
     """SIGSTOP pid and wait until every thread of it is stopped: kill()
     returns before that, and a thread still running can answer a request
@@ -383,6 +382,7 @@ def freeze(test, pid):
     raise AssertionError("pid %d did not stop: %s" % (pid, states))
 
 
+@atexit.register
 def _sweep():
     stop_all(list(_live))
 

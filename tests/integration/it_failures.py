@@ -66,27 +66,33 @@ def timed_call(conn, data, count=1, timeout=None):
     return reply, time.monotonic() - t
 
 
-def place_keys(cl, conn, n, prefix=b"k"):
-    """Sets n keys (value = b"v:" + key) through the proxy; returns
-    ({key: value}, {Memcached: [keys]}) from asking every server. Fails
-    unless every server got at least two keys."""
+def place_keys(cl, conn, n, prefix=b"k", min_each=6):
+    """Sets at least n keys (value = b"v:" + key) through the proxy, more
+    (in batches of n, at most 20 n in all) until every server holds at
+    least min_each of them: where keys land depends on the servers' names,
+    which hold the ports picked at random. Returns ({key: value},
+    {Memcached: [keys]}) from asking every server."""
     values = {}
-    for i in range(n):
-        k = b"%s:%d" % (prefix, i)
-        values[k] = b"v:" + k
-    data = b"".join(b"set %s 0 0 %d\r\n%s\r\n" % (k, len(v), v)
-                    for k, v in values.items())
-    replies = conn.call(data, count=n)
-    assert replies == b"STORED\r\n" * n, replies[:200]
-    owners = {}
-    for s in cl.servers:
-        held = s.raw_get_many(list(values))
-        owners[s] = sorted(held)
-        assert len(held) >= 2, "server %s holds %d of %d keys" % (
-            s.addr, len(held), n)
-        assert all(held[k] == values[k] for k in held)
-    assert sum(len(v) for v in owners.values()) == n
-    return values, owners
+    owners = {s: [] for s in cl.servers}
+    for batch in range(20):
+        fresh = {}
+        for i in range(batch * n, (batch + 1) * n):
+            k = b"%s:%d" % (prefix, i)
+            fresh[k] = b"v:" + k
+        data = b"".join(b"set %s 0 0 %d\r\n%s\r\n" % (k, len(v), v)
+                        for k, v in fresh.items())
+        replies = conn.call(data, count=n)
+        assert replies == b"STORED\r\n" * n, replies[:200]
+        values.update(fresh)
+        for s in cl.servers:
+            held = s.raw_get_many(list(fresh))
+            assert all(held[k] == fresh[k] for k in held)
+            owners[s] = sorted(owners[s] + list(held))
+        assert sum(len(v) for v in owners.values()) == len(values)
+        if all(len(v) >= min_each for v in owners.values()):
+            return values, owners
+    raise AssertionError("a server holds fewer than %d of %d keys: %s" % (
+        min_each, len(values), {s.addr: len(v) for s, v in owners.items()}))
 
 
 def cluster_with_keys(test, nkeys=40, **knobs):
