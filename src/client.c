@@ -30,10 +30,6 @@
  * memring speaks memcached 1.6's text protocol, so it says so first. */
 #define CLIENT_VERSION "1.6.0-memring-" MEMRING_VERSION
 
-static const char *const cmd_wire_name[MC_CMD_COUNT] = {
-    [MC_GET] = "get", [MC_GETS] = "gets", [MC_GAT] = "gat",
-    [MC_GATS] = "gats", [MC_FLUSH_ALL] = "flush_all",
-};
 
 /* ---------------------------------------------------------------------
  * Local replies
@@ -216,10 +212,10 @@ make_fragment(struct client *c, struct req *p, const struct mc_req *m,
         return NULL;
     }
     if (p->cmd == MC_GAT || p->cmd == MC_GATS) {
-        snprintf(head, sizeof(head), "%s %" PRId64, cmd_wire_name[p->cmd],
+        snprintf(head, sizeof(head), "%s %" PRId64, mc_cmd_name(p->cmd),
                  m->exptime);
     } else {
-        snprintf(head, sizeof(head), "%s", cmd_wire_name[p->cmd]);
+        snprintf(head, sizeof(head), "%s", mc_cmd_name(p->cmd));
     }
     err = buf_append_str(&f->out, head);
     for (i = 0; i < p->nkeys && err == 0; i++) {
