@@ -25,7 +25,7 @@
 #include "memring/admin.h"
 
 #include "memring/conf.h"
-#include "memring/eject.h"
+#include "memring/health.h"
 #include "memring/hash.h"
 #include "memring/log.h"
 #include "memring/net.h"
@@ -611,7 +611,7 @@ loop_now(const struct pool *p)
 static bool
 ejected_now(const struct server *s, uint64_t now)
 {
-    return eject_is_ejected(&s->eject) && s->eject.ejected_until > now;
+    return health_ejected_until(s->health) > now;
 }
 
 /* Its last connect failed and the next is not yet allowed. */
@@ -631,14 +631,14 @@ server_state(const struct admin *a, uint32_t pi, uint32_t si,
     out->live = true;
     for (w = 0; w < a->nworkers; w++) {
         const struct server *s = worker_server(a, w, pi, si);
-        uint64_t now, left;
+        uint64_t now, left, until;
         if (s == NULL) {
             continue;
         }
         now = loop_now(s->pool);
-        if (eject_is_ejected(&s->eject)) {
-            left = s->eject.ejected_until > now ?
-                   s->eject.ejected_until - now : 0;
+        until = health_ejected_until(s->health);
+        if (until != 0) {
+            left = until > now ? until - now : 0;
             if (!out->ejected || left < out->retry_in_ms) {
                 out->retry_in_ms = left;
             }

@@ -14,6 +14,7 @@
 #include "memring/mc_parse.h"
 #include "memring/pool.h"
 #include "memring/server.h"
+#include "memring/tally.h"
 #include "memring/worker.h"
 
 #include <inttypes.h>
@@ -77,12 +78,41 @@ stats_line(struct buf *b, const char *name, uint64_t v)
     return buf_append(b, line, (size_t)n);
 }
 
+/* This client's pool's counters, summed over every worker, as the admin
+ * endpoint sums them. Other workers' counters are read while they run:
+ * each word is current or a moment old, which is all a counter needs. */
+static void
+client_pool_stats(const struct client *c, struct pool_stats *sum)
+{
+    const struct worker *w = c->w;
+    uint32_t i;
+
+    if (w->all == NULL) {
+        *sum = c->pool->stats;
+        return;
+    }
+    memset(sum, 0, sizeof(*sum));
+    for (i = 0; i < w->nall; i++) {
+        const struct pool *p;
+        uv_mutex_lock(&w->all[i]->pools_lock);
+        p = w->all[i] == w ? c->pool :
+            worker_find_pool(w->all[i], c->pool->cp->name);
+        if (p != NULL) {
+#define STATS_ADD(name, type, desc) sum->name += p->stats.name;
+            POOL_METRICS(STATS_ADD)
+#undef STATS_ADD
+        }
+        uv_mutex_unlock(&w->all[i]->pools_lock);
+    }
+}
+
 /* memcached's "stats": memring's own counters for this client's pool. */
 static int
 client_stats(struct client *c)
 {
     struct worker *w = c->w;
-    const struct pool_stats *s = &c->pool->stats;
+    struct pool_stats sum;
+    const struct pool_stats *s = &sum;
     struct req *r = client_enqueue(c, MC_STATS);
     struct buf *b;
     char line[128];
@@ -91,6 +121,7 @@ client_stats(struct client *c)
     if (r == NULL) {
         return UV_ENOMEM;
     }
+    client_pool_stats(c, &sum);
     b = &r->reply;
     err |= stats_line(b, "pid", (uint64_t)getpid());
     err |= stats_line(b, "uptime", worker_uptime(w));
@@ -722,7 +753,9 @@ client_close(struct client *c)
     }
     c->closing = true;
     c->pool->stats.client_connections--;
-    c->w->nclients--;
+    if (c->counted) {
+        tally_give(c->pool->tally);
+    }
     /* Requests still at servers finish there and are dropped. */
     while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
         TAILQ_REMOVE(&c->outq, r, cq);
@@ -737,16 +770,17 @@ client_close(struct client *c)
     uv_close(&c->h.handle, client_close_cb);
 }
 
-/* Over the worker's total or the pool's client_connections? */
+/* Counts c against --max-clients and its pool's client_connections, over
+ * every worker; false when that would pass either. */
 static bool
-client_over_limit(const struct client *c)
+client_count(struct client *c)
 {
-    const struct pool *pool = c->pool;
-    int per_pool = pool->cp->client_connections;
+    int per_pool = c->pool->cp->client_connections;
 
-    return c->w->nclients > c->w->limits.max_clients ||
-           (per_pool > 0 &&
-            pool->stats.client_connections > (uint64_t)per_pool);
+    c->counted = tally_take(c->pool->tally,
+                            per_pool > 0 ? (uint32_t)per_pool : 0,
+                            c->w->limits.max_clients);
+    return c->counted;
 }
 
 void
@@ -779,9 +813,8 @@ client_accept_cb(uv_stream_t *listener, int status)
     TAILQ_INSERT_TAIL(&w->clients, c, link);
     pool->stats.client_connections++;
     pool->stats.total_connections++;
-    w->nclients++;
     err = uv_accept(listener, &c->h.stream);
-    if (err == 0 && client_over_limit(c)) {
+    if (err == 0 && !client_count(c)) {
         /* memcached's words when it is out of connections; the line is
          * small enough for the socket buffer, so try_write is enough. */
         static const char msg[] = "ERROR Too many open connections\r\n";

@@ -78,7 +78,7 @@ usage(FILE *f)
         "      --max-clients=N    : client connections in all (default: %d;\n"
         "                           per pool: client_connections)\n"
         "      --threads=N        : worker threads sharing the ports\n"
-        "                           (default: 1)\n"
+        "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
         "                           (default: 0, never)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"

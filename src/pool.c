@@ -9,9 +9,11 @@
 #include "memring/client.h"
 #include "memring/conf.h"
 #include "memring/hash.h"
+#include "memring/health.h"
 #include "memring/log.h"
 #include "memring/net.h"
 #include "memring/ring.h"
+#include "memring/tally.h"
 #include "memring/server.h"
 #include "memring/worker.h"
 
@@ -23,7 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Builds the ring from the servers' names and weights. */
+static int pool_refresh(struct pool *p, uint64_t now, bool force);
+
+/* Builds the ring from the servers' names, weights and liveness. */
 static int
 pool_build_ring(struct pool *p)
 {
@@ -40,7 +44,7 @@ pool_build_ring(struct pool *p)
         nodes[i].name = s->cs->name;
         nodes[i].name_len = strlen(s->cs->name);
         nodes[i].weight = s->cs->weight;
-        nodes[i].live = !eject_is_ejected(&s->eject);
+        nodes[i].live = s->live;
     }
     ring = ring_create(p->cp->distribution, nodes, p->nservers);
     free(nodes);
@@ -69,6 +73,16 @@ conns_per_server(const struct conf_pool *cp)
     return cp->server_connections > 0 ? (uint32_t)cp->server_connections : 1;
 }
 
+static void
+server_destroy(struct server *s)
+{
+    if (s != NULL) {
+        health_release(&s->health);
+        free(s->conns);
+        free(s);
+    }
+}
+
 static struct server *
 server_create(struct pool *p, const struct conf_pool *cp, uint32_t idx)
 {
@@ -80,31 +94,23 @@ server_create(struct pool *p, const struct conf_pool *cp, uint32_t idx)
     s->pool = p;
     s->idx = idx;
     s->cs = &cp->servers[idx];
+    s->live = true;     /* until pool_refresh() reads the shared state */
     TAILQ_INIT(&s->all);
     s->nconns = conns_per_server(cp);
     s->conns = calloc(s->nconns, sizeof(*s->conns));
-    if (s->conns == NULL) {
-        free(s);
+    s->health = health_acquire(cp->name, s->cs);
+    if (s->conns == NULL || s->health == NULL) {
+        server_destroy(s);
         return NULL;
     }
     if (!s->cs->is_unix &&
         net_resolve(s->cs->host, s->cs->port, &s->addr) != 0) {
         log_error("pool %s: server %s: cannot resolve '%s'", cp->name,
                   s->cs->name, s->cs->host);
-        free(s->conns);
-        free(s);
+        server_destroy(s);
         return NULL;
     }
     return s;
-}
-
-static void
-server_destroy(struct server *s)
-{
-    if (s != NULL) {
-        free(s->conns);
-        free(s);
-    }
 }
 
 struct pool *
@@ -119,6 +125,10 @@ pool_create(struct worker *w, const struct conf_pool *cp)
     p->w = w;
     p->cp = cp;
     pool_set_policy(p);
+    p->tally = tally_acquire(cp->name);
+    if (p->tally == NULL) {
+        goto error;
+    }
     p->servers = calloc(cp->nservers, sizeof(*p->servers));
     if (p->servers == NULL) {
         goto error;
@@ -130,7 +140,7 @@ pool_create(struct worker *w, const struct conf_pool *cp)
         }
         p->nservers = i + 1;
     }
-    if (pool_build_ring(p) != 0) {
+    if (pool_refresh(p, uv_now(&w->loop), true) != 0) {
         goto error;
     }
     return p;
@@ -308,33 +318,51 @@ pool_destroy(struct pool **pp)
     }
     free(p->servers);
     ring_destroy(&p->ring);
+    tally_release(&p->tally);
     free(p);
 }
 
-/* Puts back ejected servers whose retry time has come; rebuilds. */
-static void
-pool_readmit(struct pool *p, uint64_t now)
+/*
+ * Brings this worker's ring up to date with its servers' shared health:
+ * readmits those whose retry time has come, and rebuilds the ring when the
+ * set of live servers changed, here or in another worker (or when forced).
+ */
+static int
+pool_refresh(struct pool *p, uint64_t now, bool force)
 {
+    bool changed = force;
     uint32_t i;
 
+    p->health_gen = health_generation();  /* before reading the states */
+    p->nejected = 0;
     p->next_rebuild = 0;
     for (i = 0; i < p->nservers; i++) {
         struct server *s = p->servers[i];
-        if (eject_readmit(&s->eject, now)) {
-            log_notice("pool %s: server %s: back on the ring after %" PRId64
-                       " ms", p->cp->name, s->cs->name,
-                       p->cp->server_retry_timeout);
-            s->stats.server_returns++;
-            p->nejected--;
-        } else if (eject_is_ejected(&s->eject) &&
-                   (p->next_rebuild == 0 ||
-                    s->eject.ejected_until < p->next_rebuild)) {
-            p->next_rebuild = s->eject.ejected_until;
+        uint64_t until = health_ejected_until(s->health);
+
+        if (until != 0 && now >= until) {
+            if (health_readmit(s->health, now)) {
+                log_notice("pool %s: server %s: back on the ring after %"
+                           PRId64 " ms", p->cp->name, s->cs->name,
+                           p->cp->server_retry_timeout);
+                s->stats.server_returns++;
+            }
+            until = health_ejected_until(s->health);
         }
+        if (until != 0) {
+            p->nejected++;
+            if (p->next_rebuild == 0 || until < p->next_rebuild) {
+                p->next_rebuild = until;
+            }
+        }
+        changed |= s->live != (until == 0);
+        s->live = until == 0;
     }
-    if (pool_build_ring(p) != 0) {
+    if (changed && pool_build_ring(p) != 0) {
         log_error("pool %s: ring rebuild: out of memory", p->cp->name);
+        return UV_ENOMEM;
     }
+    return 0;
 }
 
 void
@@ -342,28 +370,23 @@ pool_server_failed(struct server *s)
 {
     struct pool *p = s->pool;
     const struct conf_pool *cp = p->cp;
+    uint64_t now = uv_now(&p->w->loop);
 
     s->stats.server_failures++;
-    if (!eject_failure(&s->eject, &p->eject, uv_now(&p->w->loop))) {
+    if (!health_failure(s->health, &p->eject, now)) {
         return;
     }
     s->stats.server_ejected_at = stats_now_usec();
     p->stats.server_ejects++;
-    p->nejected++;
-    if (p->next_rebuild == 0 || s->eject.ejected_until < p->next_rebuild) {
-        p->next_rebuild = s->eject.ejected_until;
-    }
     log_warn("pool %s: server %s: ejected, retry in %" PRId64 " ms",
              cp->name, s->cs->name, cp->server_retry_timeout);
-    if (pool_build_ring(p) != 0) {
-        log_error("pool %s: ring rebuild: out of memory", cp->name);
-    }
+    pool_refresh(p, now, false);
 }
 
 void
 pool_server_ok(struct server *s)
 {
-    eject_success(&s->eject);
+    health_success(s->health);
 }
 
 struct server *
@@ -372,11 +395,10 @@ pool_route(struct pool *p, const char *key, size_t len)
     const struct conf_pool *cp = p->cp;
     int32_t idx;
 
-    if (p->next_rebuild != 0) {
-        uint64_t now = uv_now(&p->w->loop);
-        if (now >= p->next_rebuild) {
-            pool_readmit(p, now);
-        }
+    /* One atomic load per request notices an ejection by any worker. */
+    if (p->health_gen != health_generation() ||
+        (p->next_rebuild != 0 && uv_now(&p->w->loop) >= p->next_rebuild)) {
+        pool_refresh(p, uv_now(&p->w->loop), false);
     }
     if (p->nservers == 1) {
         return p->nejected == 0 ? p->servers[0] : NULL;
@@ -559,8 +581,6 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
             removed++;
         }
     }
-    p->nejected = 0;
-    p->next_rebuild = 0;
     for (j = 0; j < ncp->nservers; j++) {
         struct server *s = plan->servers[j];
         s->idx = j;
@@ -569,13 +589,6 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
         if (!plan->fresh[j] && s->nconns != conns_per_server(ncp)) {
             server_resize(s, conns_per_server(ncp));
         }
-        if (eject_is_ejected(&s->eject)) {
-            p->nejected++;
-            if (p->next_rebuild == 0 ||
-                s->eject.ejected_until < p->next_rebuild) {
-                p->next_rebuild = s->eject.ejected_until;
-            }
-        }
     }
     free(p->servers);
     p->servers = plan->servers;
@@ -583,9 +596,7 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
     plan->servers = NULL;
     p->cp = ncp;
     pool_set_policy(p);
-    if (rebuild && pool_build_ring(p) != 0) {
-        log_error("pool %s: ring rebuild: out of memory", ncp->name);
-    }
+    pool_refresh(p, uv_now(&p->w->loop), rebuild);
     moved = plan->listener != NULL;
     if (moved) {
         listener_close(&p->listener);

@@ -3,6 +3,9 @@
  * worker and the admin endpoint on its loop, and turns SIGINT/SIGTERM into
  * a clean stop.
  */
+/* sched_getaffinity() and CPU_COUNT are GNU extensions. */
+#define _GNU_SOURCE
+
 #include "memring/proxy.h"
 
 #include "memring/admin.h"
@@ -15,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,24 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* One worker per CPU this process may run on: the affinity mask, not the
+ * machine, so that `taskset -c 1 memring` or a container's cpuset gets one
+ * worker per CPU it really has. Capped, as more workers than that only add
+ * connections to every backend. */
+static uint32_t
+default_workers(void)
+{
+    cpu_set_t set;
+    int n;
+
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        return 1;
+    }
+    n = CPU_COUNT(&set);
+    return n < 1 ? 1 : n > PROXY_MAX_DEFAULT_WORKERS ?
+           PROXY_MAX_DEFAULT_WORKERS : (uint32_t)n;
+}
 
 struct proxy {
     struct worker **workers;    /* [0] runs on this thread, with admin */
@@ -264,7 +286,7 @@ proxy_run(const struct proxy_options *o)
     if (px == NULL) {
         goto out;
     }
-    px->nworkers = o->threads > 0 ? o->threads : 1;
+    px->nworkers = o->threads > 0 ? o->threads : default_workers();
     px->workers = calloc(px->nworkers, sizeof(*px->workers));
     px->threads = calloc(px->nworkers, sizeof(*px->threads));
     if (px->workers == NULL || px->threads == NULL) {
@@ -292,6 +314,8 @@ proxy_run(const struct proxy_options *o)
             goto deinit;
         }
         px->workers[i]->shared_port = px->nworkers > 1;
+        px->workers[i]->all = px->workers;
+        px->workers[i]->nall = px->nworkers;
     }
     if (proxy_start(px, o, loaded_at) != 0) {
         /* Close what did open through the workers' own stop path, so that

@@ -135,6 +135,10 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
     w->id = id;
     w->conf = conf;
     w->limits = *limits;
+    err = uv_mutex_init(&w->pools_lock);
+    if (err != 0) {
+        return err;
+    }
     TAILQ_INIT(&w->clients);
     TAILQ_INIT(&w->dirty_clients);
     TAILQ_INIT(&w->dirty_sconns);
@@ -226,6 +230,7 @@ worker_deinit(struct worker *w)
     free(w->wreqs);
     free(w->wbufs);
     uv_sem_destroy(&w->reconf_done);
+    uv_mutex_destroy(&w->pools_lock);
     uv_loop_close(&w->loop);
 }
 
@@ -326,9 +331,11 @@ worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
         }
         append_msg(msg, len, line);
     }
+    uv_mutex_lock(&w->pools_lock);
     free(w->pools);
     w->pools = pools;
     w->npools = conf->npools;
+    uv_mutex_unlock(&w->pools_lock);
     w->conf = conf;
     free(plans);
     free(fresh);
@@ -393,6 +400,19 @@ worker_wscratch(struct worker *w, uint32_t n)
     w->wbufs = bufs;
     w->wcap = cap;
     return 0;
+}
+
+const struct pool *
+worker_find_pool(const struct worker *w, const char *name)
+{
+    uint32_t i;
+
+    for (i = 0; i < w->npools; i++) {
+        if (strcmp(w->pools[i]->cp->name, name) == 0) {
+            return w->pools[i];
+        }
+    }
+    return NULL;
 }
 
 uint64_t

@@ -29,6 +29,7 @@ struct client {
     uint64_t             swallow;   /* bytes of a refused value to drop */
     uint64_t             last_active; /* loop ms of the last read */
     bool                 closing;
+    bool                 counted;   /* in its pool's tally */
     bool                 quitting;  /* a quit (or fatal error) was read */
     bool                 dirty;     /* on the worker's flush list */
     TAILQ_ENTRY(client)  dirty_link;

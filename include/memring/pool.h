@@ -31,7 +31,9 @@ struct server {
     TAILQ_HEAD(server_sconns, sconn) all; /* every open conn, incl. draining */
     uint32_t                 nconns;
     uint32_t                 next;      /* round-robin over conns */
-    struct eject_state       eject;     /* on the ring or not */
+    struct health            *health;   /* ejection state, shared by the
+                                         * workers (health.h) */
+    bool                     live;      /* on this worker's ring */
     uint64_t                 retry_at;  /* loop ms: no connect before */
     uint64_t                 backoff;   /* ms, doubles per failed connect */
     bool                     retired;   /* left the pool in a reload */
@@ -64,8 +66,10 @@ struct pool {
     struct eject_policy    eject;       /* from the conf pool */
     uint32_t               nejected;    /* servers off the ring now */
     uint64_t               next_rebuild; /* loop ms when one may return */
+    uint64_t               health_gen;  /* health_generation() seen last */
     struct pool_stats      stats;
     struct stats_hist      latency;     /* request parsed -> reply sent */
+    struct tally           *tally;      /* clients, counted over workers */
     struct listener        *listener;   /* NULL when not listening */
     bool                   removed;     /* gone from the config: draining */
 };

@@ -12,6 +12,7 @@
 #define PROXY_DEFAULT_CONF       "conf/memring.yml"
 #define PROXY_DEFAULT_STATS_PORT 22222
 #define PROXY_DEFAULT_STATS_ADDR "127.0.0.1"
+#define PROXY_MAX_DEFAULT_WORKERS 64
 
 struct proxy_options {
     const char *conf_path;
@@ -22,7 +23,8 @@ struct proxy_options {
     uint16_t   stats_port;     /* admin port; 0: no admin endpoint */
     bool       daemonize;
     bool       watch_config;   /* reload when the config file changes */
-    uint32_t   threads;        /* workers, each a thread and a loop */
+    uint32_t   threads;        /* workers, each a thread and a loop;
+                                * 0: one per CPU we may run on */
     struct worker_limits limits;
 };
 

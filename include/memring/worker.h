@@ -27,7 +27,7 @@ struct sconn;
 struct worker_limits {
     uint64_t item_size_max;    /* longest value forwarded, bytes */
     uint64_t output_max;       /* unsent reply bytes before a client is cut */
-    uint32_t max_clients;      /* client connections of this worker */
+    uint32_t max_clients;      /* client connections, over all workers */
     uint64_t idle_timeout_ms;  /* close clients idle that long; 0 = never */
 };
 
@@ -47,6 +47,8 @@ struct worker {
     const struct conf   *conf;       /* shared, read only */
     struct pool         **pools;     /* one per conf pool, in conf order */
     uint32_t            npools;
+    uv_mutex_t          pools_lock;  /* other threads reading pools hold
+                                      * it; w holds it to replace them */
     struct pool         **removed;   /* pools gone in a reload, draining */
     uint32_t            nremoved;
     uv_prepare_t        flusher;     /* batched writes, once per loop turn */
@@ -64,8 +66,10 @@ struct worker {
     uint32_t            keys_cap;
     uint64_t            started;     /* uv_now() at setup, ms */
     struct worker_limits limits;
-    uint32_t            nclients;    /* open client connections */
     bool                shared_port; /* other workers listen too */
+    struct worker       **all;       /* every worker (this one too), for
+                                      * counters summed over them; or NULL */
+    uint32_t            nall;
     uv_async_t          reconf;      /* reconfigure from another thread */
     uv_sem_t            reconf_done;
     const struct conf   *reconf_conf;
@@ -112,6 +116,9 @@ void worker_mark_sconn(struct worker *w, struct sconn *s);
 
 /* Makes w->wreqs/w->wbufs hold at least n entries. 0 or UV_ENOMEM. */
 int worker_wscratch(struct worker *w, uint32_t n);
+
+/* w's pool named name, or NULL. From another thread, hold w->pools_lock. */
+const struct pool *worker_find_pool(const struct worker *w, const char *name);
 
 /* Seconds since w started. */
 uint64_t worker_uptime(const struct worker *w);

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -108,6 +109,107 @@ class TestThreads(unittest.TestCase):
         self.assertEqual(self.hammer(self.port, b"a"), [])
         st = json.loads(admin_get(self.mr.stats_port, "/stats")[1])
         self.assertEqual(st["beta"]["memring_total_connections"], NCONNS)
+
+
+class TestSharedState(unittest.TestCase):
+    """What one twemproxy process decides once holds once for all of
+    memring's workers: a server is ejected for every worker by the failures
+    any of them saw, and the connection limits count every worker's
+    clients. Clients open many connections, which the kernel spreads over
+    the workers (SO_REUSEPORT)."""
+
+    def start(self, pool_extra, args=()):
+        self.dir = tempfile.mkdtemp(prefix="memring-it-")
+        self.servers = [h.Memcached().start() for _ in range(2)]
+        self.addCleanup(h.stop_all, self.servers)
+        self.port = h.free_port()
+        conf = os.path.join(self.dir, "memring.yml")
+        with open(conf, "w") as f:
+            f.write("alpha:\n  listen: %s:%d\n  hash: md5\n  timeout: 1000\n"
+                    "%s  servers:\n%s\n" % (h.HOST, self.port, pool_extra,
+                                            h.servers_yaml(self.servers)))
+        self.mr = h.Memring(conf, wait=[self.port],
+                            args=("--threads", str(NTHREADS)) + tuple(args))
+        self.addCleanup(self.mr.stop)
+        self.mr.start()
+
+    def stats(self):
+        return json.loads(admin_get(self.mr.stats_port, "/stats")[1])
+
+    def test_ejection_is_shared_by_workers(self):
+        self.start("  auto_eject_hosts: true\n  server_failure_limit: 1\n"
+                   "  server_retry_timeout: 30000\n")
+        dead = self.servers[1]
+        with h.Conn(self.port) as c:
+            for i in range(40):
+                k = b"ej:%d" % i
+                self.assertEqual(c.call(b"set %s 0 0 1\r\nx\r\n" % k),
+                                 b"STORED\r\n")
+        keys = [b"ej:%d" % i for i in range(40)
+                if dead.raw_get(b"ej:%d" % i) is not None]
+        self.assertTrue(keys, "no key landed on the second server")
+        dead.stop()
+        conns = [h.Conn(self.port) for _ in range(NCONNS)]
+        try:
+            # One failure on one connection ejects the server ...
+            got = conns[0].call(b"get %s\r\n" % keys[0])
+            self.assertTrue(got.startswith(b"SERVER_ERROR"), got)
+            # ... for every connection, whichever worker serves it: its
+            # keys go to the live server (a miss), with no second failure.
+            for c in conns[1:]:
+                self.assertEqual(c.call(b"get %s\r\n" % keys[0]),
+                                 b"END\r\n")
+        finally:
+            for c in conns:
+                c.close()
+        st = self.stats()
+        self.assertEqual(st["alpha"]["server_ejects"], 1)
+        self.assertEqual(st["alpha"][dead.addr]["memring_server_failures"], 1)
+        # Every worker's ring has the server off (each served some of the
+        # connections above, and a ring catches up on its next request).
+        rings = json.loads(admin_get(self.mr.stats_port,
+                                     "/config")[1])["pools"][0]["ring"]
+        self.assertEqual(len(rings), NTHREADS)
+        self.assertEqual([r["ejected_servers"] for r in rings],
+                         [1] * NTHREADS, rings)
+
+    def count_served(self, n):
+        """Opens n connections one after another; returns how many were
+        served (answer version) and how many refused with memcached's
+        words and closed. All are closed on return."""
+        served, refused, conns = 0, 0, []
+        try:
+            for _ in range(n):
+                c = h.Conn(self.port)
+                conns.append(c)
+                got = c.call(b"version\r\n")
+                if got.startswith(b"VERSION "):
+                    served += 1
+                else:
+                    self.assertEqual(got, b"ERROR Too many open "
+                                          b"connections\r\n")
+                    c.expect_closed()
+                    refused += 1
+        finally:
+            for c in conns:
+                c.close()
+        return served, refused
+
+    def test_pool_client_limit_counts_every_worker(self):
+        self.start("  client_connections: 5\n")
+        self.assertEqual(self.count_served(NCONNS), (5, NCONNS - 5))
+        self.assertEqual(self.stats()["alpha"]["memring_client_refused"],
+                         NCONNS - 5)
+        # closed connections give their places back, in every worker
+        deadline = time.monotonic() + 5
+        while (self.stats()["alpha"]["client_connections"] != 0 and
+               time.monotonic() < deadline):
+            time.sleep(0.05)
+        self.assertEqual(self.count_served(NCONNS), (5, NCONNS - 5))
+
+    def test_max_clients_counts_every_worker(self):
+        self.start("", args=("--max-clients", "3"))
+        self.assertEqual(self.count_served(NCONNS), (3, NCONNS - 3))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include "memring/admin.h"
 
 #include "memring/conf.h"
+#include "memring/health.h"
 #include "memring/pool.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
@@ -136,6 +137,24 @@ static uint64_t
 now(uint32_t w)
 {
     return uv_now(&fx.w[w].loop);
+}
+
+/* Ejects server si of pool alpha, in every worker (the state is shared),
+ * for ms from now. */
+static void
+eject_for(uint32_t si, uint64_t ms)
+{
+    const struct eject_policy once = { true, 1, ms };
+
+    assert_true(health_failure(server(0, si)->health, &once, now(0)));
+}
+
+/* Puts server si back on the ring and ends its probation. */
+static void
+readmit(uint32_t si)
+{
+    assert_true(health_readmit(server(0, si)->health, UINT64_MAX));
+    health_success(server(0, si)->health);
 }
 
 /* ------------------------------------------------------------- /stats */
@@ -273,18 +292,18 @@ test_healthz(void **state)
     assert_int_equal(fx.r.status, 200);
     assert_non_null(strstr(b, "ok"));
 
-    server(0, 0)->eject.ejected_until = now(0) + 30000;
+    eject_for(0, 30000);
     get("GET", "/healthz");
     assert_int_equal(fx.r.status, 200);     /* 127.0.0.1 is live */
 
-    server(0, 1)->eject.ejected_until = now(0) + 30000;
+    eject_for(1, 30000);
     b = get("GET", "/healthz");
     assert_int_equal(fx.r.status, 503);
     assert_non_null(strstr(b, "pool alpha: no live server (2 of 2 "
                               "ejected, 0 in connect backoff)"));
 
     /* back on the ring, but its last connect failed */
-    server(0, 1)->eject.ejected_until = 0;
+    readmit(1);
     server(0, 1)->retry_at = now(0) + 1000;
     b = get("GET", "/healthz");
     assert_int_equal(fx.r.status, 503);
@@ -295,10 +314,10 @@ test_healthz(void **state)
     assert_int_equal(fx.r.status, 200);
 
     /* ejected, but due back: the next request readmits it, so live */
-    server(0, 1)->eject.ejected_until = now(0);
+    eject_for(1, 0);
     get("GET", "/healthz");
     assert_int_equal(fx.r.status, 200);
-    server(0, 1)->eject.ejected_until = 0;
+    readmit(1);
     b = get("GET", "/metrics");
     assert_non_null(strstr(b, "memring_pool_live_servers{pool=\"alpha\"} "
                               "1\n"));
@@ -307,16 +326,18 @@ test_healthz(void **state)
 }
 
 /* A pool without a live server in any one worker fails those of its
- * clients that worker serves: unhealthy. */
+ * clients that worker serves: unhealthy. Ejection is shared by the workers;
+ * connect backoff is not. */
 static void
 test_healthz_per_worker(void **state)
 {
     (void)state;
-    server(1, 0)->eject.ejected_until = now(1) + 30000;
-    server(1, 1)->eject.ejected_until = now(1) + 30000;
+    eject_for(0, 30000);
+    assert_true(health_ejected_until(server(1, 0)->health) != 0);
+    server(1, 1)->retry_at = now(1) + 30000;
     get("GET", "/healthz");
     assert_int_equal(fx.r.status, 503);
-    server(1, 1)->eject.ejected_until = 0;
+    server(1, 1)->retry_at = 0;
     get("GET", "/healthz");
     assert_int_equal(fx.r.status, 200);
 }
@@ -330,7 +351,7 @@ test_config(void **state)
     const char *b;
 
     (void)state;
-    server(0, 0)->eject.ejected_until = now(0) + 30000;
+    eject_for(0, 30000);
     p->nejected = 1;
     b = get("GET", "/config");
     assert_int_equal(fx.r.status, 200);
