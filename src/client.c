@@ -237,8 +237,7 @@ make_fragment(struct client *c, struct req *p, const struct mc_req *m,
         return NULL;
     }
     f->pool = c->pool;
-    f->frag_keys = malloc(n * sizeof(*f->frag_keys));
-    if (f->frag_keys == NULL) {
+    if (req_reserve_frag_keys(f, n) != 0) {
         req_put(&f);
         return NULL;
     }
@@ -279,7 +278,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
     struct worker *w = c->w;
     struct pool *pool = c->pool;
     struct server *first = NULL;
-    uint32_t *route = NULL;
+    uint32_t *route = w->route;
     uint32_t *counts;
     bool split = false;
     struct req *p;
@@ -294,15 +293,10 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
         return UV_ENOMEM;
     }
     p->nkeys = m->nkeys;
-    route = malloc(m->nkeys * sizeof(*route));
-    if (route == NULL) {
-        return UV_ENOMEM;
-    }
     for (i = 0; i < m->nkeys; i++) {
         const struct mc_span *k = &w->keys[i];
         struct server *s = pool_route(pool, buf + k->off, k->len);
         if (s == NULL) {
-            free(route);
             fail_no_server(c, p);
             return 0;
         }
@@ -314,7 +308,6 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
         }
     }
     if (!split) {
-        free(route);
         if (buf_append(&p->out, buf, m->line_len) != 0) {
             return UV_ENOMEM;
         }
@@ -322,21 +315,18 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
         return 0;
     }
 
-    /* Split: keep the line and key spans, for the merge. */
-    p->keys = malloc(m->nkeys * sizeof(*p->keys));
-    p->slots = calloc(m->nkeys, sizeof(*p->slots));
-    p->frags = calloc(pool->nservers, sizeof(*p->frags));
-    if (p->keys == NULL || p->slots == NULL || p->frags == NULL ||
+    /* Split: keep the line and key spans, for the merge. The arrays come
+     * with the (pooled) req, the scratch with the worker: no allocation
+     * in steady state. */
+    if (req_reserve_keys(p, m->nkeys) != 0 ||
+        req_reserve_frags(p, pool->nservers) != 0 ||
+        worker_per_server(w, pool->nservers) != 0 ||
         buf_append(&p->line, buf, m->line_len) != 0) {
-        free(route);
         return UV_ENOMEM;
     }
     memcpy(p->keys, w->keys, m->nkeys * sizeof(*p->keys));
-    counts = calloc(pool->nservers, sizeof(*counts));
-    if (counts == NULL) {
-        free(route);
-        return UV_ENOMEM;
-    }
+    memset(p->slots, 0, m->nkeys * sizeof(*p->slots));
+    counts = w->per_server;
     for (i = 0; i < m->nkeys; i++) {
         counts[route[i]]++;
     }
@@ -347,8 +337,6 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
         }
         p->frags[nfrags] = make_fragment(c, p, m, route, i, counts[i]);
         if (p->frags[nfrags] == NULL) {
-            free(counts);
-            free(route);
             return UV_ENOMEM;
         }
         counts[nfrags++] = i;   /* reuse: fragment -> server index */
@@ -359,8 +347,6 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
     for (i = 0; i < nfrags; i++) {
         server_forward(pool->servers[counts[i]], p->frags[i]);
     }
-    free(counts);
-    free(route);
     return 0;
 }
 
@@ -378,8 +364,7 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
         return UV_ENOMEM;
     }
     p->noreply = m->noreply;
-    p->frags = calloc(pool->nservers, sizeof(*p->frags));
-    if (p->frags == NULL) {
+    if (req_reserve_frags(p, pool->nservers) != 0) {
         return UV_ENOMEM;
     }
     for (i = 0; i < pool->nservers; i++) {
@@ -648,13 +633,39 @@ client_req_done(struct req *r)
     }
 }
 
+/*
+ * Adds a gathered multi-get reply (see parent_complete()) to the write at
+ * w->wbufs[at]: its value slices in key order, then END. Each entry holds
+ * a ref on p, which keeps the fragments' bytes alive; the last one takes
+ * the outq's. Returns the next free index.
+ */
+static uint32_t
+gather_reply(struct worker *w, struct req *p, uint32_t at)
+{
+    static const char end[] = "END\r\n";
+    uint32_t i;
+
+    for (i = 0; i < p->nkeys; i++) {
+        const struct req_slot *s = &p->slots[i];
+        if (s->frag != NULL) {
+            req_ref(p);
+            w->wreqs[at] = p;
+            w->wbufs[at++] = uv_buf_init(s->frag->reply.data + s->off,
+                                         s->len);
+        }
+    }
+    w->wreqs[at] = p;
+    w->wbufs[at++] = uv_buf_init((char *)end, sizeof(end) - 1);
+    return at;
+}
+
 void
 client_flush(struct client *c)
 {
     struct worker *w = c->w;
     struct req *r;
     uint64_t now;
-    uint32_t i, n = 0;
+    uint32_t i, n = 0, nbufs;
     bool quit = false, queued;
     int err;
 
@@ -688,12 +699,21 @@ client_flush(struct client *c)
         client_close(c);
         return;
     }
-    if (worker_wscratch(w, n) != 0) {
+    nbufs = 0;
+    i = 0;
+    TAILQ_FOREACH(r, &c->outq, cq) {
+        if (i++ == n) {
+            break;
+        }
+        nbufs += r->gathered ? r->nslices + 1 : 1;
+    }
+    if (worker_wscratch(w, nbufs) != 0) {
         client_close(c);
         return;
     }
     now = uv_hrtime();
     c->last_active = uv_now(&w->loop);  /* the idle clock runs from here */
+    nbufs = 0;
     for (i = 0; i < n; i++) {
         r = TAILQ_FIRST(&c->outq);
         TAILQ_REMOVE(&c->outq, r, cq);
@@ -701,10 +721,14 @@ client_flush(struct client *c)
         if (r->cmd == MC_QUIT) {
             quit = true;
         }
+        if (r->gathered) {
+            nbufs = gather_reply(w, r, nbufs);
+            continue;
+        }
         /* The outq's ref goes to req_write(). */
-        w->wreqs[i] = r;
-        w->wbufs[i] = uv_buf_init(buf_head(&r->reply),
-                                  (unsigned int)buf_unread(&r->reply));
+        w->wreqs[nbufs] = r;
+        w->wbufs[nbufs++] = uv_buf_init(buf_head(&r->reply),
+                                        (unsigned int)buf_unread(&r->reply));
     }
     if (quit) {
         /* Requests after quit are never answered (memcached drops them). */
@@ -714,7 +738,7 @@ client_flush(struct client *c)
             req_put(&r);
         }
     }
-    err = req_write(&c->h.stream, w->wreqs, w->wbufs, n, true, c,
+    err = req_write(&c->h.stream, w->wreqs, w->wbufs, nbufs, true, c,
                     client_write_cb, &queued);
     if (err != 0) {
         c->pool->stats.client_err++;

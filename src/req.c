@@ -25,19 +25,108 @@ keep_or_free(struct buf *b)
     }
 }
 
+/* Makes the array at *arrp (cap elements of size bytes) hold at least n;
+ * its contents need not survive. */
+static int
+array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size)
+{
+    void *arr;
+
+    if (n <= *cap) {
+        return 0;
+    }
+    memcpy(&arr, arrp, sizeof(arr));
+    free(arr);
+    arr = malloc((size_t)n * size);
+    *cap = arr != NULL ? n : 0;
+    memcpy(arrp, &arr, sizeof(arr));
+    return arr != NULL ? 0 : UV_ENOMEM;
+}
+
+/* A pooled req keeps an array up to REQ_KEEP_BUF bytes. */
+static void
+array_keep_or_free(void *arrp, uint32_t *cap, size_t size, bool keep)
+{
+    void *arr;
+
+    if (keep && (size_t)*cap * size <= REQ_KEEP_BUF) {
+        return;
+    }
+    memcpy(&arr, arrp, sizeof(arr));
+    free(arr);
+    arr = NULL;
+    memcpy(arrp, &arr, sizeof(arr));
+    *cap = 0;
+}
+
+int
+req_reserve_keys(struct req *r, uint32_t n)
+{
+    if (n <= r->keys_cap) {
+        return 0;
+    }
+    free(r->keys);
+    free(r->slots);
+    r->keys = malloc((size_t)n * sizeof(*r->keys));
+    r->slots = malloc((size_t)n * sizeof(*r->slots));
+    if (r->keys == NULL || r->slots == NULL) {
+        free(r->keys);
+        free(r->slots);
+        r->keys = NULL;
+        r->slots = NULL;
+        r->keys_cap = 0;
+        return UV_ENOMEM;
+    }
+    r->keys_cap = n;
+    return 0;
+}
+
+int
+req_reserve_frags(struct req *r, uint32_t n)
+{
+    return array_reserve(&r->frags, &r->frags_cap, n, sizeof(*r->frags));
+}
+
+int
+req_reserve_frag_keys(struct req *r, uint32_t n)
+{
+    return array_reserve(&r->frag_keys, &r->frag_keys_cap, n,
+                         sizeof(*r->frag_keys));
+}
+
+/* Frees (or, keep, resets for reuse) what a req keeps when pooled. */
+static void
+req_release_kept(struct req *r, bool keep)
+{
+    if (keep) {
+        keep_or_free(&r->out);
+        keep_or_free(&r->reply);
+        keep_or_free(&r->line);
+    } else {
+        buf_free(&r->out);
+        buf_free(&r->reply);
+        buf_free(&r->line);
+    }
+    array_keep_or_free(&r->keys, &r->keys_cap, sizeof(*r->keys) +
+                       sizeof(*r->slots), keep);
+    if (r->keys_cap == 0) {
+        free(r->slots);
+        r->slots = NULL;
+    }
+    array_keep_or_free(&r->frags, &r->frags_cap, sizeof(*r->frags), keep);
+    array_keep_or_free(&r->frag_keys, &r->frag_keys_cap,
+                       sizeof(*r->frag_keys), keep);
+}
+
 struct req *
 req_create(struct worker *w, struct client *c, enum mc_cmd cmd)
 {
     struct req *r = w->req_pool;
 
     if (r != NULL) {
-        struct buf out = r->out, reply = r->reply, line = r->line;
         w->req_pool = r->parent;        /* the pool's link */
         w->req_pool_n--;
-        memset(r, 0, sizeof(*r));
-        r->out = out;
-        r->reply = reply;
-        r->line = line;
+        memset(r, 0, REQ_KEPT_FROM);
     } else {
         r = calloc(1, sizeof(*r));
         if (r == NULL) {
@@ -65,27 +154,19 @@ req_free(struct req *r)
     for (i = 0; i < r->nfrags; i++) {
         req_put(&r->frags[i]);
     }
-    free(r->frags);
     if (r->parent != NULL) {
         req_put(&r->parent);
     }
-    free(r->keys);
-    free(r->slots);
-    free(r->frag_keys);
     free(r->first_error);
     if (r->w->req_pool_n < REQ_POOL_MAX) {
         struct worker *w = r->w;
-        keep_or_free(&r->out);
-        keep_or_free(&r->reply);
-        keep_or_free(&r->line);
+        req_release_kept(r, true);
         r->parent = w->req_pool;
         w->req_pool = r;
         w->req_pool_n++;
         return;
     }
-    buf_free(&r->out);
-    buf_free(&r->reply);
-    buf_free(&r->line);
+    req_release_kept(r, false);
     free(r);
 }
 
@@ -96,9 +177,7 @@ req_pool_drain(struct worker *w)
 
     while ((r = w->req_pool) != NULL) {
         w->req_pool = r->parent;
-        buf_free(&r->out);
-        buf_free(&r->reply);
-        buf_free(&r->line);
+        req_release_kept(r, false);
         free(r);
     }
     w->req_pool_n = 0;

@@ -53,41 +53,57 @@ sconn_worker(const struct sconn *sc)
  * Completing requests
  * ------------------------------------------------------------------- */
 
-/* Composes a parent's reply once its last fragment is done. */
+/*
+ * A parent's last fragment is done. A retrieval's reply is not copied
+ * together: the client writes the values, in the request's key order,
+ * straight from the fragments' replies (p->gathered), so that a value is
+ * copied once on its way through. Here the slots become that list: a
+ * value that follows the previous one in the same fragment's reply joins
+ * its slice, so that keys that went to one server cost one iovec.
+ */
 static void
 parent_complete(struct req *p)
 {
+    struct req_slot *prev = NULL;
     uint32_t i;
-    int err = 0;
 
     if (p->cmd == MC_FLUSH_ALL) {
         req_reply_line(p, p->first_error != NULL ? p->first_error : "OK");
     } else {
         struct pool_stats *st = &p->pool->stats;
-        buf_reset(&p->reply);
-        for (i = 0; i < p->nkeys && err == 0; i++) {
+        for (i = 0; i < p->nkeys; i++) {
             struct req_slot *s = &p->slots[i];
-            if (s->frag != NULL) {
-                st->get_hits++;
-                err = buf_append(&p->reply, s->frag->reply.data + s->off,
-                                 s->len);
-            } else {
+            if (s->frag == NULL) {
                 st->get_misses++;
+                continue;
+            }
+            st->get_hits++;
+            if (prev != NULL && prev->frag == s->frag &&
+                prev->off + prev->len == s->off) {
+                prev->len += s->len;
+                s->frag = NULL;
+            } else {
+                prev = s;
+                p->nslices++;
             }
         }
-        if (err == 0) {
-            err = buf_append(&p->reply, "END\r\n", 5);
-        }
-        if (err != 0) {
-            req_reply_line(p, "SERVER_ERROR out of memory");
-        }
+        buf_reset(&p->reply);
+        p->gathered = !p->noreply && p->client != NULL;
         p->done = true;
     }
-    /* Fragments are no longer needed: free their buffers now. */
     for (i = 0; i < p->nfrags; i++) {
-        req_put(&p->frags[i]);
+        if (p->gathered) {
+            /* p keeps its fragments for their bytes; they no longer need
+             * p (their ref on it would be a cycle). p stays: the client's
+             * queue holds it. */
+            req_put(&p->frags[i]->parent);
+        } else {
+            req_put(&p->frags[i]);
+        }
     }
-    p->nfrags = 0;
+    if (!p->gathered) {
+        p->nfrags = 0;
+    }
     if (p->noreply) {
         buf_reset(&p->reply);
     }

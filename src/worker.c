@@ -150,8 +150,9 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
     /* The longest line holds at most one key per two bytes. */
     w->keys_cap = MC_LINE_MAX / 2;
     w->keys = malloc(w->keys_cap * sizeof(*w->keys));
+    w->route = malloc(w->keys_cap * sizeof(*w->route));
     w->pools = calloc(conf->npools, sizeof(*w->pools));
-    if (w->keys == NULL || w->pools == NULL) {
+    if (w->keys == NULL || w->route == NULL || w->pools == NULL) {
         return UV_ENOMEM;
     }
     for (i = 0; i < conf->npools; i++) {
@@ -224,7 +225,11 @@ worker_deinit(struct worker *w)
     w->pools = NULL;
     w->removed = NULL;
     free(w->keys);
+    free(w->route);
+    free(w->per_server);
     w->keys = NULL;
+    w->route = NULL;
+    w->per_server = NULL;
     buf_free(&w->scratch);
     req_pool_drain(w);
     free(w->wreqs);
@@ -399,6 +404,21 @@ worker_wscratch(struct worker *w, uint32_t n)
     }
     w->wbufs = bufs;
     w->wcap = cap;
+    return 0;
+}
+
+int
+worker_per_server(struct worker *w, uint32_t n)
+{
+    if (n > w->per_server_cap) {
+        uint32_t *a = realloc(w->per_server, n * sizeof(*a));
+        if (a == NULL) {
+            return UV_ENOMEM;
+        }
+        w->per_server = a;
+        w->per_server_cap = n;
+    }
+    memset(w->per_server, 0, n * sizeof(*w->per_server));
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "memring/mc_parse.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <uv.h>
@@ -46,26 +47,38 @@ struct req {
     bool             noreply;  /* client wants no reply: drop it */
     bool             quit;     /* close the client after earlier replies */
     bool             failed;   /* server side failed (fragment: misses) */
-    struct buf       out;      /* bytes to send to the server */
-    struct buf       reply;    /* bytes to send to the client */
+    bool             gathered; /* parent: the reply is its slots' slices of
+                                * the fragments' replies, then END */
     uint64_t         deadline; /* loop ms by which the server must reply */
     uint64_t         start_ns; /* uv_hrtime() when parsed */
     uint64_t         sent_ns;  /* uv_hrtime() when written to a server */
 
     /* retrieval */
     uint32_t         nkeys;
-    struct mc_span   *keys;    /* parent: key spans into line */
-    struct buf       line;     /* parent: copy of the request line */
-    struct req_slot  *slots;   /* parent: one per key */
-    uint32_t         *frag_keys; /* fragment: parent key indexes, in order */
     uint32_t         frag_nkeys;
     uint32_t         frag_next;  /* fragment: next key expected */
     uint32_t         nhits;    /* single-server retrieval: values seen */
+    uint32_t         nslices;  /* gathered parent: slots with a value */
     uint32_t         pending;  /* parent: fragments not done yet */
-    struct req       **frags;  /* parent: its fragments (holds a ref) */
     uint32_t         nfrags;
     char             *first_error; /* parent of a fan-out: reply to use */
+
+    /* From here on, what a req keeps when it goes back to the worker's
+     * pool (small buffers and arrays), so that the next request reuses
+     * them instead of allocating: req_create() zeroes only what is above. */
+    struct buf       out;      /* bytes to send to the server */
+    struct buf       reply;    /* bytes to send to the client */
+    struct buf       line;     /* parent: copy of the request line */
+    struct mc_span   *keys;    /* parent: key spans into line */
+    struct req_slot  *slots;   /* parent: one per key */
+    uint32_t         keys_cap; /* ... of keys and slots */
+    uint32_t         frags_cap;
+    struct req       **frags;  /* parent: its fragments (holds a ref) */
+    uint32_t         *frag_keys; /* fragment: parent key indexes, in order */
+    uint32_t         frag_keys_cap;
 };
+
+#define REQ_KEPT_FROM offsetof(struct req, out)
 
 TAILQ_HEAD(req_queue, req);
 
@@ -105,6 +118,12 @@ void req_batch_destroy(struct req_batch **b);
  */
 int req_write(uv_stream_t *s, struct req **reqs, uv_buf_t *bufs, uint32_t n,
               bool own_refs, void *owner, uv_write_cb cb, bool *queued);
+
+/* Room for n keys and slots (parent), n frags, n frag_keys: the arrays
+ * grow as needed and are kept with a pooled req. 0 or UV_ENOMEM. */
+int req_reserve_keys(struct req *r, uint32_t n);
+int req_reserve_frags(struct req *r, uint32_t n);
+int req_reserve_frag_keys(struct req *r, uint32_t n);
 
 /* Sets the reply to one line (text without \r\n) and marks r done. */
 int req_reply_line(struct req *r, const char *line);

@@ -63,7 +63,10 @@ struct worker {
     uint32_t            wcap;
     uint32_t            req_pool_n;
     struct mc_span      *keys;       /* parser scratch: key spans */
-    uint32_t            keys_cap;
+    uint32_t            *route;      /* multi-get scratch: key -> server */
+    uint32_t            keys_cap;    /* ... of keys and route */
+    uint32_t            *per_server; /* multi-get scratch: one per server */
+    uint32_t            per_server_cap;
     uint64_t            started;     /* uv_now() at setup, ms */
     struct worker_limits limits;
     bool                shared_port; /* other workers listen too */
@@ -113,6 +116,9 @@ void worker_deinit(struct worker *w);
 /* Queues a flush of c (or s) at the end of this loop turn. */
 void worker_mark_client(struct worker *w, struct client *c);
 void worker_mark_sconn(struct worker *w, struct sconn *s);
+
+/* Makes w->per_server hold n zeroes. 0 or UV_ENOMEM. */
+int worker_per_server(struct worker *w, uint32_t n);
 
 /* Makes w->wreqs/w->wbufs hold at least n entries. 0 or UV_ENOMEM. */
 int worker_wscratch(struct worker *w, uint32_t n);
