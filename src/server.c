@@ -112,22 +112,16 @@ parent_complete(struct req *p)
     }
 }
 
-/* r has its whole reply (or failed): hand it on. Drops the queue's ref. */
+/* r, off every queue, has its whole reply from s (or failed): hand it on.
+ * Drops the caller's ref. */
 static void
-req_complete(struct sconn *sc, struct req *r)
+req_finish(struct server *s, struct req *r)
 {
-    struct server_stats *st = &sc->server->stats;
-
     if (!r->failed) {
-        pool_server_ok(sc->server);
-        st->responses++;
-        stats_hist_add(&sc->server->latency,
-                       (uv_hrtime() - r->sent_ns) / 1000);
+        pool_server_ok(s);
+        s->stats.responses++;
+        stats_hist_add(&s->latency, (uv_hrtime() - r->sent_ns) / 1000);
     }
-    st->out_queue--;
-    st->out_queue_bytes -= r->out.len;
-    TAILQ_REMOVE(&sc->inflight, r, sq);
-    r->sconn = NULL;
     r->done = true;
     if (r->parent != NULL) {
         struct req *p = r->parent;
@@ -143,18 +137,32 @@ req_complete(struct sconn *sc, struct req *r)
         }
     }
     req_put(&r);
+}
+
+/* r, first in sc's inflight queue, is complete. Drops the queue's ref. */
+static void
+req_complete(struct sconn *sc, struct req *r)
+{
+    struct server_stats *st = &sc->server->stats;
+
+    st->out_queue--;
+    st->out_queue_bytes -= r->out.len;
+    TAILQ_REMOVE(&sc->inflight, r, sq);
+    r->sconn = NULL;
+    req_finish(sc->server, r);
     if (sc->draining && sc->state != SCONN_CLOSING &&
         TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending)) {
         sconn_shut(sc, "drained", SCONN_END_QUIET);
     }
 }
 
-/* Fails r: the client sees SERVER_ERROR, or misses for a fragment. */
+/* Marks r failed at s: the client will see SERVER_ERROR, or misses for a
+ * fragment. */
 static void
-req_fail(struct sconn *sc, struct req *r, const char *why)
+req_mark_failed(struct server *s, struct req *r, const char *why)
 {
     char line[256];
-    sc->server->pool->stats.forward_error++;
+    s->pool->stats.forward_error++;
     r->failed = true;
     snprintf(line, sizeof(line), "SERVER_ERROR %s", why);
     if (r->parent != NULL) {
@@ -177,6 +185,13 @@ req_fail(struct sconn *sc, struct req *r, const char *why)
     } else {
         req_reply_line(r, line);
     }
+}
+
+/* Fails r, first in sc's inflight queue. */
+static void
+req_fail(struct sconn *sc, struct req *r, const char *why)
+{
+    req_mark_failed(sc->server, r, why);
     req_complete(sc, r);
 }
 
@@ -603,10 +618,10 @@ sconn_open(struct server *s, uint32_t slot)
                        (uint64_t)s->pool->cp->timeout, 0);
     }
     if (err != 0) {
+        /* Counted as a failure like a refused connect; the caller fails
+         * its request. */
         sconn_backoff(s);
-        /* Fails through the normal path once the caller queued its req. */
         log_warn("server %s: connect: %s", s->cs->name, uv_strerror(err));
-        sc->state = SCONN_CONNECTED;  /* let sconn_close run fully */
         sconn_close(sc, uv_strerror(err));
         return NULL;
     }
@@ -690,16 +705,10 @@ server_forward(struct server *s, struct req *r)
     }
     req_ref(r);
     if (sc == NULL) {
-        /* Could not even start connecting: fail r in order, through a
-         * throwaway queue owner so that the usual completion path runs. */
-        struct sconn tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        tmp.server = s;
-        TAILQ_INIT(&tmp.inflight);
-        TAILQ_INSERT_TAIL(&tmp.inflight, r, sq);
-        s->stats.out_queue++;           /* req_complete() takes it off */
-        s->stats.out_queue_bytes += r->out.len;
-        req_fail(&tmp, r, "cannot connect to server");
+        /* Could not even start connecting: r fails now, which keeps its
+         * place, as replies go out in the client's order anyway. */
+        req_mark_failed(s, r, "cannot connect to server");
+        req_finish(s, r);
         return;
     }
     r->sconn = sc;
