@@ -104,6 +104,20 @@ parse_number(const char *s, long lo, long hi)
     return v;
 }
 
+/* The argument of option `name` as a number in [lo, hi]; -1 (said on
+ * stderr) when it is not one. */
+static long
+option_number(const char *name, const char *arg, long lo, long hi)
+{
+    long v = parse_number(arg, lo, hi);
+
+    if (v < 0) {
+        fprintf(stderr, "memring: option %s requires a number from %ld to "
+                "%ld, not '%s'\n", name, lo, hi, arg);
+    }
+    return v;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -115,6 +129,7 @@ main(int argc, char **argv)
     };
     bool test_conf = false;
     int option_index = 0;
+    char name[64];
     long v;
     int opt;
 
@@ -140,10 +155,8 @@ main(int argc, char **argv)
             o.daemonize = true;
             break;
         case 'v':
-            v = parse_number(optarg, 0, LOG_LEVEL_MAX);
+            v = option_number("-v", optarg, 0, LOG_LEVEL_MAX);
             if (v < 0) {
-                fprintf(stderr, "memring: option -v requires a number "
-                        "from 0 to %d\n", LOG_LEVEL_MAX);
                 return 1;
             }
             o.log_level = (int)v;
@@ -155,10 +168,8 @@ main(int argc, char **argv)
             o.conf_path = optarg;
             break;
         case 's':
-            v = parse_number(optarg, 0, 65535);
+            v = option_number("-s (0: off)", optarg, 0, 65535);
             if (v < 0) {
-                fprintf(stderr, "memring: option -s requires a port "
-                        "from 0 (off) to 65535\n");
                 return 1;
             }
             o.stats_port = (uint16_t)v;
@@ -167,10 +178,8 @@ main(int argc, char **argv)
             o.watch_config = true;
             break;
         case OPT_THREADS:
-            v = parse_number(optarg, 1, 256);
+            v = option_number("--threads", optarg, 1, 256);
             if (v < 0) {
-                fprintf(stderr, "memring: option --threads requires a "
-                        "number from 1 to 256\n");
                 return 1;
             }
             o.threads = (uint32_t)v;
@@ -179,11 +188,11 @@ main(int argc, char **argv)
         case OPT_OUTPUT_MAX:
         case OPT_MAX_CLIENTS:
         case OPT_IDLE_TIMEOUT:
-            v = parse_number(optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
-                             opt == OPT_MAX_CLIENTS ? 1000000 : 1L << 30);
+            snprintf(name, sizeof(name), "--%s",
+                     long_options[option_index].name);
+            v = option_number(name, optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
+                              opt == OPT_MAX_CLIENTS ? 1000000 : 1L << 30);
             if (v < 0) {
-                fprintf(stderr, "memring: option --%s: bad number '%s'\n",
-                        long_options[option_index].name, optarg);
                 return 1;
             }
             if (opt == OPT_ITEM_SIZE_MAX) {
@@ -207,9 +216,8 @@ main(int argc, char **argv)
             break;
         case 'i':
         case 'm':
-            if (parse_number(optarg, 1, 1L << 30) < 0) {
-                fprintf(stderr, "memring: option -%c requires a positive "
-                        "number\n", opt);
+            if (option_number(opt == 'i' ? "-i" : "-m", optarg, 1,
+                              1L << 30) < 0) {
                 return 1;
             }
             break;
