@@ -89,7 +89,7 @@ struct admin {
     uint32_t               nconns;      /* of which are served (not refused) */
     uint64_t               nserved;     /* connections taken on */
     uint64_t               nrefused;    /* over ADMIN_MAX_CONNS */
-    uint64_t               nbad;        /* requests refused: 400, 413, 414 */
+    uint64_t               nbad;        /* requests refused: 400 413 414 500 */
     uint64_t               ntimedout;   /* 408s and replies not taken */
     uint64_t               started_usec;
     uint64_t               conf_loaded_usec;
@@ -1350,14 +1350,26 @@ admin_reply_free(struct admin_reply *r)
  * Reading one request: llhttp plus bounds, no I/O
  * ------------------------------------------------------------------- */
 
+/* Refuses the request with status; text is what the client reads, why
+ * what the log says. Returns llhttp's "stop" for the callbacks. */
+static int
+http_refuse(struct admin_http *h, int status, const char *text,
+            const char *why)
+{
+    h->status = status;
+    h->text = text;
+    h->why = why;
+    return HPE_USER;
+}
+
 static int
 http_on_url(llhttp_t *parser, const char *at, size_t len)
 {
     struct admin_http *h = parser->data;
 
     if (len > ADMIN_URL_MAX - h->url_len) {
-        h->status = 414;
-        return HPE_USER;
+        return http_refuse(h, 414, "request target too long\n",
+                           "url too long");
     }
     memcpy(h->url + h->url_len, at, len);
     h->url_len += len;
@@ -1373,23 +1385,43 @@ http_on_headers_complete(llhttp_t *parser)
     h->head_done = true;
     if ((parser->flags & F_CONTENT_LENGTH) != 0 &&
         parser->content_length > ADMIN_BODY_MAX) {
-        h->status = 413;
-        return -1;
+        return http_refuse(h, 413, "request too large\n", "body too large");
     }
     return 0;
 }
 
+/* The body grows by doubling, up to ADMIN_BODY_MAX + its NUL: most
+ * requests have none, and an idle connection should not hold 64 KiB. */
 static int
 http_on_body(llhttp_t *parser, const char *at, size_t len)
 {
     struct admin_http *h = parser->data;
+    size_t need;
 
-    (void)at;                   /* no endpoint reads a body yet */
-    h->body_bytes += len;
-    if (h->body_bytes > ADMIN_BODY_MAX) {
-        h->status = 413;
-        return HPE_USER;
+    if (len > ADMIN_BODY_MAX - h->body_bytes) {
+        return http_refuse(h, 413, "request too large\n", "body too large");
     }
+    need = h->body_bytes + len + 1;
+    if (need > h->body_cap) {
+        size_t cap = h->body_cap > 0 ? h->body_cap : 256;
+        char *body;
+
+        while (cap < need) {
+            cap *= 2;
+        }
+        if (cap > ADMIN_BODY_MAX + 1) {
+            cap = ADMIN_BODY_MAX + 1;
+        }
+        body = realloc(h->body, cap);
+        if (body == NULL) {
+            return http_refuse(h, 500, "out of memory\n", "out of memory");
+        }
+        h->body = body;
+        h->body_cap = cap;
+    }
+    memcpy(h->body + h->body_bytes, at, len);
+    h->body_bytes += len;
+    h->body[h->body_bytes] = '\0';
     return 0;
 }
 
@@ -1417,6 +1449,14 @@ admin_http_init(struct admin_http *h)
     h->parser.data = h;
 }
 
+void
+admin_http_deinit(struct admin_http *h)
+{
+    free(h->body);
+    h->body = NULL;
+    h->body_cap = 0;
+}
+
 enum admin_http_state
 admin_http_feed(struct admin_http *h, const char *data, size_t len)
 {
@@ -1438,18 +1478,33 @@ admin_http_feed(struct admin_http *h, const char *data, size_t len)
         return ADMIN_HTTP_DONE;
     }
     if (err != HPE_OK) {
-        h->why = llhttp_errno_name(err);
         if (h->status == 0) {
-            h->status = 400;
+            http_refuse(h, 400, "bad request\n", llhttp_errno_name(err));
         }
         return ADMIN_HTTP_BAD;
     }
     if (!h->head_done && h->head_bytes > ADMIN_HEADER_MAX) {
-        h->why = "header too large";
-        h->status = 413;
+        http_refuse(h, 413, "request too large\n", "header too large");
         return ADMIN_HTTP_BAD;
     }
     return ADMIN_HTTP_MORE;
+}
+
+enum admin_http_state
+admin_http_end(struct admin_http *h, bool timed_out)
+{
+    if (h->done) {
+        return ADMIN_HTTP_DONE;
+    }
+    if (h->status == 0) {
+        if (timed_out) {
+            http_refuse(h, 408, "request timeout\n", "request timeout");
+        } else {
+            /* shut its side mid-request: it may still read the answer */
+            http_refuse(h, 400, "incomplete request\n", "incomplete request");
+        }
+    }
+    return ADMIN_HTTP_BAD;
 }
 
 const char *
@@ -1495,6 +1550,7 @@ admin_conn_close_cb(uv_handle_t *handle)
     if (c->counted) {
         a->nconns--;
     }
+    admin_http_deinit(&c->http);
     free(c->out);
     free(c);
 }
@@ -1638,6 +1694,19 @@ admin_send_error(struct admin_conn *c, int status, const char *why)
     admin_send_http(c, &r, false);
 }
 
+/* Refuses the request the way admin_http decided (c->http BAD). */
+static void
+admin_reject(struct admin_conn *c)
+{
+    if (c->http.status == 408) {
+        c->admin->ntimedout++;
+    } else {
+        c->admin->nbad++;
+    }
+    log_debug("admin: bad request: %d %s", c->http.status, c->http.why);
+    admin_send_error(c, c->http.status, c->http.text);
+}
+
 /* A silent client is one of twemproxy's: the JSON alone, then close. */
 static void
 admin_send_raw_stats(struct admin_conn *c)
@@ -1697,8 +1766,9 @@ admin_timer_cb(uv_timer_t *handle)
         admin_send_raw_stats(c);
         break;
     case ADMIN_READING:
-        c->admin->ntimedout++;
-        admin_send_error(c, 408, "request timeout\n");
+        if (admin_http_end(&c->http, true) == ADMIN_HTTP_BAD) {
+            admin_reject(c);
+        }
         break;
     case ADMIN_WRITING:
         c->admin->ntimedout++;
@@ -1721,10 +1791,9 @@ admin_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_EOF && c->phase == ADMIN_WAITING) {
             admin_send_raw_stats(c);    /* connected, sent nothing, shut */
-        } else if (nread == UV_EOF) {
-            /* shut its side mid-request: it may still read the answer */
-            c->admin->nbad++;
-            admin_send_error(c, 400, "incomplete request\n");
+        } else if (nread == UV_EOF &&
+                   admin_http_end(&c->http, false) == ADMIN_HTTP_BAD) {
+            admin_reject(c);
         } else {
             admin_conn_close(c);
         }
@@ -1742,13 +1811,7 @@ admin_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         admin_dispatch(c);
         break;
     case ADMIN_HTTP_BAD:
-        c->admin->nbad++;
-        log_debug("admin: bad request: %d %s", c->http.status,
-                  c->http.why);
-        admin_send_error(c, c->http.status,
-                         c->http.status == 400 ? "bad request\n" :
-                         c->http.status == 414 ? "request target too long\n" :
-                         "request too large\n");
+        admin_reject(c);
         break;
     }
 }

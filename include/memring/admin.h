@@ -42,31 +42,48 @@ struct admin_reply {
 };
 
 /*
- * Reading one HTTP request (no I/O): llhttp with the bounds above. Feed
- * the bytes as they come; bytes after a whole request are ignored (one
- * request per connection).
+ * Reading one HTTP request (no I/O): llhttp with the bounds above, and
+ * every decision the connection makes about what it read. Feed the bytes
+ * as they come; bytes after a whole request are ignored (one request per
+ * connection). When the client stops early, admin_http_end() says how the
+ * request is refused. The admin's connections and the fuzz target both
+ * read requests with these and nothing else.
  */
 enum admin_http_state {
     ADMIN_HTTP_MORE = 0,    /* incomplete: feed more */
-    ADMIN_HTTP_DONE,        /* a whole request: method and url are set */
-    ADMIN_HTTP_BAD          /* refuse it with status (400, 413, 414) */
+    ADMIN_HTTP_DONE,        /* a whole request: method, url and body set */
+    ADMIN_HTTP_BAD          /* refuse it: status, text (400 408 413 414 500) */
 };
 
 struct admin_http {
     llhttp_t   parser;
     size_t     head_bytes;              /* fed before headers completed */
-    size_t     body_bytes;
+    size_t     body_bytes;              /* of the body, so far */
     int        status;                  /* when BAD: the HTTP status */
+    const char *text;                   /* when BAD: reply body (static) */
     const char *why;                    /* when BAD: for the log (static) */
     bool       head_done;
     bool       done;
     size_t     url_len;
     char       url[ADMIN_URL_MAX + 1];  /* request target, NUL-terminated */
+    char       *body;                   /* body_bytes + NUL (owned), or NULL */
+    size_t     body_cap;                /* bytes allocated at body */
 };
 
+/* Ready for a request's first byte. h must not hold a body: deinit first. */
 void admin_http_init(struct admin_http *h);
+
+/* Frees the body; h may be zeroed memory. Then only init may follow. */
+void admin_http_deinit(struct admin_http *h);
+
+/* Reads data[0..len); once DONE or BAD, says the same again. */
 enum admin_http_state admin_http_feed(struct admin_http *h, const char *data,
                                       size_t len);
+
+/* The client ended (EOF: 400) or its time ran out (timed_out: 408) before
+ * a whole request. BAD, or what feeding already gave. */
+enum admin_http_state admin_http_end(struct admin_http *h, bool timed_out);
+
 const char *admin_http_method(const struct admin_http *h); /* "GET"... */
 
 /*

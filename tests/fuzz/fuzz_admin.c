@@ -1,14 +1,13 @@
 /*
- * fuzz_admin: the admin endpoint. admin.c keeps its llhttp callbacks
- * private, so the HTTP side here is llhttp in request mode with the same
- * callbacks and limits (ADMIN_URL_MAX, ADMIN_BODY_MAX, ADMIN_HEADER_MAX,
- * one request per connection), feeding the real admin_respond(). The first
- * input byte picks what the rest is:
+ * fuzz_admin: the admin endpoint, through the code its connections run:
+ * admin_http (llhttp, its bounds and refusals) reads the request and
+ * admin_respond() answers it. The first input byte picks what the rest is:
  *
  *   even: an HTTP request to an admin over a fixed config whose names hold
  *         quotes, backslashes, control bytes and UTF-8. The request fed
  *         whole and split in two at every byte (small inputs) must get the
- *         same answer, and every callback span must lie in the bytes given.
+ *         same answer and body, and every span admin_http copies must lie
+ *         in the bytes given (ASan, on exact-size reads).
  *   odd:  a config (YAML). If it loads, with numeric addresses only (no
  *         DNS from a fuzzer), an admin over it renders every document:
  *         JSON must parse, Prometheus text must parse line by line,
@@ -489,83 +488,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* ---------------------------------------------------------------------
- * HTTP, as admin.c drives llhttp
+ * HTTP, read by admin.c's own admin_http
  * ------------------------------------------------------------------- */
-
-struct feed {
-    llhttp_t   parser;
-    const char *lo, *hi;            /* the chunk being executed */
-    char       url[ADMIN_URL_MAX + 1];
-    size_t     url_len;
-    size_t     head_bytes;
-    size_t     body_bytes;
-    bool       head_done;
-    bool       done;
-    int        status;              /* 413/414 from a callback */
-};
-
-static void
-check_span(const struct feed *f, const char *at, size_t len)
-{
-    CHECK(at >= f->lo && at <= f->hi && len <= (size_t)(f->hi - at));
-}
-
-static int
-on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct feed *f = p->data;
-
-    check_span(f, at, len);
-    if (len > ADMIN_URL_MAX - f->url_len) {
-        f->status = 414;
-        return HPE_USER;
-    }
-    memcpy(f->url + f->url_len, at, len);
-    f->url_len += len;
-    return 0;
-}
-
-static int
-on_span(llhttp_t *p, const char *at, size_t len)
-{
-    check_span(p->data, at, len);
-    return 0;
-}
-
-static int
-on_headers_complete(llhttp_t *p)
-{
-    struct feed *f = p->data;
-
-    f->head_done = true;
-    if (p->content_length > ADMIN_BODY_MAX &&
-        (p->flags & F_CONTENT_LENGTH) != 0) {
-        f->status = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static int
-on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct feed *f = p->data;
-
-    check_span(f, at, len);
-    f->body_bytes += len;
-    if (f->body_bytes > ADMIN_BODY_MAX) {
-        f->status = 413;
-        return HPE_USER;
-    }
-    return 0;
-}
-
-static int
-on_message_complete(llhttp_t *p)
-{
-    ((struct feed *)p->data)->done = true;
-    return HPE_PAUSED;              /* one request per connection */
-}
 
 /*
  * The splits of one input mostly ask the same thing: render it once (the
@@ -594,105 +518,126 @@ respond_once(const char *method, const char *url)
     return memo.status;
 }
 
-/*
- * What the client gets: the status of admin_respond()'s reply, or the
- * error status admin.c would send (400/413/414), or 0 while the request is
- * still incomplete.
- */
-static int
-serve(const uint8_t *data, size_t len, size_t split)
+/* What the client gets for one way of cutting the input. */
+enum answer_kind {
+    ANSWER_REPLY = 0,               /* a whole request, routed */
+    ANSWER_REFUSED,                 /* refused while reading */
+    ANSWER_ENDED                    /* incomplete when the input ran out */
+};
+
+struct answer {
+    enum answer_kind kind;
+    int              status;
+    size_t           body_len;      /* ANSWER_REPLY: the request body */
+    uint32_t         body_hash;
+};
+
+static uint32_t
+fnv1a(const char *s, size_t n)
 {
-    static llhttp_settings_t settings;
-    static bool ready;
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* Feeds data[0..len) cut at split, as a connection reads it (never 0
+ * bytes), each read in an exact-size copy so that ASan sees any span the
+ * callbacks take past it. An input still incomplete at its end is ended
+ * the way its length picks: EOF (400) or the deadline (408). */
+static void
+serve(const uint8_t *data, size_t len, size_t split, struct answer *ans)
+{
     size_t cuts[3] = { 0, split, len };
-    struct feed *f;
-    int answer = 0;
+    enum admin_http_state st = ADMIN_HTTP_MORE;
+    struct admin_http h;
     unsigned int i;
 
-    if (!ready) {
-        llhttp_settings_init(&settings);
-        settings.on_url = on_url;
-        settings.on_header_field = on_span;
-        settings.on_header_value = on_span;
-        settings.on_headers_complete = on_headers_complete;
-        settings.on_body = on_body;
-        settings.on_message_complete = on_message_complete;
-        ready = true;
-    }
-    f = calloc(1, sizeof(*f));
-    if (f == NULL) {
-        abort();
-    }
-    llhttp_init(&f->parser, HTTP_REQUEST, &settings);
-    f->parser.data = f;
-    for (i = 0; i < 2 && answer == 0; i++) {
+    memset(ans, 0, sizeof(*ans));
+    admin_http_init(&h);
+    for (i = 0; i < 2 && st == ADMIN_HTTP_MORE; i++) {
         size_t n = cuts[i + 1] - cuts[i];
         char *chunk;
-        llhttp_errno_t err;
 
         if (n == 0) {
-            continue;               /* admin.c never executes 0 bytes */
+            continue;
         }
-        chunk = malloc(n);          /* exact: ASan sees overreads */
+        chunk = malloc(n);
         if (chunk == NULL) {
             abort();
         }
         memcpy(chunk, data + cuts[i], n);
-        f->lo = chunk;
-        f->hi = chunk + n;
-        if (!f->head_done) {
-            f->head_bytes += n;
-        }
-        err = llhttp_execute(&f->parser, chunk, n);
-        if (err != HPE_OK) {
-            const char *pos = llhttp_get_error_pos(&f->parser);
+        st = admin_http_feed(&h, chunk, n);
+        if (st == ADMIN_HTTP_BAD) {
+            const char *pos = llhttp_get_error_pos(&h.parser);
 
             CHECK(pos == NULL || (pos >= chunk && pos <= chunk + n));
         }
         free(chunk);
-        if (f->done && (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)) {
-            const char *method = llhttp_method_name(
-                (llhttp_method_t)llhttp_get_method(&f->parser));
-
-            f->url[f->url_len] = '\0';
-            answer = respond_once(method, f->url);
-            CHECK(answer != 0);
-        } else if (err != HPE_OK) {
-            answer = f->status != 0 ? f->status : 400;
-        } else if (!f->head_done && f->head_bytes > ADMIN_HEADER_MAX) {
-            answer = 413;
-        }
     }
-    free(f);
-    return answer;
+    ans->kind = st == ADMIN_HTTP_BAD ? ANSWER_REFUSED : ANSWER_REPLY;
+    if (st == ADMIN_HTTP_MORE) {
+        bool timed_out = (len & 1) != 0;
+
+        ans->kind = ANSWER_ENDED;
+        st = admin_http_end(&h, timed_out);
+        CHECK(st == ADMIN_HTTP_BAD);
+        CHECK(h.status == (timed_out ? 408 : 400));
+    }
+    CHECK(admin_http_feed(&h, "x", 1) == st);   /* the answer sticks */
+    if (st == ADMIN_HTTP_DONE) {
+        CHECK(h.status == 0);
+        CHECK(h.url_len <= ADMIN_URL_MAX && h.url[h.url_len] == '\0');
+        CHECK(h.body_bytes <= ADMIN_BODY_MAX);
+        CHECK(h.body_bytes == 0 ||
+              (h.body != NULL && h.body[h.body_bytes] == '\0'));
+        ans->status = respond_once(admin_http_method(&h), h.url);
+        CHECK(ans->status != 0);
+        ans->body_len = h.body_bytes;
+        ans->body_hash = h.body != NULL ? fnv1a(h.body, h.body_bytes) : 0;
+    } else {
+        ans->status = h.status;
+        CHECK(h.status == 400 || h.status == 408 || h.status == 413 ||
+              h.status == 414 || h.status == 500);
+        CHECK(h.text != NULL && h.why != NULL);
+        check_text(h.text, strlen(h.text));
+    }
+    admin_http_deinit(&h);
 }
 
 static size_t
 run_http(const uint8_t *data, size_t len, size_t cut, void *ev)
 {
-    *(int *)ev = serve(data, len, cut);
+    serve(data, len, cut, ev);
     return 1;
 }
 
 /*
- * The same answer, except among errors: llhttp hands a span over when a
+ * The same answer, except among refusals: llhttp hands a span over when a
  * chunk ends, so a URL cut by the split can reach the length check (414)
  * before a bad byte after it (400) does.
  */
 static bool
 same_answer(const void *va, const void *vb)
 {
-    int a = *(const int *)va, b = *(const int *)vb;
+    const struct answer *a = va, *b = vb;
 
-    return a == b || (a >= 400 && a < 500 && b >= 400 && b < 500 &&
-                      a != 404 && b != 404 && a != 405 && b != 405);
+    if (a->kind != b->kind) {
+        return false;
+    }
+    return a->kind == ANSWER_REFUSED ||
+           (a->status == b->status && a->body_len == b->body_len &&
+            a->body_hash == b->body_hash);
 }
 
 static void
 fuzz_http(const uint8_t *data, size_t size)
 {
     memo.valid = false;
-    split_check(data, size, sizeof(int), run_http, same_answer);
+    split_check(data, size, sizeof(struct answer), run_http, same_answer);
 }
 
 static void

@@ -4,18 +4,17 @@ or hangs up mid-value, ejection and return with auto_eject_hosts, fast
 failure without it, and a thousand pipelined requests while a server dies.
 
 Servers are real memcached on free 127.0.0.1 ports, plus a tiny fake
-memcached (FakeMemcached, a thread in this process) for the replies a real
-one never sends. Where keys live is checked by asking the servers
-directly. Timeouts are short (timeout: 300 ms) and the timing assertions
-generous: they catch a timer that never fires or a loop that blocks, not
-scheduling jitter.
+memcached (harness.FakeMemcached, a thread in this process) for the
+replies a real one never sends. Where keys live is checked by asking the
+servers directly. Timeouts are short (timeout: 300 ms) and the timing
+assertions generous: they catch a timer that never fires or a loop that
+blocks, not scheduling jitter.
 """
 
 import os
 import random
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -513,129 +512,8 @@ class TestNoTimeout(unittest.TestCase):
 # ------------------------------------------------------------ bad replies
 
 
-class FakeMemcached:
-    """A memcached look-alike on a free 127.0.0.1 port whose behaviour the
-    test sets through .mode, for the replies a real server never sends:
-
-      ok        get -> END, storage -> STORED (keys seen are recorded)
-      garbage   a line that is no memcached reply
-      wrong     a well-formed reply of the wrong kind (STORED to a get)
-      midvalue  half a VALUE block, then close
-      partial   for a multi-key get: the first value whole, then close
-      close     close without a word
-      reset     close with RST (SO_LINGER 0)
-      silent    read requests, never answer
-
-    A thread in this process; every socket has a short timeout and every
-    loop checks the stop flag; stop() joins the threads (bounded)."""
-
-    def __init__(self):
-        self.mode = "ok"
-        self.seen = []
-        self.halt = threading.Event()
-        self.lock = threading.Lock()
-        self.socks = []
-        self.threads = []
-        self.lis = socket.socket()
-        self.lis.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lis.bind((h.HOST, 0))
-        self.lis.listen(64)
-        self.lis.settimeout(0.05)
-        self.port = self.lis.getsockname()[1]
-        self.addr = "%s:%d" % (h.HOST, self.port)
-        self._spawn(self._accept_loop)
-
-    def _spawn(self, fn, *args):
-        t = threading.Thread(target=fn, args=args, daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def _accept_loop(self):
-        while not self.halt.is_set():
-            try:
-                s, _ = self.lis.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            s.settimeout(0.05)
-            with self.lock:
-                self.socks.append(s)
-            self._spawn(self._serve, s)
-
-    def _serve(self, s):
-        buf = b""
-        try:
-            while not self.halt.is_set():
-                try:
-                    chunk = s.recv(65536)
-                except socket.timeout:
-                    continue
-                if not chunk:
-                    return
-                buf += chunk
-                while b"\r\n" in buf:
-                    line, rest = buf.split(b"\r\n", 1)
-                    words = line.split()
-                    need = 0
-                    if words and words[0] in (b"set", b"add", b"replace",
-                                              b"append", b"prepend", b"cas"):
-                        need = int(words[4]) + 2
-                    if len(rest) < need:
-                        break
-                    buf = rest[need:]
-                    if not self._answer(s, words):
-                        return
-        except OSError:
-            return
-        finally:
-            s.close()
-
-    def _answer(self, s, words):
-        """Replies to one request; False when the connection must end."""
-        mode = self.mode
-        cmd = words[0] if words else b""
-        keys = words[1:] if cmd in (b"get", b"gets") else words[1:2]
-        with self.lock:
-            self.seen.extend(keys)
-        if mode == "ok":
-            s.sendall(b"END\r\n" if cmd in (b"get", b"gets") else
-                      b"STORED\r\n")
-        elif mode == "garbage":
-            s.sendall(b"HELLO? \x01\x02 this is no memcached\r\n")
-        elif mode == "wrong":
-            s.sendall(b"STORED\r\n" if cmd in (b"get", b"gets") else
-                      b"END\r\n")
-        elif mode == "midvalue":
-            s.sendall(b"VALUE %s 0 100\r\n%s" % (keys[0], b"x" * 10))
-            return False
-        elif mode == "partial":
-            s.sendall(b"VALUE %s 0 4\r\nfake\r\n" % keys[0])
-            return False
-        elif mode == "close":
-            return False
-        elif mode == "reset":
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                         struct.pack("ii", 1, 0))
-            return False
-        return True             # silent
-
-    def stop(self):
-        self.halt.set()
-        self.lis.close()
-        with self.lock:
-            socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self.threads:
-            t.join(2)
-
-
 def fake_pool(owner, **knobs):
-    """Sets owner.real (Memcached), owner.fake (FakeMemcached), owner.cl
+    """Sets owner.real (Memcached), owner.fake (h.FakeMemcached), owner.cl
     (memring in front of both), owner.fkeys / owner.rkeys (keys the fake /
     the real server owns; the real ones hold their own name as value).
     owner is a TestCase class (class cleanups) or instance."""
@@ -643,7 +521,7 @@ def fake_pool(owner, **knobs):
            else owner.addCleanup)
     owner.real = h.Memcached().start()
     add(owner.real.stop)
-    owner.fake = FakeMemcached()
+    owner.fake = h.FakeMemcached()
     add(owner.fake.stop)
     owner.cl = make_cluster(owner, backends=[owner.real],
                             servers=h.servers_yaml([owner.real.addr,

@@ -5,8 +5,10 @@
    the bytes up to the sentinel's reply must be the same. Where memring
    answers differently on purpose, the row says how and why (DIFFERENCES
    below), and the test checks both sides of that difference, so the table
-   stays true if either program changes. The same requests are also sent
-   split into two writes at every byte, and one byte per write.
+   stays true if either program changes. Every row, and a few longer
+   sequences, is also sent split into two writes at every byte (long rows:
+   at the bytes that matter) and one byte per write, many connections at
+   once: the answer must be the row's unsplit one.
 2. Random garbage (seeded PRNG, bounded in time) from several connections
    at once while another client runs set/get: memring stays up and every
    one of that client's replies is right.
@@ -21,7 +23,9 @@ garbage run.
 
 import os
 import random
+import re
 import socket
+import string
 import struct
 import sys
 import threading
@@ -29,7 +33,6 @@ import time
 import unittest
 
 import harness as h
-from it_failures import FakeMemcached
 
 # Sent after each input. A bad data block may swallow part of it, but
 # __hostile holds "ok" from the start, so its last line always ends with
@@ -283,8 +286,12 @@ class TestMalformed(unittest.TestCase):
         self.assertTrue(CL.proxy.alive())
 
 
-# Short rows whose bytes are split into two writes at every byte, and sent
-# one byte per write: the answer must not depend on how reads split.
+# ------------------------------------------------------------ split reads
+
+# Every row of TABLE and these sequences is also sent split: into two
+# writes at every byte, and one byte per write. How memring's reads fall
+# must never change its answer, which is the unsplit one: memcached's for
+# SAME rows and sequences, the row's own for AS, OWN and CLOSE rows.
 SPLIT_ROWS = [
     b"set k 0 0 5\r\nhello\r\nget k\r\n",
     b"set k 0 0 1\r\nab\r\nget k\r\n",
@@ -295,41 +302,204 @@ SPLIT_ROWS = [
     b"delete k noreply\r\nGET k\r\ncas k 0 0 1 x\r\nv\r\n",
 ]
 
+# Rows not split, and why.
+SPLIT_SKIP = {
+    # Its reply (none) does not depend on the split, but it schedules a
+    # real flush of the shared servers 10 s ahead: sent a thousand times
+    # it would keep one pending over the module's later tests.
+    "flush noreply delay",
+}
+
+SPLIT_ALL_MAX = 128     # rows up to this long are cut at every byte;
+SPLIT_EDGE = 24         # longer ones at their first and last bytes,
+SPLIT_LINES = 8         # around their first line ends, around powers of 2
+SPLIT_EVEN = 16         # (buffer sizes, limits) and at evenly spaced bytes
+BYTE_EDGE = 128         # one byte per write: all of a row up to twice this,
+BYTE_CHUNK = 4096       # else its head and tail, the middle in these
+SPLIT_PAUSE = 0.002     # s between a connection's writes: separate reads
+SPLIT_BUDGET = 60.0     # s for one test's cases, all told
+
+# Cases run side by side, one key each: a row's key "k" becomes one of
+# these (same length, so that the cuts stay where they were), and back to
+# "k" in the reply.
+SLOTS = [c.encode() for c in string.ascii_letters + string.digits
+         if c != "k"]
+_KEY_K = re.compile(rb"(?<= )k(?![!-~])")    # the key k, not a long key
+_around_k = {}
+
+
+def with_key(data, key):
+    """data with its key k as key (a huge get line has 40000 of them)."""
+    if data not in _around_k:
+        _around_k[data] = _KEY_K.split(data)
+    return key.join(_around_k[data])
+
+
+def split_points(data):
+    """Where to cut data in two: after every byte of a short row (the last
+    cut puts the sentinel alone in the second write); in a long one, the
+    bytes where a parser decides something."""
+    n = len(data)
+    if n <= SPLIT_ALL_MAX:
+        return list(range(1, n + 1))
+    at = set(range(1, SPLIT_EDGE + 1)) | set(range(n - SPLIT_EDGE, n + 1))
+    ends = [i for i in range(n) if data[i] == 0x0a][:SPLIT_LINES]
+    for i in ends:
+        at |= {i - 1, i, i + 1, i + 2}
+    p = 256
+    while p <= n:
+        at |= {p - 1, p, p + 1}
+        p *= 2
+    at |= {n * j // SPLIT_EVEN for j in range(1, SPLIT_EVEN)}
+    return sorted(k for k in at if 1 <= k <= n)
+
+
+def byte_writes(data):
+    """data one byte per write; a long row's middle in BYTE_CHUNK writes."""
+    n = len(data)
+    if n <= 2 * BYTE_EDGE:
+        return [data[i:i + 1] for i in range(n)]
+    mid = range(BYTE_EDGE, n - BYTE_EDGE, BYTE_CHUNK)
+    return ([data[i:i + 1] for i in range(BYTE_EDGE)] +
+            [data[i:min(i + BYTE_CHUNK, n - BYTE_EDGE)] for i in mid] +
+            [data[i:i + 1] for i in range(n - BYTE_EDGE, n)])
+
+
+def split_cases():
+    """[(name, data, want, closed, sentinel)]: every row to split, with
+    the answer memring gives it unsplit and whether the sentinel follows.
+    Asks memcached (unsplit) where that answer is memcached's."""
+    rows = [(name, data, how, extra) for name, data, how, extra in TABLE
+            if name not in SPLIT_SKIP]
+    rows += [("sequence %d" % i, data, SAME, None)
+             for i, data in enumerate(SPLIT_ROWS)]
+    out = []
+    for name, data, how, extra in rows:
+        if how == CLOSE:
+            out.append((name, data, extra, True, False))
+            continue
+        if how == OWN:
+            out.append((name, data, extra[0], False, True))
+            continue
+        forget(REF.port)
+        want, closed = exchange(REF.port, extra if how == AS else data)
+        out.append((name, data, h.strip_cas(want), closed, True))
+    return out
+
+
+def read_answer(sock, until, deadline):
+    """(bytes up to and including until, False), or (all bytes, True) when
+    the peer closes first (or until is None); ProtocolError at deadline."""
+    buf = b""
+    while until is None or until not in buf:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(1 << 16)
+        except ConnectionResetError:
+            return buf, True
+        except socket.timeout:
+            raise h.ProtocolError("timeout; got %r" % buf[-300:]) from None
+        if not chunk:
+            return buf, True
+        buf += chunk
+    return buf[:buf.index(until) + len(until)], False
+
+
+def run_side_by_side(port, writes, sentinels, timeout=5.0):
+    """One connection per entry of writes (a list of byte strings, at most
+    len(SLOTS)), all at once: every connection's first write, a pause, every
+    connection's second... then each answer, as (bytes, closed), or
+    (b"<error>...", None) when it could not be read."""
+    socks = []
+    out = []
+    try:
+        for _ in writes:
+            s = socket.create_connection((h.HOST, port), timeout=timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(s)
+        dead = set()
+        for i in range(max(len(w) for w in writes)):
+            if i:
+                time.sleep(SPLIT_PAUSE)
+            for j, s in enumerate(socks):
+                if i < len(writes[j]) and j not in dead:
+                    try:
+                        s.sendall(writes[j][i])
+                    except (BrokenPipeError, ConnectionResetError):
+                        dead.add(j)     # closed on us: read what came
+        deadline = time.monotonic() + timeout
+        for s, sentinel in zip(socks, sentinels):
+            try:
+                out.append(read_answer(s, GOT_SENTINEL if sentinel else None,
+                                       deadline))
+            except h.ProtocolError as e:
+                out.append((b"<error> %s" % str(e).encode(), None))
+    finally:
+        for s in socks:
+            s.close()
+    return out
+
 
 class TestSplitReads(unittest.TestCase):
+    """Each case on its own connection with its own key, len(SLOTS) cases
+    side by side, so that the pauses between writes are shared."""
 
-    def setUp(self):
-        for t in (CL.port, REF.port):
-            forget(t)
+    @classmethod
+    def setUpClass(cls):
+        cls.cases = split_cases()
 
-    @staticmethod
-    def split_exchange(target, parts, timeout=5.0):
-        with h.Conn(target, timeout) as c:
-            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i, p in enumerate(parts):
-                if i:
-                    time.sleep(0.002)   # let each write be its own read
-                c.send(p)
-            c.send(SENTINEL)
-            return h.strip_cas(c.read_until(GOT_SENTINEL))
+    def run_cases(self, cases):
+        """cases: [(label, data, cut, want, closed, sentinel)]: data in two
+        writes cut at cut, or one byte per write when cut is None. Fails
+        listing every wrong answer."""
+        deadline = time.monotonic() + SPLIT_BUDGET
+        bad = []
+        for b in range(0, len(cases), len(SLOTS)):
+            self.assertLess(time.monotonic(), deadline,
+                            "split cases over %gs" % SPLIT_BUDGET)
+            batch = cases[b:b + len(SLOTS)]
+            with h.Conn(CL.port) as c:
+                c.call(b"".join(b"delete %s\r\n" % k for k in SLOTS),
+                       count=len(SLOTS))
+            writes = []
+            for (_, data, cut, _, _, sentinel), key in zip(batch, SLOTS):
+                data = with_key(data, key)
+                parts = (byte_writes(data) if cut is None else
+                         [data[:cut], data[cut:]])
+                parts[-1] += SENTINEL if sentinel else b""
+                writes.append(parts)
+            answers = run_side_by_side(CL.port, writes,
+                                       [case[5] for case in batch])
+            for case, key, (got, closed) in zip(batch, SLOTS, answers):
+                label, _, _, want, want_closed, _ = case
+                got = h.strip_cas(got.replace(b"VALUE %s " % key,
+                                              b"VALUE k "))
+                if (got, closed) != (want, want_closed):
+                    bad.append("%s: want %r%s, got %r%s"
+                               % (label, want[:200],
+                                  " (closed)" if want_closed else "",
+                                  got[:200], " (closed)" if closed else ""))
+        self.assertTrue(CL.proxy.alive(), "memring died")
+        sys.stderr.write("split: %d cases\n" % len(cases))
+        if bad:
+            self.fail("%d of %d cases differ; the first:\n%s"
+                      % (len(bad), len(cases), "\n".join(bad[:10])))
 
     def test_two_writes_at_every_byte(self):
-        for data in SPLIT_ROWS:
-            want = h.strip_cas(exchange(REF.port, data)[0])
-            forget(REF.port)
-            for k in range(1, len(data)):
-                with self.subTest(data=data, split=k):
-                    got = self.split_exchange(CL.port, [data[:k], data[k:]])
-                    forget(CL.port)
-                    self.assertEqual(got, want)
+        cases = []
+        for name, data, want, closed, sentinel in self.cases:
+            for k in split_points(data):
+                cases.append(("%s, cut at %d of %d" % (name, k, len(data)),
+                              data, k, want, closed, sentinel))
+        self.run_cases(cases)
 
     def test_one_byte_per_write(self):
-        data = b"".join(SPLIT_ROWS)
-        want = h.strip_cas(exchange(REF.port, data)[0])
-        got = self.split_exchange(CL.port,
-                                  [data[i:i + 1] for i in range(len(data))],
-                                  timeout=10)
-        self.assertEqual(got, want)
+        # Longest last, so that short rows share short batches.
+        cases = sorted(((name + ", one byte per write", data, None, want,
+                         closed, sentinel)
+                        for name, data, want, closed, sentinel in self.cases),
+                       key=lambda case: len(case[1]))
+        self.run_cases(cases)
 
 
 # ---------------------------------------------------------------- garbage
@@ -439,8 +609,8 @@ class TestGarbage(unittest.TestCase):
 
 # ---------------------------------------------------------------- backend
 
-class BadBackend(FakeMemcached):
-    """it_failures' fake memcached, answering by key: get of a key in
+class BadBackend(h.FakeMemcached):
+    """The harness's fake memcached, answering by key: get of a key in
     `replies` sends those bytes (or calls them with the socket), anything
     else behaves (END / STORED). .connections counts the connections
     memring made, so a test can see it replace one."""

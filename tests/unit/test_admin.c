@@ -458,8 +458,93 @@ test_http_split(void **state)
                          ADMIN_HTTP_DONE);
         assert_string_equal(h.url, "/stats?x=1");
         assert_string_equal(admin_http_method(&h), "GET");
+        assert_null(h.body);
+        admin_http_deinit(&h);
     }
     assert_int_equal(feed(&h, "more"), ADMIN_HTTP_DONE);
+}
+
+/* The body arrives whole however it is cut, NUL-terminated. */
+static void
+test_http_body(void **state)
+{
+    static const char req[] = "POST /reload HTTP/1.1\r\n"
+                              "Content-Length: 11\r\n\r\nhello\0world";
+    static const char chunked[] = "POST /reload HTTP/1.1\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n"
+                                  "3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n";
+    struct admin_http h;
+    char big[ADMIN_BODY_MAX];
+    size_t cut;
+
+    (void)state;
+    for (cut = 1; cut < sizeof(req) - 1; cut++) {
+        admin_http_init(&h);
+        assert_int_equal(admin_http_feed(&h, req, cut), ADMIN_HTTP_MORE);
+        assert_int_equal(admin_http_feed(&h, req + cut, sizeof(req) - 1 - cut),
+                         ADMIN_HTTP_DONE);
+        assert_int_equal(h.body_bytes, 11);
+        assert_memory_equal(h.body, "hello\0world", 12);
+        admin_http_deinit(&h);
+    }
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, chunked), ADMIN_HTTP_DONE);
+    assert_string_equal(h.body, "abcd");
+    admin_http_deinit(&h);
+
+    /* the largest body allowed, grown in steps */
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, "POST /reload HTTP/1.1\r\n"
+                              "Content-Length: 65536\r\n\r\n"),
+                     ADMIN_HTTP_MORE);
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(admin_http_feed(&h, big, 1000), ADMIN_HTTP_MORE);
+    assert_int_equal(admin_http_feed(&h, big, sizeof(big) - 1000),
+                     ADMIN_HTTP_DONE);
+    assert_int_equal(h.body_bytes, ADMIN_BODY_MAX);
+    assert_memory_equal(h.body, big, sizeof(big));
+    assert_int_equal(h.body[ADMIN_BODY_MAX], '\0');
+    admin_http_deinit(&h);
+    assert_null(h.body);
+    admin_http_deinit(&h);      /* twice is harmless */
+}
+
+/* A client that stops early: EOF is 400, the deadline 408; a request
+ * already read or refused keeps its answer. */
+static void
+test_http_end(void **state)
+{
+    struct admin_http h;
+
+    (void)state;
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, "GET /sta"), ADMIN_HTTP_MORE);
+    assert_int_equal(admin_http_end(&h, false), ADMIN_HTTP_BAD);
+    assert_int_equal(h.status, 400);
+    assert_string_equal(h.text, "incomplete request\n");
+    assert_int_equal(admin_http_end(&h, true), ADMIN_HTTP_BAD);
+    assert_int_equal(h.status, 400);
+    assert_int_equal(feed(&h, "ts HTTP/1.1\r\n\r\n"), ADMIN_HTTP_BAD);
+
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, "POST /reload HTTP/1.1\r\n"
+                              "Content-Length: 3\r\n\r\nab"),
+                     ADMIN_HTTP_MORE);
+    assert_int_equal(admin_http_end(&h, true), ADMIN_HTTP_BAD);
+    assert_int_equal(h.status, 408);
+    assert_string_equal(h.text, "request timeout\n");
+    admin_http_deinit(&h);
+
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, "GET / HTTP/1.1\r\n\r\n"), ADMIN_HTTP_DONE);
+    assert_int_equal(admin_http_end(&h, true), ADMIN_HTTP_DONE);
+    assert_int_equal(h.status, 0);
+
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, "hello\r\n"), ADMIN_HTTP_BAD);
+    assert_int_equal(admin_http_end(&h, true), ADMIN_HTTP_BAD);
+    assert_int_equal(h.status, 400);
+    assert_string_equal(h.text, "bad request\n");
 }
 
 static void
@@ -473,6 +558,7 @@ test_http_bounds(void **state)
     admin_http_init(&h);
     assert_int_equal(feed(&h, "hello\r\n\r\n"), ADMIN_HTTP_BAD);
     assert_int_equal(h.status, 400);
+    assert_string_equal(h.text, "bad request\n");
     assert_int_equal(feed(&h, "GET / HTTP/1.1\r\n\r\n"), ADMIN_HTTP_BAD);
 
     /* a header that never ends: refused once past the bound */
@@ -485,6 +571,7 @@ test_http_bounds(void **state)
         }
     }
     assert_int_equal(h.status, 413);
+    assert_string_equal(h.text, "request too large\n");
 
     admin_http_init(&h);
     memset(big, 'u', ADMIN_URL_MAX + 1);
@@ -492,6 +579,7 @@ test_http_bounds(void **state)
     assert_int_equal(admin_http_feed(&h, big, ADMIN_URL_MAX),
                      ADMIN_HTTP_BAD);
     assert_int_equal(h.status, 414);
+    assert_string_equal(h.text, "request target too long\n");
 
     admin_http_init(&h);
     assert_int_equal(feed(&h, "POST /reload HTTP/1.1\r\n"
@@ -505,6 +593,8 @@ test_http_bounds(void **state)
                      ADMIN_HTTP_MORE);
     assert_int_equal(feed(&h, "cde"), ADMIN_HTTP_DONE);
     assert_string_equal(admin_http_method(&h), "POST");
+    assert_string_equal(h.body, "abcde");
+    admin_http_deinit(&h);
 
     /* a chunked body counts too */
     admin_http_init(&h);
@@ -521,6 +611,8 @@ test_http_bounds(void **state)
         assert_int_equal(feed(&h, "\r\n"), ADMIN_HTTP_MORE);
     }
     assert_int_equal(h.status, 413);
+    assert_true(h.body_bytes <= ADMIN_BODY_MAX);
+    admin_http_deinit(&h);
 }
 
 /* ------------------------------------------------------------- escaping */
@@ -585,6 +677,8 @@ main(void)
         cmocka_unit_test(test_describe),
         cmocka_unit_test(test_http_split),
         cmocka_unit_test(test_http_bounds),
+        cmocka_unit_test(test_http_body),
+        cmocka_unit_test(test_http_end),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
