@@ -221,21 +221,25 @@ pids_ticks(const int *pids, uint32_t n)
 /*
  * Busy ticks of the whole machine: user nice system irq softirq. A task's
  * stime includes the irq time that interrupted it, so these are comparable.
+ * *steal gets the ticks the hypervisor gave to other guests instead.
  */
 static uint64_t
-machine_busy_ticks(void)
+machine_busy_ticks(uint64_t *steal)
 {
     unsigned long long u = 0, n = 0, s = 0, idle, iow, irq = 0, sirq = 0;
+    unsigned long long stl = 0;
     FILE *f = fopen("/proc/stat", "r");
 
     if (f == NULL) {
+        *steal = 0;
         return 0;
     }
-    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &s,
-               &idle, &iow, &irq, &sirq) != 7) {
-        u = n = s = irq = sirq = 0;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &s,
+               &idle, &iow, &irq, &sirq, &stl) != 8) {
+        u = n = s = irq = sirq = stl = 0;
     }
     fclose(f);
+    *steal = stl;
     return u + n + s + irq + sirq;
 }
 
@@ -625,7 +629,7 @@ run_loop(int ep, uint64_t deadline, uint64_t measure_at, void (*at_measure)(void
 
 /* ------------------------------------------------------------------ runs */
 
-static uint64_t m_start_ns, m_self_ns, m_proxy, m_backend, m_busy;
+static uint64_t m_start_ns, m_self_ns, m_proxy, m_backend, m_busy, m_steal;
 
 static void
 start_measuring(void)
@@ -636,15 +640,15 @@ start_measuring(void)
     m_self_ns = self_cpu_ns();
     m_proxy = pids_ticks(opt.proxy_pids, opt.nproxy);
     m_backend = pids_ticks(opt.backend_pids, opt.nbackend);
-    m_busy = machine_busy_ticks();
+    m_busy = machine_busy_ticks(&m_steal);
 }
 
 static void
 run_timed(int ep)
 {
     double wall, tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK);
-    double proxy_us, backend_us, self_us, busy_us, ops;
-    uint64_t deadline;
+    double proxy_us, backend_us, self_us, busy_us, steal_us, ops;
+    uint64_t deadline, steal;
     uint32_t i;
 
     now_ns = clock_ns();
@@ -661,13 +665,14 @@ run_timed(int ep)
     backend_us = (double)(pids_ticks(opt.backend_pids, opt.nbackend) -
                           m_backend) * tick_us;
     self_us = (double)(self_cpu_ns() - m_self_ns) / 1e3;
-    busy_us = (double)(machine_busy_ticks() - m_busy) * tick_us;
+    busy_us = (double)(machine_busy_ticks(&steal) - m_busy) * tick_us;
+    steal_us = (double)(steal - m_steal) * tick_us;
     ops = st.ops > 0 ? (double)st.ops : 1;
     printf("ops=%llu ops_per_s=%.0f gets=%llu sets=%llu values=%llu "
            "hit_pct=%.1f errors=%llu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
            "p999_us=%.1f proxy_cpu_us_per_op=%.3f "
            "backend_cpu_us_per_op=%.3f client_cpu_pct=%.0f "
-           "foreign_cpu_pct=%.0f seconds=%.2f\n",
+           "foreign_cpu_pct=%.0f steal_cpu_pct=%.0f seconds=%.2f\n",
            (unsigned long long)st.ops, (double)st.ops / wall * 1e6,
            (unsigned long long)st.gets, (unsigned long long)st.sets,
            (unsigned long long)st.values,
@@ -679,7 +684,7 @@ run_timed(int ep)
            opt.nproxy > 0 ? proxy_us / ops : 0.0,
            opt.nbackend > 0 ? backend_us / ops : 0.0, 100 * self_us / wall,
            100 * (busy_us - proxy_us - backend_us - self_us) / wall,
-           wall / 1e6);
+           100 * steal_us / wall, wall / 1e6);
 }
 
 static void
