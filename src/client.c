@@ -45,7 +45,7 @@ client_enqueue(struct client *c, enum mc_cmd cmd)
         return NULL;
     }
     r->pool = c->pool;
-    r->start_ns = uv_hrtime();
+    r->start_ns = c->w->read_ns;
     TAILQ_INSERT_TAIL(&c->outq, r, cq);
     return r;
 }
@@ -444,6 +444,41 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
     return client_reply_local(c, MC_UNKNOWN, "ERROR");
 }
 
+/* The request being received (counted in tally_value_bytes) is complete,
+ * or the client has gone. */
+static void
+client_pending_done(struct client *c)
+{
+    if (c->pending > 0) {
+        tally_value_bytes_give(c->pending);
+        c->pending = 0;
+    }
+}
+
+/*
+ * Refuses the storage request m with memcached's line for it: like
+ * memcached, the value is read and dropped, not held, so the connection
+ * stays usable; refused as soon as the header is in, before the value is
+ * buffered. 0, or an error after which c is closed.
+ */
+static int
+refuse_value(struct client *c, const char *head, const struct mc_req *m,
+             const char *line)
+{
+    int err = client_reply_local(c, m->cmd, m->noreply ? NULL : line);
+
+    if (err == 0 && m->cmd == MC_SET) {
+        /* memcached drops the old value when it refuses a set, so that a
+         * reader never gets stale data. */
+        err = forward_silent_delete(c, head, &c->w->keys[0]);
+    }
+    c->swallow = m->total_len;
+    if (err != 0) {
+        client_close(c);
+    }
+    return err;
+}
+
 /* Parses and dispatches every complete request in the read buffer. */
 static void
 client_parse(struct client *c, struct buf *in)
@@ -468,27 +503,32 @@ client_parse(struct client *c, struct buf *in)
                           w->keys_cap);
         if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
             m.total_len > m.line_len && m.vlen > w->limits.item_size_max) {
-            /* memcached's answer, and like memcached the data is read and
-             * dropped, not held: the connection stays usable. Refused as
-             * soon as the header is in, before the value is buffered. */
             c->pool->stats.request_too_large++;
-            err = client_reply_local(c, m.cmd, m.noreply ? NULL :
-                                     "SERVER_ERROR object too large for cache");
-            if (err == 0 && m.cmd == MC_SET) {
-                /* memcached drops the old value when it refuses a set as
-                 * too large, so that a reader never gets stale data. */
-                err = forward_silent_delete(c, head, &w->keys[0]);
-            }
-            c->swallow = m.total_len;
-            if (err != 0) {
-                client_close(c);
+            if (refuse_value(c, head, &m,
+                             "SERVER_ERROR object too large for cache") != 0) {
                 return;
             }
             continue;
         }
         if (st == PARSE_AGAIN) {
+            if (c->pending == 0 && mc_cmd_is_storage(m.cmd) &&
+                m.total_len > m.line_len) {
+                /* A value on its way in: it counts against what all the
+                 * clients together may make memring hold. */
+                if (!tally_value_bytes_take(m.total_len,
+                                            w->limits.pending_values_max)) {
+                    c->pool->stats.request_no_memory++;
+                    if (refuse_value(c, head, &m, "SERVER_ERROR out of "
+                                     "memory storing object") != 0) {
+                        return;
+                    }
+                    continue;
+                }
+                c->pending = m.total_len;
+            }
             break;
         }
+        client_pending_done(c);
         if (st == PARSE_ERROR) {
             c->pool->stats.request_errors++;
             err = client_reply_local(c, MC_UNKNOWN, m.error);
@@ -564,6 +604,7 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         return;                 /* bytes after quit are ignored */
     }
     c->last_active = uv_now(&c->w->loop);
+    c->w->read_ns = uv_hrtime();
     if (b->base == c->w->scratch.data && buf_unread(&c->rbuf) == 0) {
         struct buf *scratch = &c->w->scratch;
         scratch->len = (size_t)nread;
@@ -776,6 +817,7 @@ client_close(struct client *c)
         return;
     }
     c->closing = true;
+    client_pending_done(c);
     c->pool->stats.client_connections--;
     if (c->counted) {
         tally_give(c->pool->tally);

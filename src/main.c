@@ -18,6 +18,7 @@
 #define OPT_MAX_CLIENTS  260
 #define OPT_IDLE_TIMEOUT 261
 #define OPT_THREADS      262
+#define OPT_PENDING_MAX  263
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -37,6 +38,7 @@ static const struct option long_options[] = {
     { "item-size-max",  required_argument, NULL, OPT_ITEM_SIZE_MAX },
     { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
     { "max-clients",    required_argument, NULL, OPT_MAX_CLIENTS },
+    { "pending-values-max", required_argument, NULL, OPT_PENDING_MAX },
     { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
@@ -77,6 +79,8 @@ usage(FILE *f)
         "                           does not read is cut off (default: %llu)\n"
         "      --max-clients=N    : client connections in all (default: %d;\n"
         "                           per pool: client_connections)\n"
+        "      --pending-values-max=N : bytes of values being received, all\n"
+        "                           clients together (default: %llu)\n"
         "      --threads=N        : worker threads sharing the ports\n"
         "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
@@ -88,7 +92,8 @@ usage(FILE *f)
         PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
         (unsigned long long)WORKER_DEFAULT_ITEM_SIZE_MAX,
         (unsigned long long)WORKER_DEFAULT_OUTPUT_MAX,
-        WORKER_DEFAULT_MAX_CLIENTS);
+        WORKER_DEFAULT_MAX_CLIENTS,
+        (unsigned long long)WORKER_DEFAULT_PENDING_VALUES_MAX);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -188,10 +193,12 @@ main(int argc, char **argv)
         case OPT_OUTPUT_MAX:
         case OPT_MAX_CLIENTS:
         case OPT_IDLE_TIMEOUT:
+        case OPT_PENDING_MAX:
             snprintf(name, sizeof(name), "--%s",
                      long_options[option_index].name);
             v = option_number(name, optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
-                              opt == OPT_MAX_CLIENTS ? 1000000 : 1L << 30);
+                              opt == OPT_MAX_CLIENTS ? 1000000 :
+                              opt == OPT_PENDING_MAX ? 1L << 40 : 1L << 30);
             if (v < 0) {
                 return 1;
             }
@@ -201,6 +208,8 @@ main(int argc, char **argv)
                 o.limits.output_max = (uint64_t)v;
             } else if (opt == OPT_MAX_CLIENTS) {
                 o.limits.max_clients = (uint32_t)v;
+            } else if (opt == OPT_PENDING_MAX) {
+                o.limits.pending_values_max = (uint64_t)v;
             } else {
                 o.limits.idle_timeout_ms = (uint64_t)v * 1000;
             }

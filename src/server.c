@@ -118,9 +118,11 @@ static void
 req_finish(struct server *s, struct req *r)
 {
     if (!r->failed) {
+        uint64_t now = s->pool->w->read_ns;
         pool_server_ok(s);
         s->stats.responses++;
-        stats_hist_add(&s->latency, (uv_hrtime() - r->sent_ns) / 1000);
+        stats_hist_add(&s->latency,
+                       now > r->sent_ns ? (now - r->sent_ns) / 1000 : 0);
     }
     r->done = true;
     if (r->parent != NULL) {
@@ -247,6 +249,16 @@ request_has_key(struct req *r, const char *key, size_t klen)
                 pos++;
             }
         }
+    }
+    while (pos < end && line[pos] == ' ') {
+        pos++;
+    }
+    /* memcached answers in the order asked: almost always the next key */
+    if (end - pos > klen && memcmp(line + pos, key, klen) == 0 &&
+        (line[pos + klen] == ' ' || line[pos + klen] == '\r' ||
+         line[pos + klen] == '\n')) {
+        r->frag_next = (uint32_t)(pos + klen);
+        return true;
     }
     while (pos < end && line[pos] != '\r' && line[pos] != '\n') {
         size_t start = pos;
@@ -450,6 +462,7 @@ sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         return;
     }
     sc->rbuf.len += (size_t)nread;
+    sconn_worker(sc)->read_ns = uv_hrtime();
     sconn_parse(sc);
 }
 

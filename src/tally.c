@@ -12,6 +12,7 @@ struct tally {
 };
 
 static _Atomic uint32_t all_clients;
+static _Atomic uint64_t value_bytes;  /* values half received, all clients */
 
 struct tally *
 tally_acquire(const char *pool)
@@ -56,4 +57,20 @@ tally_give(struct tally *t)
 {
     atomic_fetch_sub(&t->clients, 1);
     atomic_fetch_sub(&all_clients, 1);
+}
+
+bool
+tally_value_bytes_take(uint64_t n, uint64_t limit)
+{
+    if (atomic_fetch_add(&value_bytes, n) + n > limit) {
+        atomic_fetch_sub(&value_bytes, n);
+        return false;
+    }
+    return true;
+}
+
+void
+tally_value_bytes_give(uint64_t n)
+{
+    atomic_fetch_sub(&value_bytes, n);
 }

@@ -121,6 +121,7 @@ worker_limits_default(struct worker_limits *l)
     l->item_size_max = WORKER_DEFAULT_ITEM_SIZE_MAX;
     l->output_max = WORKER_DEFAULT_OUTPUT_MAX;
     l->max_clients = WORKER_DEFAULT_MAX_CLIENTS;
+    l->pending_values_max = WORKER_DEFAULT_PENDING_VALUES_MAX;
     l->idle_timeout_ms = 0;
 }
 

@@ -27,6 +27,8 @@ struct client {
     struct req_queue     outq;      /* every request, in arrival order */
     uint32_t             nwrites;   /* writes in flight */
     uint64_t             swallow;   /* bytes of a refused value to drop */
+    uint64_t             pending;   /* bytes of the request being received,
+                                     * counted in tally_value_bytes */
     uint64_t             last_active; /* loop ms of the last read */
     bool                 closing;
     bool                 counted;   /* in its pool's tally */

@@ -23,4 +23,11 @@ bool tally_take(struct tally *t, uint32_t per_pool, uint32_t total);
 /* The client that tally_take() counted has gone. */
 void tally_give(struct tally *t);
 
+/* Counts n more bytes of values being received, over all clients, unless
+ * that makes more than limit; false, counting nothing, when over. */
+bool tally_value_bytes_take(uint64_t n, uint64_t limit);
+
+/* Those bytes are no longer held. */
+void tally_value_bytes_give(uint64_t n);
+
 #endif /* MEMRING_TALLY_H */

@@ -28,12 +28,15 @@ struct worker_limits {
     uint64_t item_size_max;    /* longest value forwarded, bytes */
     uint64_t output_max;       /* unsent reply bytes before a client is cut */
     uint32_t max_clients;      /* client connections, over all workers */
+    uint64_t pending_values_max; /* bytes of values being received, over
+                                  * all clients */
     uint64_t idle_timeout_ms;  /* close clients idle that long; 0 = never */
 };
 
 #define WORKER_DEFAULT_ITEM_SIZE_MAX (8ULL * 1024 * 1024)
 #define WORKER_DEFAULT_OUTPUT_MAX    (128ULL * 1024 * 1024)
 #define WORKER_DEFAULT_MAX_CLIENTS   16384
+#define WORKER_DEFAULT_PENDING_VALUES_MAX (1ULL << 30)
 
 /* The defaults above, idle timeout off. */
 void worker_limits_default(struct worker_limits *l);
@@ -68,6 +71,10 @@ struct worker {
     uint32_t            *per_server; /* multi-get scratch: one per server */
     uint32_t            per_server_cap;
     uint64_t            started;     /* uv_now() at setup, ms */
+    uint64_t            read_ns;     /* uv_hrtime() as the read being
+                                      * handled arrived: one clock read
+                                      * for all the requests or replies in
+                                      * it */
     struct worker_limits limits;
     bool                shared_port; /* other workers listen too */
     struct worker       **all;       /* every worker (this one too), for

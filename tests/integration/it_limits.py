@@ -412,6 +412,59 @@ def drain(s, timeout):
     return total, False
 
 
+class TestPendingValues(unittest.TestCase):
+    """--pending-values-max=1000000: values half received, all clients
+    together. One client's 600 kB value in progress leaves no room for a
+    second one's: that one gets memcached's out-of-memory line at its
+    header, its bytes are dropped, and its connection stays usable; once
+    the first value is complete, the room is back."""
+
+    SIZE = 600 * 1000
+    OOM = b"SERVER_ERROR out of memory storing object\r\n"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.p = Proxy(cls, args=["--pending-values-max=1000000"])
+
+    def test_second_value_in_flight_refused_then_room_again(self):
+        p = self.p
+        before = p.stat("memring_request_no_memory")
+        a_value, b_value = b"a" * self.SIZE, b"b" * self.SIZE
+        with p.conn(timeout=10) as a, p.conn(timeout=10) as b:
+            check_set_get(self, b, b"pv:b", b"old")
+            # a: header and half its value, then it stalls
+            a.send(b"set pv:a 0 0 %d\r\n" % self.SIZE + a_value[:1000])
+            time.sleep(0.2)
+            # b: refused at the header, before its value
+            b.send(b"set pv:b 0 0 %d\r\n" % self.SIZE)
+            self.assertEqual(b.read_line(timeout=3), self.OOM)
+            b.send(b_value + b"\r\n")
+            # its bytes were dropped, not taken as commands; like memcached
+            # the refused set also dropped the old value
+            self.assertEqual(b.call(b"get pv:b\r\n"), b"END\r\n")
+            # a finishes: stored, and the room is given back
+            a.send(a_value[1000:] + b"\r\n")
+            self.assertEqual(a.read_line(timeout=5), b"STORED\r\n")
+            check_set_get(self, b, b"pv:b", b_value)
+        self.assertEqual(p.stat("memring_request_no_memory") - before, 1)
+
+    def test_closing_mid_value_gives_the_room_back(self):
+        p = self.p
+        for i in range(3):
+            with p.conn() as a:
+                a.send(b"set pv:c 0 0 %d\r\n" % self.SIZE + b"c" * 100)
+                time.sleep(0.05)
+            # a is gone with 600 kB counted; a later value still fits
+            deadline = time.monotonic() + 5
+            while True:
+                with p.conn(timeout=10) as b:
+                    got = b.call(set_cmd(b"pv:d%d" % i, b"d" * self.SIZE))
+                if got == b"STORED\r\n" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)        # memring may not have seen a close
+            self.assertEqual(got, b"STORED\r\n")
+
+
 class TestSlowReader(unittest.TestCase):
     """--client-output-max=1000000 and a 100 KB value."""
 
