@@ -335,12 +335,14 @@ class TestWatch(ReloadCase):
         self.assertServes(pb)
         px.save([alpha])
         self.assertTrue(wait_for(lambda: not accepts(pb)))
-        self.assertEqual(px.applied(), 3)
+        # the log line comes once every worker has switched: a moment
+        # after the first one (which opened or closed the port) did
+        self.assertTrue(wait_for(lambda: px.applied() == 3), px.applied())
 
         # Saved in place (truncate and write) works as well.
         px.write(both)
         self.assertTrue(wait_for(lambda: accepts(pb)), px.mr.log_text())
-        self.assertEqual(px.applied(), 4)
+        self.assertTrue(wait_for(lambda: px.applied() == 4), px.applied())
 
     def test_configmap_symlink_swap(self):
         # A Kubernetes ConfigMap volume: dir/memring.yml -> ..data/memring.yml,
@@ -376,11 +378,11 @@ class TestWatch(ReloadCase):
 
         publish("b", both)
         self.assertTrue(wait_for(lambda: accepts(pb)), px.mr.log_text())
-        self.assertEqual(px.applied(), 1)
+        self.assertTrue(wait_for(lambda: px.applied() == 1), px.applied())
         self.assertServes(pb)
         publish("c", [alpha])
         self.assertTrue(wait_for(lambda: not accepts(pb)), px.mr.log_text())
-        self.assertEqual(px.applied(), 2)
+        self.assertTrue(wait_for(lambda: px.applied() == 2), px.applied())
         self.assertServes(pa)
 
 
