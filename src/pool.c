@@ -13,8 +13,8 @@
 #include "memring/log.h"
 #include "memring/net.h"
 #include "memring/ring.h"
-#include "memring/tally.h"
 #include "memring/server.h"
+#include "memring/tally.h"
 #include "memring/worker.h"
 
 #include <errno.h>

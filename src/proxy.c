@@ -317,13 +317,21 @@ proxy_run(const struct proxy_options *o)
         px->workers[i]->all = px->workers;
         px->workers[i]->nall = px->nworkers;
     }
+    /* Signals are caught before the ports open: a SIGHUP sent as soon as
+     * a port answers must reload, not kill the process (the default). Their
+     * callbacks run once worker 0's loop does, after every worker started. */
+    uv_signal_init(&px->workers[0]->loop, &px->sigint);
+    uv_signal_init(&px->workers[0]->loop, &px->sigterm);
+    uv_signal_init(&px->workers[0]->loop, &px->sighup);
+    px->sigint.data = px->sigterm.data = px->sighup.data = px;
+    uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
+    uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
+    uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
     if (proxy_start(px, o, loaded_at) != 0) {
         /* Close what did open through the workers' own stop path, so that
          * heap handles (listeners) are freed by their close callbacks. No
          * worker thread runs yet: their loops run here, one by one. */
-        admin_close(px->admin);
-        reload_stop(px->reload);
-        proxy_stop_workers(px);
+        proxy_shutdown(px);
         for (i = 0; i < px->ninit; i++) {
             worker_run(px->workers[i]);
         }
@@ -338,13 +346,6 @@ proxy_run(const struct proxy_options *o)
         }
         px->nthreads = i;
     }
-    uv_signal_init(&px->workers[0]->loop, &px->sigint);
-    uv_signal_init(&px->workers[0]->loop, &px->sigterm);
-    uv_signal_init(&px->workers[0]->loop, &px->sighup);
-    px->sigint.data = px->sigterm.data = px->sighup.data = px;
-    uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
-    uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
-    uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
     if (px->nthreads + 1 < px->nworkers) {
         proxy_shutdown(px);
     } else {
