@@ -101,14 +101,18 @@ shared_acquire(size_t size, int (*init)(void *obj), void (*fini)(void *obj),
 void
 shared_release(void *objp)
 {
-    void **op = objp;
+    static void *const none = NULL;
     struct entry *e, **link;
+    void *obj;
 
-    if (*op == NULL) {
+    /* objp points at some T *: copied, not read through a void **, which
+     * would alias a T * against the language's rules. */
+    memcpy(&obj, objp, sizeof(obj));
+    if (obj == NULL) {
         return;
     }
-    e = (struct entry *)*op - 1;
-    *op = NULL;
+    memcpy(objp, &none, sizeof(none));
+    e = (struct entry *)obj - 1;
     pthread_mutex_lock(&registry_lock);
     if (--e->refs > 0) {
         e = NULL;
