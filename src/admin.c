@@ -520,17 +520,11 @@ worker_pool(const struct admin *a, uint32_t w, uint32_t pi)
 {
     const struct worker *wk = a->workers[w];
     const char *name = ref_pool(a, pi)->cp->name;
-    uint32_t i;
 
     if (pi < wk->npools && strcmp(wk->pools[pi]->cp->name, name) == 0) {
         return wk->pools[pi];
     }
-    for (i = 0; i < wk->npools; i++) {
-        if (strcmp(wk->pools[i]->cp->name, name) == 0) {
-            return wk->pools[i];
-        }
-    }
-    return NULL;
+    return worker_find_pool(wk, name);
 }
 
 static const struct server *

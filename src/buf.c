@@ -45,6 +45,23 @@ buf_reserve(struct buf *b, size_t n)
 }
 
 int
+array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size)
+{
+    void *arr;
+
+    if (n <= *cap) {
+        return 0;
+    }
+    /* arrp points at some T *: copied, not read through a void **. */
+    memcpy(&arr, arrp, sizeof(arr));
+    free(arr);
+    arr = malloc((size_t)n * size);
+    *cap = arr != NULL ? n : 0;
+    memcpy(arrp, &arr, sizeof(arr));
+    return arr != NULL ? 0 : UV_ENOMEM;
+}
+
+int
 buf_append(struct buf *b, const void *p, size_t n)
 {
     int err;

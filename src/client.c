@@ -706,7 +706,7 @@ client_flush(struct client *c)
     struct worker *w = c->w;
     struct req *r;
     uint64_t now;
-    uint32_t i, n = 0, nbufs;
+    uint32_t i, n = 0, nbufs = 0;
     bool quit = false, queued;
     int err;
 
@@ -718,6 +718,7 @@ client_flush(struct client *c)
             break;
         }
         n++;
+        nbufs += r->gathered ? r->nslices + 1 : 1;
         if (r->cmd == MC_QUIT) {
             break;
         }
@@ -739,14 +740,6 @@ client_flush(struct client *c)
         c->pool->stats.client_overflow++;
         client_close(c);
         return;
-    }
-    nbufs = 0;
-    i = 0;
-    TAILQ_FOREACH(r, &c->outq, cq) {
-        if (i++ == n) {
-            break;
-        }
-        nbufs += r->gathered ? r->nslices + 1 : 1;
     }
     if (worker_wscratch(w, nbufs) != 0) {
         client_close(c);

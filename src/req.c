@@ -25,24 +25,6 @@ keep_or_free(struct buf *b)
     }
 }
 
-/* Makes the array at *arrp (cap elements of size bytes) hold at least n;
- * its contents need not survive. */
-static int
-array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size)
-{
-    void *arr;
-
-    if (n <= *cap) {
-        return 0;
-    }
-    memcpy(&arr, arrp, sizeof(arr));
-    free(arr);
-    arr = malloc((size_t)n * size);
-    *cap = arr != NULL ? n : 0;
-    memcpy(arrp, &arr, sizeof(arr));
-    return arr != NULL ? 0 : UV_ENOMEM;
-}
-
 /* A pooled req keeps an array up to REQ_KEEP_BUF bytes. */
 static void
 array_keep_or_free(void *arrp, uint32_t *cap, size_t size, bool keep)
@@ -62,23 +44,12 @@ array_keep_or_free(void *arrp, uint32_t *cap, size_t size, bool keep)
 int
 req_reserve_keys(struct req *r, uint32_t n)
 {
-    if (n <= r->keys_cap) {
-        return 0;
+    int err = array_reserve(&r->keys, &r->keys_cap, n, sizeof(*r->keys));
+
+    if (err == 0) {
+        err = array_reserve(&r->slots, &r->slots_cap, n, sizeof(*r->slots));
     }
-    free(r->keys);
-    free(r->slots);
-    r->keys = malloc((size_t)n * sizeof(*r->keys));
-    r->slots = malloc((size_t)n * sizeof(*r->slots));
-    if (r->keys == NULL || r->slots == NULL) {
-        free(r->keys);
-        free(r->slots);
-        r->keys = NULL;
-        r->slots = NULL;
-        r->keys_cap = 0;
-        return UV_ENOMEM;
-    }
-    r->keys_cap = n;
-    return 0;
+    return err;
 }
 
 int
@@ -107,12 +78,8 @@ req_release_kept(struct req *r, bool keep)
         buf_free(&r->reply);
         buf_free(&r->line);
     }
-    array_keep_or_free(&r->keys, &r->keys_cap, sizeof(*r->keys) +
-                       sizeof(*r->slots), keep);
-    if (r->keys_cap == 0) {
-        free(r->slots);
-        r->slots = NULL;
-    }
+    array_keep_or_free(&r->keys, &r->keys_cap, sizeof(*r->keys), keep);
+    array_keep_or_free(&r->slots, &r->slots_cap, sizeof(*r->slots), keep);
     array_keep_or_free(&r->frags, &r->frags_cap, sizeof(*r->frags), keep);
     array_keep_or_free(&r->frag_keys, &r->frag_keys_cap,
                        sizeof(*r->frag_keys), keep);

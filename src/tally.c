@@ -8,10 +8,10 @@
 #include <stdatomic.h>
 
 struct tally {
-    _Atomic uint32_t clients;   /* of this pool, all workers */
+    _Atomic uint64_t clients;   /* of this pool, all workers */
 };
 
-static _Atomic uint32_t all_clients;
+static _Atomic uint64_t all_clients;
 static _Atomic uint64_t value_bytes;  /* values half received, all clients */
 
 struct tally *
@@ -27,13 +27,13 @@ tally_release(struct tally **t)
     shared_release(t);
 }
 
-/* Counts one more in *n unless that goes past limit; optimistic, because
- * a refusal is rare and two racing takers must not both squeeze in. */
+/* Adds n to *count unless that goes past limit; optimistic, because a
+ * refusal is rare and two racing takers must not both squeeze in. */
 static bool
-take_one(_Atomic uint32_t *n, uint32_t limit)
+take(_Atomic uint64_t *count, uint64_t n, uint64_t limit)
 {
-    if (atomic_fetch_add(n, 1) + 1 > limit) {
-        atomic_fetch_sub(n, 1);
+    if (atomic_fetch_add(count, n) + n > limit) {
+        atomic_fetch_sub(count, n);
         return false;
     }
     return true;
@@ -42,10 +42,10 @@ take_one(_Atomic uint32_t *n, uint32_t limit)
 bool
 tally_take(struct tally *t, uint32_t per_pool, uint32_t total)
 {
-    if (!take_one(&all_clients, total)) {
+    if (!take(&all_clients, 1, total)) {
         return false;
     }
-    if (!take_one(&t->clients, per_pool > 0 ? per_pool : UINT32_MAX)) {
+    if (!take(&t->clients, 1, per_pool > 0 ? per_pool : UINT64_MAX)) {
         atomic_fetch_sub(&all_clients, 1);
         return false;
     }
@@ -62,11 +62,7 @@ tally_give(struct tally *t)
 bool
 tally_value_bytes_take(uint64_t n, uint64_t limit)
 {
-    if (atomic_fetch_add(&value_bytes, n) + n > limit) {
-        atomic_fetch_sub(&value_bytes, n);
-        return false;
-    }
-    return true;
+    return take(&value_bytes, n, limit);
 }
 
 void

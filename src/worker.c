@@ -411,16 +411,13 @@ worker_wscratch(struct worker *w, uint32_t n)
 int
 worker_per_server(struct worker *w, uint32_t n)
 {
-    if (n > w->per_server_cap) {
-        uint32_t *a = realloc(w->per_server, n * sizeof(*a));
-        if (a == NULL) {
-            return UV_ENOMEM;
-        }
-        w->per_server = a;
-        w->per_server_cap = n;
+    int err = array_reserve(&w->per_server, &w->per_server_cap, n,
+                            sizeof(*w->per_server));
+
+    if (err == 0) {
+        memset(w->per_server, 0, n * sizeof(*w->per_server));
     }
-    memset(w->per_server, 0, n * sizeof(*w->per_server));
-    return 0;
+    return err;
 }
 
 const struct pool *

@@ -7,6 +7,7 @@
 #define MEMRING_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char   *data;   /* owned; NULL until the first reserve */
@@ -34,6 +35,11 @@ void buf_reset(struct buf *b);
 
 /* Frees the memory; the buffer is empty and reusable after. */
 void buf_free(struct buf *b);
+
+/* Scratch arrays that only ever grow: makes the array at *arrp (a T **,
+ * *cap elements of size bytes) hold at least n. Its contents do not
+ * survive a growth. 0, or UV_ENOMEM with the array freed and *cap 0. */
+int array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size);
 
 static inline size_t
 buf_unread(const struct buf *b)

@@ -71,7 +71,8 @@ struct req {
     struct buf       line;     /* parent: copy of the request line */
     struct mc_span   *keys;    /* parent: key spans into line */
     struct req_slot  *slots;   /* parent: one per key */
-    uint32_t         keys_cap; /* ... of keys and slots */
+    uint32_t         keys_cap;
+    uint32_t         slots_cap;
     uint32_t         frags_cap;
     struct req       **frags;  /* parent: its fragments (holds a ref) */
     uint32_t         *frag_keys; /* fragment: parent key indexes, in order */
