@@ -92,6 +92,24 @@ class Proxy:
             if time.monotonic() > deadline:
                 raise RuntimeError("admin port not up")
             time.sleep(0.02)
+        self.settle()
+
+    def settle(self, limit=5.0):
+        """Waits until both pools' connection counts hold still for 0.3 s
+        with no client open: the harness's readiness probe (one connect per
+        port) may wait in a worker's accept queue until that worker's loop
+        first runs, and would then count (or be refused) in a test."""
+        deadline = time.monotonic() + limit
+        last = None
+        while time.monotonic() < deadline:
+            st = self.stats()
+            now = tuple((st[pool]["memring_total_connections"],
+                         st[pool]["client_connections"])
+                        for pool in ("alpha", "beta"))
+            if now == last and all(curr == 0 for _, curr in now):
+                return
+            last = now
+            time.sleep(0.3)
 
     def conn(self, pool="alpha", timeout=h.IO_TIMEOUT):
         return h.Conn(self.port if pool == "alpha" else self.port_b,
