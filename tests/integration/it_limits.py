@@ -611,6 +611,9 @@ class TestMaxClients(unittest.TestCase):
         conns[0].close()
         p.wait_stat("client_connections", lambda v: v == 4)
         expect_served(self, p.port)
+        # that client's close may reach another worker after the next
+        # connect does: wait until memring has seen it
+        p.wait_stat("client_connections", lambda v: v == 4)
         conns = conns[1:] + self.open_served(1)
         expect_refused(self, p.port)
         for c in conns:
