@@ -550,10 +550,11 @@ class Cluster:
     .port is its port; for checking tests against plain memcached);
     default $MEMRING_IT_PROXY, else "memring".
     test=None: no cleanup is registered; call .stop() yourself.
+    args: extra command-line arguments for the proxy.
     """
 
     def __init__(self, test, nservers=2, template="pool.yml.in",
-                 proxy=None, listen=None, backends=None, **subs):
+                 proxy=None, listen=None, backends=None, args=(), **subs):
         self.dir = tempfile.mkdtemp(prefix="memring-it-")
         self.proxy = None
         self.owned = []
@@ -586,7 +587,7 @@ class Cluster:
                 self.port = free_port()
                 subs["listen"] = listen or "%s:%d" % (HOST, self.port)
             self.conf = render_conf(template, self.dir, **subs)
-            self.proxy = cls(self.conf, wait=[self.port])
+            self.proxy = cls(self.conf, wait=[self.port], args=args)
             try:
                 self.proxy.start()
                 return

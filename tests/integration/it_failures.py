@@ -59,6 +59,17 @@ def value_reply(key, value, flags=0):
                                                  value)
 
 
+def assert_fast(test, tooks, what=""):
+    """Requests that need no timer came back fast: at most one of tooks
+    (seconds) over FAST, none past a timeout. One may be slow because
+    the host pauses this guest now and then (steal): one such pause has
+    added 238 ms to a request; a wait for a timer would show in them all."""
+    over = [round(t, 3) for t in tooks if t >= FAST]
+    test.assertLessEqual(len(over), 1, "%s: %d of %d over %.1f s: %s"
+                         % (what, len(over), len(tooks), FAST, over))
+    test.assertLess(max(tooks), TIMEOUT_MS / 1000 + SLACK, what)
+
+
 def timed_call(conn, data, count=1, timeout=None):
     t = time.monotonic()
     reply = conn.call(data, count=count, timeout=timeout)
@@ -165,8 +176,11 @@ class TestStoppedServer(unittest.TestCase):
     requests, but nothing answers. Only the timeout can tell."""
 
     def test_sigstop_times_out_ejects_and_others_stay_fast(self):
+        # One worker: the sampler's connection shares the loop of the
+        # stalled one, so a loop that waited on the stall would show.
         cl, c, values, owners = cluster_with_keys(self,
-                                                  server_retry_timeout=30000)
+                                                  server_retry_timeout=30000,
+                                                  args=("--threads", "1"))
         victim = cl.servers[0]
         vkeys = owners[victim]
         healthy = {k: values[k] for s in cl.servers[1:] for k in owners[s]}
@@ -209,10 +223,12 @@ class TestStoppedServer(unittest.TestCase):
                          1)
 
         # Ejected: its keys now belong to the others, at once.
+        tooks = []
         for k in vkeys:
             reply, took3 = timed_call(c, b"get %s\r\n" % k)
             self.assertEqual(reply, b"END\r\n", k)
-            self.assertLess(took3, FAST)
+            tooks.append(took3)
+        assert_fast(self, tooks, "ejected server's keys")
         k = vkeys[0]
         self.assertEqual(c.call(b"set %s 0 0 3\r\nnew\r\n" % k),
                          b"STORED\r\n")
@@ -230,12 +246,18 @@ class TestStoppedServer(unittest.TestCase):
         self.assertEqual(sampler.errors, [])
         lat = sampler.latencies
         self.assertGreater(len(lat), 20)
+        # A loop that waited on the stall would hold the sampler for both
+        # timeouts (2 x 300 ms) in a few slow samples. The bound is on
+        # their sum, not on the worst one: a single pause of this guest by
+        # its host (steal) has shown as one 161 ms sample.
+        slow = [x for x in lat if x > 0.05]
         sys.stderr.write("sigstop: timeout replies after %.3f s and %.3f s "
                          "(timeout %d ms); ejected %.3f s after the stop; "
                          "%d requests to other servers meanwhile, max "
-                         "%.4f s\n" % (took, took2, TIMEOUT_MS,
-                                       took + took2, len(lat), max(lat)))
-        self.assertLess(max(lat), TIMEOUT_MS / 1000 / 2)
+                         "%.4f s, %d over 50 ms (%.3f s in all)\n"
+                         % (took, took2, TIMEOUT_MS, took + took2, len(lat),
+                            max(lat), len(slow), sum(slow)))
+        self.assertLess(sum(slow), TIMEOUT_MS / 1000)
 
     def test_clients_gone_before_the_timeout(self):
         """Clients that hang up while their requests wait on a stalled
@@ -294,15 +316,17 @@ class TestKilledServer(unittest.TestCase):
         # Exactly server_failure_limit fast failures, then its keys are
         # served by the others.
         errors = []
+        tooks = []
         t_ejected = None
         for _ in range(10):
             reply, took = timed_call(c, b"get %s\r\n" % vkeys[0])
-            self.assertLess(took, FAST, reply)
+            tooks.append(took)
             if reply != b"END\r\n":
                 errors.append(reply)
                 t_ejected = time.monotonic()
                 continue
             break
+        assert_fast(self, tooks, "failures of a killed server")
         self.assertEqual(len(errors), 2, errors)
         for e in errors:
             self.assertIn(e, (b"SERVER_ERROR connection refused\r\n",
@@ -354,10 +378,12 @@ class TestKilledServer(unittest.TestCase):
         time.sleep(0.1)
         keys = sorted(values)
         replies = []
+        tooks = []
         for k in keys[:10]:
             reply, took = timed_call(c, b"get %s\r\n" % k)
-            self.assertLess(took, FAST)
+            tooks.append(took)
             replies.append(reply)
+        assert_fast(self, tooks, "all servers down")
         t_down = time.monotonic()
         nowhere = b"SERVER_ERROR no server available\r\n"
         self.assertTrue(all(r.startswith(b"SERVER_ERROR ") for r in replies),
@@ -402,12 +428,12 @@ class TestWithoutEjection(unittest.TestCase):
         time.sleep(0.1)
 
         refused = cannot = n = 0
-        slowest = 0.0
+        tooks = []
         t0 = time.monotonic()
         while time.monotonic() - t0 < 1.0 and n < 100000:
             k = vkeys[n % len(vkeys)]
             reply, took = timed_call(c, b"get %s\r\n" % k)
-            slowest = max(slowest, took)
+            tooks.append(took)
             n += 1
             if reply == b"SERVER_ERROR connection refused\r\n":
                 refused += 1
@@ -419,8 +445,8 @@ class TestWithoutEjection(unittest.TestCase):
                          "%d connect attempts refused, %d failed during "
                          "backoff; slowest %.4f s\n"
                          % (n, time.monotonic() - t0, refused, cannot,
-                            slowest))
-        self.assertLess(slowest, FAST)
+                            max(tooks)))
+        assert_fast(self, tooks, "no-eject")
         self.assertGreater(n, 50)
         # Backoff 10 ms doubling to 1 s: ~8 attempts in a second, not one
         # per request.
@@ -470,6 +496,7 @@ class TestWithoutEjection(unittest.TestCase):
         keys = [b"ct:%d" % i for i in range(12)]
         replies = []
         took_black = []
+        took_real = []
         for k in keys:
             reply, took = timed_call(c, b"set %s 0 0 1\r\nx\r\n" % k,
                                      timeout=5)
@@ -479,7 +506,8 @@ class TestWithoutEjection(unittest.TestCase):
                                  b"SERVER_ERROR connect timed out\r\n")
                 took_black.append(took)
             else:
-                self.assertLess(took, FAST)
+                took_real.append(took)
+        assert_fast(self, took_real, "real server's sets")
         self.assertTrue(took_black, "no key routed to the black server")
         self.assertIn(b"STORED\r\n", replies)
         sys.stderr.write("connect timeout: %d connects timed out after "

@@ -289,15 +289,16 @@ class NetCase(unittest.TestCase):
         self.assertLess(took, TIMEOUT_MS / 1000 + SLACK, what)
 
     def local_latency(self):
-        """Worst latency of a few gets of LOCAL's keys on a fresh
-        connection, each checked."""
-        worst = 0.0
+        """Median latency of five gets of LOCAL's keys on a fresh
+        connection, each checked (the median: one pause of this guest by
+        its host must not read as a slow server)."""
+        took = []
         with self.cl.conn() as c:
             for k in self.lkeys[:5]:
-                reply, took = itf.timed_call(c, b"get %s\r\n" % k)
+                reply, t = itf.timed_call(c, b"get %s\r\n" % k)
                 self.assertEqual(reply, self.expect(k))
-                worst = max(worst, took)
-        return worst
+                took.append(t)
+        return sorted(took)[len(took) // 2]
 
 
 TIMED_OUT = (b"SERVER_ERROR connection timed out\r\n",
@@ -309,11 +310,16 @@ class TestDelay(NetCase):
     def test_delay_below_timeout_is_only_slow(self):
         self.start(via_relay=True)
         set_delay(150)
+        before = itf.proxy_stats(self.cl.port)
         for k in self.nkeys[:8]:
             reply, took = itf.timed_call(self.c, b"get %s\r\n" % k)
+            # The value itself is the proof that memring waited for it
+            # and did not time out: no wall-clock upper bound (a paused
+            # guest has made one such request take 388 ms end to end).
             self.assertEqual(reply, self.expect(k))
             self.assertGreaterEqual(took, 0.14)
-            self.assertLess(took, TIMEOUT_MS / 1000)
+        after = itf.proxy_stats(self.cl.port)
+        self.assertEqual(after["forward_error"] - before["forward_error"], 0)
 
     def test_delay_above_timeout_times_out_on_time(self):
         self.start(via_relay=True)
@@ -410,10 +416,12 @@ class TestBlackhole(NetCase):
         d = itf.delta(before, itf.proxy_stats(self.cl.port))
         self.assertEqual(d["server_ejects"], 1, d)
         self.assertEqual(d["forward_error"], len(ks) + 1, d)
+        tooks = []
         for k in self.nkeys:
             reply, took3 = itf.timed_call(self.c, b"get %s\r\n" % k)
             self.assertEqual(reply, b"END\r\n")     # LOCAL's miss now
-            self.assertLess(took3, itf.FAST)
+            tooks.append(took3)
+        itf.assert_fast(self, tooks, "ejected server's keys")
 
         NET.clear_drop()
         away = itf.wait_home(self.c, NSMC, ks[1], t_ejected,
