@@ -47,6 +47,32 @@ client_enqueue(struct client *c, enum mc_cmd cmd)
     r->pool = c->pool;
     r->start_ns = c->w->read_ns;
     TAILQ_INSERT_TAIL(&c->outq, r, cq);
+    c->nqueued++;
+    return r;
+}
+
+/* Brings c's share of tally_output_bytes to what its write queue holds. */
+static void
+client_count_unsent(struct client *c)
+{
+    uint64_t now = uv_stream_get_write_queue_size(&c->h.stream);
+
+    if (now != c->unsent) {
+        tally_output_bytes_change(c->unsent, now);
+        c->unsent = now;
+    }
+}
+
+/* Takes the oldest request off c's outq; NULL when there is none. */
+static struct req *
+client_dequeue(struct client *c)
+{
+    struct req *r = TAILQ_FIRST(&c->outq);
+
+    if (r != NULL) {
+        TAILQ_REMOVE(&c->outq, r, cq);
+        c->nqueued--;
+    }
     return r;
 }
 
@@ -214,6 +240,8 @@ forward_keyed(struct client *c, const char *buf, const struct mc_req *m)
         return UV_ENOMEM;
     }
     r->noreply = m->noreply;
+    r->value_bytes = c->pending;        /* a storage command's count */
+    c->pending = 0;
     s = pool_route(c->pool, buf + key->off, key->len);
     if (s == NULL) {
         fail_no_server(c, r);
@@ -444,8 +472,32 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
     return client_reply_local(c, MC_UNKNOWN, "ERROR");
 }
 
-/* The request being received (counted in tally_value_bytes) is complete,
- * or the client has gone. */
+/*
+ * Counts the value of storage request m (its header parsed, its data maybe
+ * not yet in) against --pending-values-max: the values memring holds for
+ * all clients together, from their header until their server has answered
+ * (the req that forwards it takes the count over and gives it back when it
+ * is freed). Without that, clients sending values slowly, or pipelining
+ * them to a stalled server, could make memring hold any amount. Once per
+ * request; false when there is no room.
+ */
+static bool
+client_hold_value(struct client *c, const struct mc_req *m)
+{
+    if (c->pending > 0 || !mc_cmd_is_storage(m->cmd) ||
+        m->total_len <= m->line_len) {
+        return true;
+    }
+    if (!tally_value_bytes_take(m->total_len,
+                                c->w->limits.pending_values_max)) {
+        return false;
+    }
+    c->pending = m->total_len;
+    return true;
+}
+
+/* The request being received (counted in tally_value_bytes) was refused,
+ * not forwarded, or the client has gone. */
 static void
 client_pending_done(struct client *c)
 {
@@ -479,7 +531,25 @@ refuse_value(struct client *c, const char *head, const struct mc_req *m,
     return err;
 }
 
-/* Parses and dispatches every complete request in the read buffer. */
+/*
+ * Too many of c's requests are unanswered (a slow or stalled server, a
+ * client pipelining without end): stop reading it until half of them are.
+ * Its bytes then wait in the kernel, and TCP slows the sender down, rather
+ * than memring holding requests without bound. Nothing is refused; what was
+ * already read stays buffered and is parsed on resume.
+ */
+static void
+client_pause(struct client *c)
+{
+    if (!c->paused) {
+        c->paused = true;
+        c->pool->stats.client_paused++;
+        uv_read_stop(&c->h.stream);
+    }
+}
+
+/* Parses and dispatches every complete request in the read buffer (all
+ * but those past --client-requests-max, which wait for client_resume). */
 static void
 client_parse(struct client *c, struct buf *in)
 {
@@ -491,6 +561,10 @@ client_parse(struct client *c, struct buf *in)
         enum parse_status st;
         int err;
 
+        if (c->nqueued >= w->limits.requests_max) {
+            client_pause(c);
+            break;
+        }
         if (c->swallow > 0) {
             /* the rest of a value refused as too large */
             size_t n = buf_unread(in) < c->swallow ? buf_unread(in) :
@@ -510,25 +584,17 @@ client_parse(struct client *c, struct buf *in)
             }
             continue;
         }
-        if (st == PARSE_AGAIN) {
-            if (c->pending == 0 && mc_cmd_is_storage(m.cmd) &&
-                m.total_len > m.line_len) {
-                /* A value on its way in: it counts against what all the
-                 * clients together may make memring hold. */
-                if (!tally_value_bytes_take(m.total_len,
-                                            w->limits.pending_values_max)) {
-                    c->pool->stats.request_no_memory++;
-                    if (refuse_value(c, head, &m, "SERVER_ERROR out of "
-                                     "memory storing object") != 0) {
-                        return;
-                    }
-                    continue;
-                }
-                c->pending = m.total_len;
+        if (st != PARSE_ERROR && !client_hold_value(c, &m)) {
+            c->pool->stats.request_no_memory++;
+            if (refuse_value(c, head, &m, "SERVER_ERROR out of memory "
+                             "storing object") != 0) {
+                return;
             }
+            continue;
+        }
+        if (st == PARSE_AGAIN) {
             break;
         }
-        client_pending_done(c);
         if (st == PARSE_ERROR) {
             c->pool->stats.request_errors++;
             err = client_reply_local(c, MC_UNKNOWN, m.error);
@@ -540,6 +606,7 @@ client_parse(struct client *c, struct buf *in)
             err = client_dispatch(c, head, &m);
             buf_consume(in, m.total_len);
         }
+        client_pending_done(c);     /* unless the req took it over */
         if (err != 0) {
             log_error("client: %s", uv_strerror(err));
             client_close(c);
@@ -653,6 +720,7 @@ client_write_cb(uv_write_t *wreq, int status)
     if (c->closing) {
         return;
     }
+    client_count_unsent(c);
     if (status != 0) {
         log_info("client: write: %s", uv_strerror(status));
         c->pool->stats.client_err++;
@@ -700,8 +768,58 @@ gather_reply(struct worker *w, struct req *p, uint32_t at)
     return at;
 }
 
-void
-client_flush(struct client *c)
+/*
+ * Replies from earlier turns are still unsent past --client-output-max,
+ * or past --pending-output-max over all clients: c sends and does not
+ * read (fast enough). Rather than hold its replies without bound, let it
+ * go (memcached would stop reading it, which leaves it hanging instead):
+ * true when c was closed. One big reply alone does not trip the first; a
+ * client that keeps up (nothing left unsent) never trips the second.
+ */
+static bool
+client_behind(struct client *c)
+{
+    const struct worker_limits *l = &c->w->limits;
+    size_t unsent = uv_stream_get_write_queue_size(&c->h.stream);
+
+    if (unsent == 0 || (unsent <= l->output_max &&
+                        tally_output_bytes() <= l->pending_output_max)) {
+        return false;
+    }
+    log_warn("pool %s: client not reading its replies (%zu bytes unsent, "
+             "%" PRIu64 " for all clients): closing", c->pool->cp->name,
+             unsent, tally_output_bytes());
+    c->pool->stats.client_overflow++;
+    client_close(c);
+    return true;
+}
+
+/* Half of a paused client's requests are answered: parse what it had
+ * buffered, then read it again unless that filled it up once more. */
+static void
+client_resume(struct client *c)
+{
+    int err;
+
+    c->paused = false;
+    client_parse(c, &c->rbuf);
+    if (c->closing || c->quitting || c->paused) {
+        return;
+    }
+    if (buf_unread(&c->rbuf) == 0) {
+        buf_free(&c->rbuf);
+    }
+    err = uv_read_start(&c->h.stream, client_alloc_cb, client_read_cb);
+    if (err != 0) {
+        log_warn("pool %s: client: read: %s", c->pool->cp->name,
+                 uv_strerror(err));
+        client_close(c);
+    }
+}
+
+/* Writes the replies at the head of c's outq that are ready, in order. */
+static void
+client_write_ready(struct client *c)
 {
     struct worker *w = c->w;
     struct req *r;
@@ -729,16 +847,7 @@ client_flush(struct client *c)
         }
         return;
     }
-    if (uv_stream_get_write_queue_size(&c->h.stream) > w->limits.output_max) {
-        /* Replies from earlier turns are still unsent past the limit: it
-         * sends and does not read. Rather than hold its replies without
-         * bound, let it go (memcached would stop reading it, which leaves
-         * it hanging instead). One big reply alone does not trip this. */
-        log_warn("pool %s: client not reading its replies (%zu bytes "
-                 "unsent): closing", c->pool->cp->name,
-                 uv_stream_get_write_queue_size(&c->h.stream));
-        c->pool->stats.client_overflow++;
-        client_close(c);
+    if (client_behind(c)) {
         return;
     }
     if (worker_wscratch(w, nbufs) != 0) {
@@ -749,8 +858,7 @@ client_flush(struct client *c)
     c->last_active = uv_now(&w->loop);  /* the idle clock runs from here */
     nbufs = 0;
     for (i = 0; i < n; i++) {
-        r = TAILQ_FIRST(&c->outq);
-        TAILQ_REMOVE(&c->outq, r, cq);
+        r = client_dequeue(c);
         stats_hist_add(&c->pool->latency, (now - r->start_ns) / 1000);
         if (r->cmd == MC_QUIT) {
             quit = true;
@@ -766,8 +874,7 @@ client_flush(struct client *c)
     }
     if (quit) {
         /* Requests after quit are never answered (memcached drops them). */
-        while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
-            TAILQ_REMOVE(&c->outq, r, cq);
+        while ((r = client_dequeue(c)) != NULL) {
             r->client = NULL;
             req_put(&r);
         }
@@ -786,6 +893,17 @@ client_flush(struct client *c)
         return;
     }
     c->nwrites++;
+    client_count_unsent(c);
+}
+
+void
+client_flush(struct client *c)
+{
+    client_write_ready(c);
+    if (c->paused && !c->closing && !c->quitting &&
+        c->nqueued <= c->w->limits.requests_max / 2) {
+        client_resume(c);
+    }
 }
 
 void
@@ -811,13 +929,14 @@ client_close(struct client *c)
     }
     c->closing = true;
     client_pending_done(c);
+    tally_output_bytes_change(c->unsent, 0);
+    c->unsent = 0;
     c->pool->stats.client_connections--;
     if (c->counted) {
         tally_give(c->pool->tally);
     }
     /* Requests still at servers finish there and are dropped. */
-    while ((r = TAILQ_FIRST(&c->outq)) != NULL) {
-        TAILQ_REMOVE(&c->outq, r, cq);
+    while ((r = client_dequeue(c)) != NULL) {
         r->client = NULL;
         req_put(&r);
     }

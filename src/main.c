@@ -19,6 +19,8 @@
 #define OPT_IDLE_TIMEOUT 261
 #define OPT_THREADS      262
 #define OPT_PENDING_MAX  263
+#define OPT_REQUESTS_MAX 264
+#define OPT_PENDING_OUTPUT_MAX 265
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -39,6 +41,8 @@ static const struct option long_options[] = {
     { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
     { "max-clients",    required_argument, NULL, OPT_MAX_CLIENTS },
     { "pending-values-max", required_argument, NULL, OPT_PENDING_MAX },
+    { "client-requests-max", required_argument, NULL, OPT_REQUESTS_MAX },
+    { "pending-output-max", required_argument, NULL, OPT_PENDING_OUTPUT_MAX },
     { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
@@ -77,10 +81,17 @@ usage(FILE *f)
         "                           %llu; at most 1073741824)\n"
         "      --client-output-max=N : unsent reply bytes before a client that\n"
         "                           does not read is cut off (default: %llu)\n"
+        "      --pending-output-max=N : unsent reply bytes, all clients\n"
+        "                           together, past which clients behind are\n"
+        "                           cut off (default: %llu)\n"
         "      --max-clients=N    : client connections in all (default: %d;\n"
         "                           per pool: client_connections)\n"
-        "      --pending-values-max=N : bytes of values being received, all\n"
-        "                           clients together (default: %llu)\n"
+        "      --pending-values-max=N : bytes of values held until their\n"
+        "                           server answers, all clients together\n"
+        "                           (default: %llu)\n"
+        "      --client-requests-max=N : requests one client may have\n"
+        "                           unanswered before memring stops reading\n"
+        "                           it for a while (default: %d)\n"
         "      --threads=N        : worker threads sharing the ports\n"
         "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
@@ -92,8 +103,10 @@ usage(FILE *f)
         PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
         (unsigned long long)WORKER_DEFAULT_ITEM_SIZE_MAX,
         (unsigned long long)WORKER_DEFAULT_OUTPUT_MAX,
+        (unsigned long long)WORKER_DEFAULT_PENDING_OUTPUT_MAX,
         WORKER_DEFAULT_MAX_CLIENTS,
-        (unsigned long long)WORKER_DEFAULT_PENDING_VALUES_MAX);
+        (unsigned long long)WORKER_DEFAULT_PENDING_VALUES_MAX,
+        WORKER_DEFAULT_REQUESTS_MAX);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -194,11 +207,16 @@ main(int argc, char **argv)
         case OPT_MAX_CLIENTS:
         case OPT_IDLE_TIMEOUT:
         case OPT_PENDING_MAX:
+        case OPT_REQUESTS_MAX:
+        case OPT_PENDING_OUTPUT_MAX:
             snprintf(name, sizeof(name), "--%s",
                      long_options[option_index].name);
             v = option_number(name, optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
                               opt == OPT_MAX_CLIENTS ? 1000000 :
-                              opt == OPT_PENDING_MAX ? 1L << 40 : 1L << 30);
+                              opt == OPT_REQUESTS_MAX ? 1L << 20 :
+                              opt == OPT_PENDING_MAX ||
+                              opt == OPT_PENDING_OUTPUT_MAX ? 1L << 40 :
+                              1L << 30);
             if (v < 0) {
                 return 1;
             }
@@ -210,6 +228,10 @@ main(int argc, char **argv)
                 o.limits.max_clients = (uint32_t)v;
             } else if (opt == OPT_PENDING_MAX) {
                 o.limits.pending_values_max = (uint64_t)v;
+            } else if (opt == OPT_PENDING_OUTPUT_MAX) {
+                o.limits.pending_output_max = (uint64_t)v;
+            } else if (opt == OPT_REQUESTS_MAX) {
+                o.limits.requests_max = (uint32_t)v;
             } else {
                 o.limits.idle_timeout_ms = (uint64_t)v * 1000;
             }

@@ -3,6 +3,7 @@
  */
 #include "memring/req.h"
 
+#include "memring/tally.h"
 #include "memring/worker.h"
 
 #include <stdlib.h>
@@ -125,6 +126,9 @@ req_free(struct req *r)
         req_put(&r->parent);
     }
     free(r->first_error);
+    if (r->value_bytes > 0) {
+        tally_value_bytes_give(r->value_bytes);
+    }
     if (r->w->req_pool_n < REQ_POOL_MAX) {
         struct worker *w = r->w;
         req_release_kept(r, true);

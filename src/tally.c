@@ -12,7 +12,8 @@ struct tally {
 };
 
 static _Atomic uint64_t all_clients;
-static _Atomic uint64_t value_bytes;  /* values half received, all clients */
+static _Atomic uint64_t value_bytes;  /* values held, all clients */
+static _Atomic uint64_t output_bytes; /* replies unsent, all clients */
 
 struct tally *
 tally_acquire(const char *pool)
@@ -69,4 +70,17 @@ void
 tally_value_bytes_give(uint64_t n)
 {
     atomic_fetch_sub(&value_bytes, n);
+}
+
+void
+tally_output_bytes_change(uint64_t from, uint64_t to)
+{
+    /* unsigned wrap-around makes a shrink a subtraction */
+    atomic_fetch_add(&output_bytes, to - from);
+}
+
+uint64_t
+tally_output_bytes(void)
+{
+    return atomic_load(&output_bytes);
 }

@@ -22,17 +22,22 @@ worker_flush_cb(uv_prepare_t *handle)
     struct sconn *sc;
     struct client *c;
 
-    /* Servers first: their writes carry requests clients just sent. */
-    while ((sc = TAILQ_FIRST(&w->dirty_sconns)) != NULL) {
-        TAILQ_REMOVE(&w->dirty_sconns, sc, dirty_link);
-        sc->dirty = false;
-        sconn_flush(sc);
-    }
-    while ((c = TAILQ_FIRST(&w->dirty_clients)) != NULL) {
-        TAILQ_REMOVE(&w->dirty_clients, c, dirty_link);
-        c->dirty = false;
-        client_flush(c);
-    }
+    /* Servers first: their writes carry requests clients just sent. A
+     * client's flush can send more (a paused client resumes and parses
+     * what it had buffered), so go round until nothing is left: the loop
+     * is about to block. */
+    do {
+        while ((sc = TAILQ_FIRST(&w->dirty_sconns)) != NULL) {
+            TAILQ_REMOVE(&w->dirty_sconns, sc, dirty_link);
+            sc->dirty = false;
+            sconn_flush(sc);
+        }
+        while ((c = TAILQ_FIRST(&w->dirty_clients)) != NULL) {
+            TAILQ_REMOVE(&w->dirty_clients, c, dirty_link);
+            c->dirty = false;
+            client_flush(c);
+        }
+    } while (!TAILQ_EMPTY(&w->dirty_sconns));
 }
 
 static void
@@ -122,7 +127,9 @@ worker_limits_default(struct worker_limits *l)
     l->output_max = WORKER_DEFAULT_OUTPUT_MAX;
     l->max_clients = WORKER_DEFAULT_MAX_CLIENTS;
     l->pending_values_max = WORKER_DEFAULT_PENDING_VALUES_MAX;
+    l->pending_output_max = WORKER_DEFAULT_PENDING_OUTPUT_MAX;
     l->idle_timeout_ms = 0;
+    l->requests_max = WORKER_DEFAULT_REQUESTS_MAX;
 }
 
 int

@@ -25,7 +25,10 @@ struct client {
     struct worker        *w;
     struct buf           rbuf;      /* request bytes not yet parsed */
     struct req_queue     outq;      /* every request, in arrival order */
+    uint32_t             nqueued;   /* requests on outq */
     uint32_t             nwrites;   /* writes in flight */
+    uint64_t             unsent;    /* write-queue bytes counted in
+                                     * tally_output_bytes */
     uint64_t             swallow;   /* bytes of a refused value to drop */
     uint64_t             pending;   /* bytes of the request being received,
                                      * counted in tally_value_bytes */
@@ -33,6 +36,8 @@ struct client {
     bool                 closing;
     bool                 counted;   /* in its pool's tally */
     bool                 quitting;  /* a quit (or fatal error) was read */
+    bool                 paused;    /* not read: too many requests unanswered
+                                     * (limits.requests_max) */
     bool                 dirty;     /* on the worker's flush list */
     TAILQ_ENTRY(client)  dirty_link;
     TAILQ_ENTRY(client)  link;      /* worker->clients */

@@ -52,6 +52,9 @@ struct req {
     uint64_t         deadline; /* loop ms by which the server must reply */
     uint64_t         start_ns; /* uv_hrtime() when parsed */
     uint64_t         sent_ns;  /* uv_hrtime() when written to a server */
+    uint64_t         value_bytes; /* counted in tally_value_bytes (a
+                                   * storage command's), given back when
+                                   * the req is freed */
 
     /* retrieval */
     uint32_t         nkeys;

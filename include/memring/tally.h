@@ -23,11 +23,18 @@ bool tally_take(struct tally *t, uint32_t per_pool, uint32_t total);
 /* The client that tally_take() counted has gone. */
 void tally_give(struct tally *t);
 
-/* Counts n more bytes of values being received, over all clients, unless
- * that makes more than limit; false, counting nothing, when over. */
+/* Counts n more bytes of values held (from their header until their
+ * server answers), over all clients, unless that makes more than limit;
+ * false, counting nothing, when over. */
 bool tally_value_bytes_take(uint64_t n, uint64_t limit);
 
 /* Those bytes are no longer held. */
 void tally_value_bytes_give(uint64_t n);
+
+/* A client's unsent replies went from `from` to `to` bytes. */
+void tally_output_bytes_change(uint64_t from, uint64_t to);
+
+/* Unsent reply bytes, over all clients. */
+uint64_t tally_output_bytes(void);
 
 #endif /* MEMRING_TALLY_H */

@@ -27,16 +27,22 @@ struct sconn;
 struct worker_limits {
     uint64_t item_size_max;    /* longest value forwarded, bytes */
     uint64_t output_max;       /* unsent reply bytes before a client is cut */
+    uint64_t pending_output_max; /* unsent reply bytes, all clients, past
+                                  * which clients behind are cut */
     uint32_t max_clients;      /* client connections, over all workers */
-    uint64_t pending_values_max; /* bytes of values being received, over
-                                  * all clients */
+    uint64_t pending_values_max; /* bytes of values held until their
+                                  * server answers, over all clients */
     uint64_t idle_timeout_ms;  /* close clients idle that long; 0 = never */
+    uint32_t requests_max;     /* unanswered requests of one client before
+                                * it is no longer read for a while */
 };
 
 #define WORKER_DEFAULT_ITEM_SIZE_MAX (8ULL * 1024 * 1024)
 #define WORKER_DEFAULT_OUTPUT_MAX    (128ULL * 1024 * 1024)
 #define WORKER_DEFAULT_MAX_CLIENTS   16384
 #define WORKER_DEFAULT_PENDING_VALUES_MAX (1ULL << 30)
+#define WORKER_DEFAULT_PENDING_OUTPUT_MAX (1ULL << 30)
+#define WORKER_DEFAULT_REQUESTS_MAX  1024
 
 /* The defaults above, idle timeout off. */
 void worker_limits_default(struct worker_limits *l);

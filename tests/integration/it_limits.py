@@ -1,10 +1,16 @@
-"""The limits that protect memring from its clients (docs/limits.md):
+"""The limits that protect memring from its clients (README, *Limits*):
 
 - --item-size-max: a longer value gets SERVER_ERROR as soon as its header
   is in, its data block is dropped as it arrives (memring's RSS does not
   grow by the value), and the connection stays usable;
-- --client-output-max: a client that sends and never reads is cut off
-  once its unsent replies pass the limit, while other clients go on;
+- --pending-values-max: values held for all clients together, from
+  their header until their server answers; past it memcached's out of
+  memory line, the connection in step;
+- --client-requests-max: a client with that many requests unanswered
+  (a stopped server) is not read until half are; then all are answered;
+- --client-output-max, --pending-output-max: a client that sends and
+  never reads is cut off once its unsent replies pass the first, or all
+  clients' together pass the second, while other clients go on;
 - --max-clients and the pool key client_connections: a connection over
   the limit reads "ERROR Too many open connections" and is closed;
 - --client-idle-timeout: clients silent that long are closed, unless
@@ -197,6 +203,25 @@ def set_cmd(key, value, noreply=False):
 
 def value_reply(key, value):
     return b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)
+
+
+def set_when_room(test, p, key, value, pool="alpha", limit=5.0):
+    """Sets key on a new connection until it is STORED (within limit s):
+    a value's room is given back when memring frees its request, which
+    may be a loop turn after the reply went out, and a client's close is
+    seen a moment after it closes. Returns how many sets were refused
+    before."""
+    t0 = time.monotonic()
+    refused = 0
+    while True:
+        with p.conn(pool, timeout=10) as c:
+            got = c.call(set_cmd(key, value))
+        if got == b"STORED\r\n" or time.monotonic() > t0 + limit:
+            break
+        refused += 1
+        time.sleep(0.05)
+    test.assertEqual(got, b"STORED\r\n")
+    return refused
 
 
 def check_set_get(test, c, key, value):
@@ -431,18 +456,48 @@ def drain(s, timeout):
 
 
 class TestPendingValues(unittest.TestCase):
-    """--pending-values-max=1000000: values half received, all clients
-    together. One client's 600 kB value in progress leaves no room for a
-    second one's: that one gets memcached's out-of-memory line at its
-    header, its bytes are dropped, and its connection stays usable; once
-    the first value is complete, the room is back."""
+    """--pending-values-max=1000000: values held (from their header until
+    their server answers), all clients together. One client's 600 kB
+    value in progress leaves no room for a second one's: that one gets
+    memcached's out-of-memory line at its header, its bytes are dropped,
+    and its connection stays usable; once the first value is stored, the
+    room is back."""
 
     SIZE = 600 * 1000
     OOM = b"SERVER_ERROR out of memory storing object\r\n"
 
     @classmethod
     def setUpClass(cls):
-        cls.p = Proxy(cls, args=["--pending-values-max=1000000"])
+        cls.mc = h.Memcached().start()      # pool beta's, to be stopped
+        cls.addClassCleanup(cls.mc.stop)
+        cls.p = Proxy(cls, args=["--pending-values-max=1000000"],
+                      servers_b=[cls.mc], timeout_b=60000)
+
+    def test_values_held_for_a_stalled_server_count(self):
+        """Values received whole still count until their server answers:
+        two 400 kB sets pipelined to a stopped server hold 800 kB, so a
+        third, and another client's 300 kB on the other pool, are
+        refused; when the server runs again the two are stored, the third
+        refused in its place in the stream, and the room is back."""
+        p = self.p
+        before = p.stat("memring_request_no_memory", "beta")
+        h.freeze(self, self.mc.pid)
+        vals = [bytes([ord("p") + i]) * 400000 for i in range(3)]
+        with p.conn("beta", timeout=10) as c:
+            c.send(b"".join(set_cmd(b"pv:s%d" % i, v)
+                            for i, v in enumerate(vals)))
+            p.wait_stat("memring_request_no_memory",
+                        lambda v: v > before, "beta")
+            with p.conn(timeout=10) as other:
+                self.assertEqual(other.call(set_cmd(b"pv:o", b"o" * 300000)),
+                                 self.OOM)
+            os.kill(self.mc.pid, signal.SIGCONT)
+            self.assertEqual(c.read_replies(3, timeout=10),
+                             [b"STORED\r\n"] * 2 + [self.OOM])
+            self.assertEqual(c.call(b"get pv:s1\r\n"),
+                             value_reply(b"pv:s1", vals[1]))
+            self.assertEqual(c.call(b"get pv:s2\r\n"), b"END\r\n")
+        set_when_room(self, p, b"pv:o", b"o" * 300000)
 
     def test_second_value_in_flight_refused_then_room_again(self):
         p = self.p
@@ -463,8 +518,11 @@ class TestPendingValues(unittest.TestCase):
             # a finishes: stored, and the room is given back
             a.send(a_value[1000:] + b"\r\n")
             self.assertEqual(a.read_line(timeout=5), b"STORED\r\n")
-            check_set_get(self, b, b"pv:b", b_value)
-        self.assertEqual(p.stat("memring_request_no_memory") - before, 1)
+            retried = set_when_room(self, p, b"pv:b", b_value)
+            self.assertEqual(b.call(b"get pv:b\r\n"),
+                             value_reply(b"pv:b", b_value))
+        self.assertEqual(p.stat("memring_request_no_memory") - before,
+                         1 + retried)
 
     def test_closing_mid_value_gives_the_room_back(self):
         p = self.p
@@ -473,14 +531,66 @@ class TestPendingValues(unittest.TestCase):
                 a.send(b"set pv:c 0 0 %d\r\n" % self.SIZE + b"c" * 100)
                 time.sleep(0.05)
             # a is gone with 600 kB counted; a later value still fits
-            deadline = time.monotonic() + 5
-            while True:
-                with p.conn(timeout=10) as b:
-                    got = b.call(set_cmd(b"pv:d%d" % i, b"d" * self.SIZE))
-                if got == b"STORED\r\n" or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)        # memring may not have seen a close
-            self.assertEqual(got, b"STORED\r\n")
+            set_when_room(self, p, b"pv:d%d" % i, b"d" * self.SIZE)
+
+
+class TestClientRequestsMax(unittest.TestCase):
+    """--client-requests-max=100 in front of a stalled server (SIGSTOP,
+    no timeout that would fire): a client pipelining 20,000 gets has at
+    most 100 of them taken in; memring stops reading it (its bytes wait in
+    the kernel), another client is served meanwhile, and once the server
+    runs again every request gets its one reply, in order."""
+
+    LIMIT = 100
+    N = 20000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mc = h.Memcached().start()
+        cls.addClassCleanup(cls.mc.stop)
+        cls.p = Proxy(cls, args=["--client-requests-max=%d" % cls.LIMIT],
+                      servers_b=[cls.mc], timeout_b=60000)
+
+    def test_pipeline_past_the_limit_waits_then_is_answered(self):
+        p = self.p
+        with p.conn("beta") as c:
+            check_set_get(self, c, b"rq:k", b"v")
+        asked = lambda: p.stat("memring_cmd_get", "beta")
+        before, paused = asked(), p.stat("memring_client_paused", "beta")
+        h.freeze(self, self.mc.pid)
+        c = p.conn("beta", timeout=30)
+        self.addCleanup(c.close)
+        sent = []
+
+        def sender():           # blocks while memring does not read
+            c.sock.sendall(b"get rq:k\r\n" * self.N)
+            sent.append(True)
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        self.addCleanup(t.join, 30)
+        p.wait_stat("memring_client_paused", lambda v: v > paused, "beta")
+        time.sleep(0.3)         # room for anything more it would take in
+        taken = asked() - before
+        note("client-requests-max %d: %d of %d pipelined gets taken in "
+             "while the server was stopped", self.LIMIT, taken, self.N)
+        self.assertGreaterEqual(taken, 1)
+        self.assertLessEqual(taken, self.LIMIT)
+        # Per client: another one on the other pool is served meanwhile.
+        with p.conn("alpha") as other:
+            check_set_get(self, other, b"rq:other", b"x")
+        os.kill(self.mc.pid, signal.SIGCONT)
+        t0 = time.monotonic()
+        want = value_reply(b"rq:k", b"v")
+        got = c.read_exact(len(want) * self.N, timeout=30)
+        took = time.monotonic() - t0
+        self.assertEqual(got, want * self.N)
+        self.assertEqual(c.read_all(quiet=0.2), b"")
+        t.join(5)
+        self.assertEqual(sent, [True])
+        self.assertEqual(asked() - before, self.N)
+        note("client-requests-max %d: all %d answered in order %.2f s after "
+             "the server ran again; paused %d times", self.LIMIT, self.N,
+             took, p.stat("memring_client_paused", "beta") - paused)
 
 
 class TestSlowReader(unittest.TestCase):
@@ -558,6 +668,41 @@ class TestSlowReader(unittest.TestCase):
             self.assertEqual(c.read_reply(), value_reply(b"big", b"b" * BIG))
         self.assertEqual(c.call(b"version\r\n")[:8], b"VERSION ")
         self.assertEqual(p.stat("memring_client_overflow"), before)
+
+
+class TestPendingOutput(unittest.TestCase):
+    """--pending-output-max=3000000 (all clients together), the per-client
+    limit left at its 128 MiB: two clients that ask for 10 MB each and do
+    not read pass it together and are cut; one that reads is not, even
+    for a single 10 MB reply."""
+
+    LIMIT = 3000000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.p = Proxy(cls, args=["--pending-output-max=%d" % cls.LIMIT])
+        with cls.p.conn() as c:
+            assert c.call(set_cmd(b"big", b"b" * BIG)) == b"STORED\r\n"
+
+    def test_clients_behind_are_cut_past_the_total(self):
+        p = self.p
+        before = p.stat("memring_client_overflow")
+        slow = [slow_socket(p.port) for _ in range(2)]
+        for s in slow:
+            self.addCleanup(s.close)
+            s.sendall(b"get big\r\n" * 100)
+        p.wait_stat("memring_client_overflow", lambda v: v >= before + 2,
+                    timeout=5)
+        for s in slow:
+            got, closed = drain(s, 5)
+            self.assertTrue(closed, "a client behind was not closed")
+            self.assertLess(got, 100 * BIG)
+        with p.conn(timeout=10) as c:
+            got = c.call(b"get " + b" ".join([b"big"] * 100) + b"\r\n",
+                         timeout=10)
+            self.assertEqual(len(h.parse_values(got)), 100)
+            check_set_get(self, c, b"after", b"fine")
+        self.assertEqual(p.stat("memring_client_overflow") - before, 2)
 
 
 # ---------------------------------------------------------------- clients
