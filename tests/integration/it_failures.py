@@ -601,7 +601,9 @@ class TestBadReplies(unittest.TestCase):
             self.assertGreaterEqual(took, TIMEOUT_MS / 1000 - 0.02)
             self.assertLess(took, TIMEOUT_MS / 1000 + SLACK)
         else:
-            self.assertLess(took, FAST)
+            # No timer waited for: under the timeout's deadline (one sample,
+            # so not FAST: a pause of this guest has added 238 ms).
+            self.assertLess(took, TIMEOUT_MS / 1000 - 0.02)
         self.fake.mode = "ok"
         self.assertEqual(self.c.call(b"get %s\r\nget %s\r\n"
                                      % (fk[3], rk[2]), count=2),
