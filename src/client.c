@@ -31,7 +31,6 @@
  * memring speaks memcached 1.6's text protocol, so it says so first. */
 #define CLIENT_VERSION "1.6.0-memring-" MEMRING_VERSION
 
-
 /* ---------------------------------------------------------------------
  * Local replies
  * ------------------------------------------------------------------- */

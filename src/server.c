@@ -253,22 +253,18 @@ request_has_key(struct req *r, const char *key, size_t klen)
     while (pos < end && line[pos] == ' ') {
         pos++;
     }
-    /* memcached answers in the order asked: almost always the next key */
-    if (end - pos > klen && memcmp(line + pos, key, klen) == 0 &&
-        (line[pos + klen] == ' ' || line[pos + klen] == '\r' ||
-         line[pos + klen] == '\n')) {
-        r->frag_next = (uint32_t)(pos + klen);
-        return true;
-    }
+    /* Each key in turn, compared before it is scanned: memcached answers
+     * in the order asked, so the first one tried almost always matches. */
     while (pos < end && line[pos] != '\r' && line[pos] != '\n') {
-        size_t start = pos;
+        if (end - pos > klen && memcmp(line + pos, key, klen) == 0 &&
+            (line[pos + klen] == ' ' || line[pos + klen] == '\r' ||
+             line[pos + klen] == '\n')) {
+            r->frag_next = (uint32_t)(pos + klen);
+            return true;
+        }
         while (pos < end && line[pos] != ' ' && line[pos] != '\r' &&
                line[pos] != '\n') {
             pos++;
-        }
-        if (pos - start == klen && memcmp(line + start, key, klen) == 0) {
-            r->frag_next = (uint32_t)pos;
-            return true;
         }
         while (pos < end && line[pos] == ' ') {
             pos++;

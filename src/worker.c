@@ -390,29 +390,19 @@ worker_mark_sconn(struct worker *w, struct sconn *sc)
 int
 worker_wscratch(struct worker *w, uint32_t n)
 {
-    struct req **reqs;
-    uv_buf_t *bufs;
-    uint32_t cap;
+    uint32_t cap = 64;
 
-    if (n <= w->wcap) {
+    if (n <= w->wreqs_cap && n <= w->wbufs_cap) {
         return 0;
     }
-    cap = w->wcap < 64 ? 64 : w->wcap;
-    while (cap < n) {
+    while (cap < n) {           /* doubling: few growths as batches grow */
         cap *= 2;
     }
-    reqs = realloc(w->wreqs, cap * sizeof(*reqs));
-    if (reqs == NULL) {
+    if (array_reserve(&w->wreqs, &w->wreqs_cap, cap,
+                      sizeof(*w->wreqs)) != 0) {
         return UV_ENOMEM;
     }
-    w->wreqs = reqs;
-    bufs = realloc(w->wbufs, cap * sizeof(*bufs));
-    if (bufs == NULL) {
-        return UV_ENOMEM;
-    }
-    w->wbufs = bufs;
-    w->wcap = cap;
-    return 0;
+    return array_reserve(&w->wbufs, &w->wbufs_cap, cap, sizeof(*w->wbufs));
 }
 
 int

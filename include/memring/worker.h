@@ -69,7 +69,8 @@ struct worker {
     struct req          *req_pool;   /* freed reqs kept for reuse */
     struct req          **wreqs;     /* flush scratch: reqs being written */
     uv_buf_t            *wbufs;      /* ... and their bytes */
-    uint32_t            wcap;
+    uint32_t            wreqs_cap;
+    uint32_t            wbufs_cap;
     uint32_t            req_pool_n;
     struct mc_span      *keys;       /* parser scratch: key spans */
     uint32_t            *route;      /* multi-get scratch: key -> server */
