@@ -26,6 +26,21 @@
 #define CLIENT_READ_MIN (16 * 1024)
 #define CLIENT_DIRECT_MIN (4 * 1024)  /* partial bytes: read in place */
 
+/*
+ * A client that does not read its replies must cost little, as it does in
+ * memcached, which stops reading a connection it cannot write to. memring
+ * stops parsing a client's requests while more than CLIENT_UNSENT_PAUSE
+ * bytes of its replies wait unsent, and resumes once half are gone. That
+ * alone would still let the requests parsed before the socket filled up
+ * (up to --client-requests-max) bring their replies in, so a client also
+ * has a window of requests it may have unanswered: it starts at
+ * CLIENT_WINDOW_MIN, grows by one for every reply the socket takes at once
+ * (doubling per round trip while the client keeps up), halves when a
+ * reply has to wait, and never passes --client-requests-max.
+ */
+#define CLIENT_UNSENT_PAUSE (256 * 1024)
+#define CLIENT_WINDOW_MIN 16
+
 /* What version answers. Clients (libmemcached among them) read the leading
  * major.minor.micro to decide what the server speaks, and refuse major 0;
  * memring speaks memcached 1.6's text protocol, so it says so first. */
@@ -89,6 +104,33 @@ client_reply_local(struct client *c, enum mc_cmd cmd, const char *line)
         if (req_reply_line(r, line) != 0) {
             return UV_ENOMEM;
         }
+    }
+    worker_mark_client(c->w, c);
+    return 0;
+}
+
+/* The binary protocol's "unknown command" to binary request m, logged
+ * once per connection: a binary client then fails fast and visibly. */
+static int
+client_reply_binary(struct client *c, const struct mc_req *m)
+{
+    struct req *r = client_enqueue(c, MC_UNKNOWN);
+    char reply[MC_BINARY_ERROR_LEN];
+
+    c->pool->stats.request_binary++;
+    if (!c->binary_seen) {
+        c->binary_seen = true;
+        log_warn("pool %s: client: binary protocol request (opcode 0x%02x): "
+                 "not supported, answered 'unknown command'",
+                 c->pool->cp->name, (unsigned int)m->bin_opcode);
+    }
+    if (r == NULL) {
+        return UV_ENOMEM;
+    }
+    r->done = true;
+    mc_binary_error(m, reply);
+    if (buf_append(&r->reply, reply, sizeof(reply)) != 0) {
+        return UV_ENOMEM;
     }
     worker_mark_client(c->w, c);
     return 0;
@@ -532,10 +574,12 @@ refuse_value(struct client *c, const char *head, const struct mc_req *m,
 
 /*
  * Too many of c's requests are unanswered (a slow or stalled server, a
- * client pipelining without end): stop reading it until half of them are.
- * Its bytes then wait in the kernel, and TCP slows the sender down, rather
- * than memring holding requests without bound. Nothing is refused; what was
- * already read stays buffered and is parsed on resume.
+ * client pipelining without end), or too many of its reply bytes unsent
+ * (a client that does not read): stop reading it until half of them are
+ * answered or sent. Its bytes then wait in the kernel, and TCP slows the
+ * sender down, rather than memring holding requests and replies without
+ * bound. Nothing is refused; what was already read stays buffered and is
+ * parsed on resume.
  */
 static void
 client_pause(struct client *c)
@@ -547,8 +591,32 @@ client_pause(struct client *c)
     }
 }
 
+static bool
+client_full(const struct client *c)
+{
+    return c->nqueued >= c->window || c->unsent > CLIENT_UNSENT_PAUSE;
+}
+
+/* A paused client may be read again: half of what paused it is gone. */
+static bool
+client_may_resume(const struct client *c)
+{
+    return c->paused && !c->closing && !c->quitting &&
+           c->nqueued <= c->window / 2 && c->unsent <= CLIENT_UNSENT_PAUSE / 2;
+}
+
+static void client_resume(struct client *c);
+
+/* Drops n parsed (or refused) bytes; the next request starts after them. */
+static void
+client_consume(struct client *c, struct buf *in, size_t n)
+{
+    buf_consume(in, n);
+    memset(&c->scan, 0, sizeof(c->scan));
+}
+
 /* Parses and dispatches every complete request in the read buffer (all
- * but those past --client-requests-max, which wait for client_resume). */
+ * but those past its window, which wait for client_resume). */
 static void
 client_parse(struct client *c, struct buf *in)
 {
@@ -560,20 +628,20 @@ client_parse(struct client *c, struct buf *in)
         enum parse_status st;
         int err;
 
-        if (c->nqueued >= w->limits.requests_max) {
+        if (client_full(c)) {
             client_pause(c);
             break;
         }
         if (c->swallow > 0) {
-            /* the rest of a value refused as too large */
+            /* the rest of a value refused, or of a request not served */
             size_t n = buf_unread(in) < c->swallow ? buf_unread(in) :
                                                      (size_t)c->swallow;
-            buf_consume(in, n);
+            client_consume(c, in, n);
             c->swallow -= n;
             continue;
         }
-        st = mc_parse_req(head, buf_unread(in), &m, w->keys,
-                          w->keys_cap);
+        st = mc_parse_req_scan(head, buf_unread(in), &m, w->keys,
+                               w->keys_cap, &c->scan);
         if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
             m.total_len > m.line_len && m.vlen > w->limits.item_size_max) {
             c->pool->stats.request_too_large++;
@@ -596,14 +664,16 @@ client_parse(struct client *c, struct buf *in)
         }
         if (st == PARSE_ERROR) {
             c->pool->stats.request_errors++;
-            err = client_reply_local(c, MC_UNKNOWN, m.error);
-            buf_consume(in, m.skip);
+            err = m.binary ? client_reply_binary(c, &m) :
+                             client_reply_local(c, MC_UNKNOWN, m.error);
+            client_consume(c, in, m.skip);
+            c->swallow = m.swallow;
             if (m.close) {
                 c->quitting = true;
             }
         } else {
             err = client_dispatch(c, head, &m);
-            buf_consume(in, m.total_len);
+            client_consume(c, in, m.total_len);
         }
         client_pending_done(c);     /* unless the req took it over */
         if (err != 0) {
@@ -656,13 +726,19 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (c->closing || nread == 0) {
         return;
     }
-    if (nread < 0) {
-        if (nread != UV_EOF) {
-            log_info("client: read: %s", uv_strerror((int)nread));
-            c->pool->stats.client_err++;
-        } else {
-            c->pool->stats.client_eof++;
+    if (nread == UV_EOF) {
+        /* A half-close (shutdown(SHUT_WR), nc -N): the client still reads,
+         * and is owed a reply to every request it sent. */
+        c->pool->stats.client_eof++;
+        if (!TAILQ_EMPTY(&c->outq) || c->nwrites > 0) {
+            c->pool->stats.client_half_closed++;
         }
+        client_drain(c);
+        return;
+    }
+    if (nread < 0) {
+        log_info("client: read: %s", uv_strerror((int)nread));
+        c->pool->stats.client_err++;
         client_close(c);
         return;
     }
@@ -728,6 +804,10 @@ client_write_cb(uv_write_t *wreq, int status)
     }
     if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
         client_close(c);
+        return;
+    }
+    if (client_may_resume(c)) {
+        client_resume(c);
     }
 }
 
@@ -885,6 +965,13 @@ client_write_ready(struct client *c)
         client_close(c);
         return;
     }
+    if (queued) {
+        c->window = c->window / 2 > CLIENT_WINDOW_MIN ? c->window / 2 :
+                                                        CLIENT_WINDOW_MIN;
+    } else {
+        c->window = c->window + n < w->limits.requests_max ?
+                    c->window + n : w->limits.requests_max;
+    }
     if (!queued) {
         if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
             client_close(c);
@@ -899,8 +986,7 @@ void
 client_flush(struct client *c)
 {
     client_write_ready(c);
-    if (c->paused && !c->closing && !c->quitting &&
-        c->nqueued <= c->w->limits.requests_max / 2) {
+    if (client_may_resume(c)) {
         client_resume(c);
     }
 }
@@ -979,6 +1065,8 @@ client_accept_cb(uv_stream_t *listener, int status)
     }
     c->pool = pool;
     c->w = w;
+    c->window = CLIENT_WINDOW_MIN < w->limits.requests_max ?
+                CLIENT_WINDOW_MIN : w->limits.requests_max;
     c->last_active = uv_now(&w->loop);
     TAILQ_INIT(&c->outq);
     if (pool->cp->listen.path != NULL) {

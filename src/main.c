@@ -21,6 +21,7 @@
 #define OPT_PENDING_MAX  263
 #define OPT_REQUESTS_MAX 264
 #define OPT_PENDING_OUTPUT_MAX 265
+#define OPT_GET_KEYS_MAX 266
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -43,6 +44,7 @@ static const struct option long_options[] = {
     { "pending-values-max", required_argument, NULL, OPT_PENDING_MAX },
     { "client-requests-max", required_argument, NULL, OPT_REQUESTS_MAX },
     { "pending-output-max", required_argument, NULL, OPT_PENDING_OUTPUT_MAX },
+    { "get-keys-max",   required_argument, NULL, OPT_GET_KEYS_MAX },
     { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
@@ -92,6 +94,8 @@ usage(FILE *f)
         "      --client-requests-max=N : requests one client may have\n"
         "                           unanswered before memring stops reading\n"
         "                           it for a while (default: %d)\n"
+        "      --get-keys-max=N   : keys one get/gets/gat/gats may carry\n"
+        "                           (default: %d)\n"
         "      --threads=N        : worker threads sharing the ports\n"
         "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
@@ -106,7 +110,7 @@ usage(FILE *f)
         (unsigned long long)WORKER_DEFAULT_PENDING_OUTPUT_MAX,
         WORKER_DEFAULT_MAX_CLIENTS,
         (unsigned long long)WORKER_DEFAULT_PENDING_VALUES_MAX,
-        WORKER_DEFAULT_REQUESTS_MAX);
+        WORKER_DEFAULT_REQUESTS_MAX, WORKER_DEFAULT_GET_KEYS_MAX);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -209,11 +213,13 @@ main(int argc, char **argv)
         case OPT_PENDING_MAX:
         case OPT_REQUESTS_MAX:
         case OPT_PENDING_OUTPUT_MAX:
+        case OPT_GET_KEYS_MAX:
             snprintf(name, sizeof(name), "--%s",
                      long_options[option_index].name);
             v = option_number(name, optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
                               opt == OPT_MAX_CLIENTS ? 1000000 :
-                              opt == OPT_REQUESTS_MAX ? 1L << 20 :
+                              opt == OPT_REQUESTS_MAX ||
+                              opt == OPT_GET_KEYS_MAX ? 1L << 20 :
                               opt == OPT_PENDING_MAX ||
                               opt == OPT_PENDING_OUTPUT_MAX ? 1L << 40 :
                               1L << 30);
@@ -232,6 +238,8 @@ main(int argc, char **argv)
                 o.limits.pending_output_max = (uint64_t)v;
             } else if (opt == OPT_REQUESTS_MAX) {
                 o.limits.requests_max = (uint32_t)v;
+            } else if (opt == OPT_GET_KEYS_MAX) {
+                o.limits.get_keys_max = (uint32_t)v;
             } else {
                 o.limits.idle_timeout_ms = (uint64_t)v * 1000;
             }

@@ -11,9 +11,11 @@
 /*
  * memcached closes a connection that has buffered more than 2048 bytes with
  * no newline, unless they start (after at most 100 spaces) with "get " or
- * "gets ": only multigets may be that long. memring applies the rule to the
- * line itself, so that the answer does not depend on how reads were split,
- * and lets gat/gats through too, as a valid gat is as long as a valid get.
+ * "gets ": only multigets may be longer than its 16 KiB read buffer. A
+ * complete line that fits that buffer is answered, however long. memring
+ * waits for the \n of any line up to MC_TEXT_LINE_MAX, so that the answer
+ * does not depend on how reads were split, and lets gat/gats through too,
+ * as a valid gat is as long as a valid get.
  */
 #define SHORT_LINE_MAX  2048
 #define LEAD_SPACES_MAX 100
@@ -284,26 +286,15 @@ noreply_maybe(struct req_line *l)
 }
 
 /*
- * memcached checks only the length. Control bytes are refused on top of
- * that, as protocol.txt forbids them and a key with one cannot be written
- * back unchanged in logs, stats or a recomposed get line.
+ * memcached checks only the length: a key is any bytes but space and \n
+ * (the tokenizer's separators), and its clients use that (libmemcached's
+ * memcaslap puts 0x10 in front of its keys). Everything downstream handles
+ * such keys as bytes with a length.
  */
 static bool
 key_ok(const struct token *t)
 {
-    size_t i;
-
-    if (t->len > MC_KEY_MAX) {
-        return false;
-    }
-    for (i = 0; i < t->len; i++) {
-        unsigned char c = (unsigned char)t->p[i];
-
-        if (c < 0x20 || c == 0x7f) {
-            return false;
-        }
-    }
-    return true;
+    return t->len <= MC_KEY_MAX;
 }
 
 static bool
@@ -320,30 +311,116 @@ add_key(struct req_line *l, const struct token *t)
     return true;
 }
 
-/*
- * A line with no newline in its first SHORT_LINE_MAX + 1 bytes; line_len is
- * its length, or a lower bound when the newline has not arrived. PARSE_OK
- * lets a retrieval go on.
- */
-static enum parse_status
-check_long_line(const char *buf, size_t len, size_t line_len,
-                struct mc_req *req)
+/* The line starts, after at most LEAD_SPACES_MAX spaces, with "get ",
+ * "gets ", "gat " or "gats ": it may be longer than a read buffer. */
+static bool
+retrieval_prefix(const char *buf, size_t len)
 {
     size_t i = 0;
 
-    /* len > SHORT_LINE_MAX: the bytes looked at here are all there */
-    while (i <= LEAD_SPACES_MAX && buf[i] == ' ') {
+    while (i < len && i <= LEAD_SPACES_MAX && buf[i] == ' ') {
         i++;
     }
-    if (i > LEAD_SPACES_MAX ||
-        (memcmp(buf + i, "get ", 4) != 0 && memcmp(buf + i, "gets ", 5) != 0 &&
-         memcmp(buf + i, "gat ", 4) != 0 && memcmp(buf + i, "gats ", 5) != 0)) {
-        return req_fail(req, NULL, len, true);
+    if (i > LEAD_SPACES_MAX || len - i < 5) {
+        return false;
     }
-    if (line_len > MC_LINE_MAX) {
-        return req_fail(req, ERR_LINE, len, true);
+    return memcmp(buf + i, "get ", 4) == 0 || memcmp(buf + i, "gets ", 5) == 0 ||
+           memcmp(buf + i, "gat ", 4) == 0 || memcmp(buf + i, "gats ", 5) == 0;
+}
+
+/* "Too many keys": a multi-get with more than the caller has room for. It
+ * closes (the rest of an unfinished line cannot be skipped without reading
+ * it), whether or not the line's end has arrived. */
+static enum parse_status
+too_many_keys(struct mc_req *req, size_t len)
+{
+    return req_fail(req, ERR_LINE, len, true);
+}
+
+/*
+ * A line with more than SHORT_LINE_MAX bytes and no \n in buf[0..len) yet.
+ * Other lines wait up to MC_TEXT_LINE_MAX bytes, then close silently (what
+ * memcached does once its read buffer is full of one line). A multi-get
+ * waits for its end, its keys counted as they come (from where scan left
+ * off), until it has more than keys_cap.
+ */
+static enum parse_status
+long_line_pending(const char *buf, size_t len, struct mc_req *req,
+                  uint32_t keys_cap, struct mc_scan *scan)
+{
+    const char *p, *end = buf + len;
+    uint32_t args;
+
+    if (!retrieval_prefix(buf, len)) {
+        if (len >= MC_TEXT_LINE_MAX) {
+            return req_fail(req, NULL, len, true);
+        }
+        return PARSE_AGAIN;
     }
-    return PARSE_OK;
+    /* tokens that are not keys: the command, and gat/gats' exptime */
+    for (p = buf; *p == ' '; p++) {
+    }
+    args = memcmp(p, "gat", 3) == 0 ? 2 : 1;
+    for (p = buf + scan->tok_off; p < end && !scan->cut; p++) {
+        bool sep = *p == ' ';
+
+        scan->cut = *p == '\0';        /* the line ends there (strlen) */
+        if (!sep && !scan->cut && !scan->in_tok) {
+            scan->ntok++;
+        }
+        scan->in_tok = !sep;
+    }
+    scan->tok_off = len;
+    /* One token of slack: a last "\r" may yet turn out to be the line's
+     * end. The complete line's count is exact (parse_retrieval()). */
+    if (scan->ntok > args + 1 && scan->ntok - args - 1 > keys_cap) {
+        return too_many_keys(req, len);
+    }
+    return PARSE_AGAIN;
+}
+
+/*
+ * A binary-protocol request (memcached tells it by its first byte). memring
+ * does not serve the binary protocol yet: rather than read its bytes as
+ * text lines, where a value could carry commands, it answers "unknown
+ * command" and drops the body by the length in the header.
+ */
+static enum parse_status
+parse_binary(const unsigned char *b, size_t len, struct mc_req *req)
+{
+    if (len < MC_BINARY_HEADER) {
+        return PARSE_AGAIN;
+    }
+    req->binary = true;
+    req->bin_opcode = b[1];
+    req->bin_opaque = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
+                      (uint32_t)b[14] << 8 | (uint32_t)b[15];
+    req->swallow = (uint64_t)b[8] << 24 | (uint64_t)b[9] << 16 |
+                   (uint64_t)b[10] << 8 | (uint64_t)b[11];
+    return req_fail(req, NULL, MC_BINARY_HEADER, false);
+}
+
+void
+mc_binary_error(const struct mc_req *req, char *out)
+{
+    static const char msg[] = "Unknown command";
+    unsigned char *o = (unsigned char *)out;
+    uint32_t body = sizeof(msg) - 1;
+
+    memset(o, 0, MC_BINARY_HEADER);
+    o[0] = 0x81;                        /* response magic */
+    o[1] = req->bin_opcode;
+    o[6] = 0x00;                        /* status 0x0081: unknown command */
+    o[7] = 0x81;
+    o[8] = (unsigned char)(body >> 24);
+    o[9] = (unsigned char)(body >> 16);
+    o[10] = (unsigned char)(body >> 8);
+    o[11] = (unsigned char)body;
+    o[12] = (unsigned char)(req->bin_opaque >> 24);
+    o[13] = (unsigned char)(req->bin_opaque >> 16);
+    o[14] = (unsigned char)(req->bin_opaque >> 8);
+    o[15] = (unsigned char)req->bin_opaque;
+    memcpy(o + MC_BINARY_HEADER, msg, body);
 }
 
 static enum parse_status
@@ -406,7 +483,8 @@ parse_retrieval(struct req_line *l)
     struct mc_req *req = l->req;
     const char *cur = l->cur;
     struct token t;
-    bool more, full = false;
+    bool more, bad = false;
+    uint32_t n = 0;
     int32_t exptime;
 
     if (!next_token(&cur, l->end, &t)) {
@@ -421,16 +499,21 @@ parse_retrieval(struct req_line *l)
         more = next_token(&cur, l->end, &t);
     }
     for (; more; more = next_token(&cur, l->end, &t)) {
+        /* Too many keys is found whether or not the line is complete (see
+         * long_line_pending()), so it wins over a bad key. */
+        if (n++ == l->keys_cap) {
+            return too_many_keys(req, req->line_len);
+        }
         /* One bad key fails the whole request, as in memcached. */
         if (!key_ok(&t)) {
-            return line_fail(l, ERR_FORMAT);
+            bad = true;
         }
-        if (!full && !add_key(l, &t)) {
-            full = true;
+        if (!bad) {
+            add_key(l, &t);
         }
     }
-    if (full) {
-        return line_fail(l, ERR_LINE);
+    if (bad) {
+        return line_fail(l, ERR_FORMAT);
     }
     if (req->nkeys == 0) {
         return line_fail(l, "END");   /* "gat 10": nothing to fetch */
@@ -563,8 +646,18 @@ parse_unknown(struct req_line *l)
     const struct token *last = &l->tok[l->ntok - 1];
     size_t i;
 
+    int32_t vlen;
+
+    /* A meta set declares a data block: drop it with the line, or its
+     * bytes would be read as commands. memring does not serve meta
+     * commands yet. */
+    if (tok_is(t, "ms", 2) && l->ntok >= 3 && num_i32(&l->tok[2], &vlen) &&
+        vlen >= 0) {
+        l->req->swallow = (uint64_t)vlen + CRLF_LEN;
+        return line_fail(l, ERR_ERROR);
+    }
     /* Its 'g', 's', 'a', 'c', 'i', 'd', 't' and two-letter 'm' (meta)
-     * branches end in ERROR. memring does not serve meta commands. */
+     * branches end in ERROR. */
     if (memchr("gsacidt", t->p[0], 7) != NULL ||
         (t->p[0] == 'm' && t->len == 2)) {
         return line_fail(l, ERR_ERROR);
@@ -597,28 +690,40 @@ enum parse_status
 mc_parse_req(const char *buf, size_t len, struct mc_req *req,
              struct mc_span *keys, uint32_t keys_cap)
 {
+    struct mc_scan scan;
+
+    memset(&scan, 0, sizeof(scan));
+    return mc_parse_req_scan(buf, len, req, keys, keys_cap, &scan);
+}
+
+enum parse_status
+mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
+                  struct mc_span *keys, uint32_t keys_cap,
+                  struct mc_scan *scan)
+{
     struct req_line l;
     const char *nl, *nul;
-    size_t text;
-    enum parse_status st;
+    size_t text, from;
 
     memset(req, 0, sizeof(*req));
     req->arg = -1;
 
-    nl = memchr(buf, '\n', len < MC_LINE_MAX ? len : MC_LINE_MAX);
+    if (len > 0 && (unsigned char)buf[0] == MC_BINARY_MAGIC) {
+        return parse_binary((const unsigned char *)buf, len, req);
+    }
+    from = scan->nl_off < len ? scan->nl_off : len;
+    nl = memchr(buf + from, '\n', len - from);
     if (nl == NULL) {
+        scan->nl_off = len;
         if (len <= SHORT_LINE_MAX) {
             return PARSE_AGAIN;
         }
-        st = check_long_line(buf, len, len + 1, req);
-        return st == PARSE_OK ? PARSE_AGAIN : st;
+        return long_line_pending(buf, len, req, keys_cap, scan);
     }
     text = (size_t)(nl - buf);
-    if (text > SHORT_LINE_MAX) {
-        st = check_long_line(buf, len, text + 1, req);
-        if (st != PARSE_OK) {
-            return st;
-        }
+    if (text >= MC_TEXT_LINE_MAX && !retrieval_prefix(buf, text)) {
+        /* memcached's buffer filled up before the \n came */
+        return req_fail(req, NULL, len, true);
     }
     req->line_len = text + 1;
     req->total_len = req->line_len;

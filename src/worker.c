@@ -130,6 +130,7 @@ worker_limits_default(struct worker_limits *l)
     l->pending_output_max = WORKER_DEFAULT_PENDING_OUTPUT_MAX;
     l->idle_timeout_ms = 0;
     l->requests_max = WORKER_DEFAULT_REQUESTS_MAX;
+    l->get_keys_max = WORKER_DEFAULT_GET_KEYS_MAX;
 }
 
 int
@@ -155,8 +156,7 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
         return err;
     }
     w->started = uv_now(&w->loop);
-    /* The longest line holds at most one key per two bytes. */
-    w->keys_cap = MC_LINE_MAX / 2;
+    w->keys_cap = limits->get_keys_max;
     w->keys = malloc(w->keys_cap * sizeof(*w->keys));
     w->route = malloc(w->keys_cap * sizeof(*w->route));
     w->pools = calloc(conf->npools, sizeof(*w->pools));

@@ -8,6 +8,7 @@
 #define MEMRING_CLIENT_H
 
 #include "memring/buf.h"
+#include "memring/mc_parse.h"
 #include "memring/net.h"
 #include "memring/req.h"
 
@@ -29,7 +30,12 @@ struct client {
     uint32_t             nwrites;   /* writes in flight */
     uint64_t             unsent;    /* write-queue bytes counted in
                                      * tally_output_bytes */
-    uint64_t             swallow;   /* bytes of a refused value to drop */
+    uint64_t             swallow;   /* bytes of a refused value (or of a
+                                     * request not served) to drop */
+    struct mc_scan       scan;      /* the unfinished request line so far */
+    uint32_t             window;    /* requests it may have unanswered now:
+                                     * grows while its replies are taken at
+                                     * once, shrinks when they are not */
     uint64_t             pending;   /* bytes of the request being received,
                                      * counted in tally_value_bytes */
     uint64_t             last_active; /* loop ms of the last read */
@@ -37,7 +43,9 @@ struct client {
     bool                 counted;   /* in its pool's tally */
     bool                 quitting;  /* a quit (or fatal error) was read */
     bool                 paused;    /* not read: too many requests unanswered
-                                     * (limits.requests_max) */
+                                     * (window), or too many reply bytes
+                                     * unsent (CLIENT_UNSENT_PAUSE) */
+    bool                 binary_seen; /* logged its first binary request */
     bool                 dirty;     /* on the worker's flush list */
     TAILQ_ENTRY(client)  dirty_link;
     TAILQ_ENTRY(client)  link;      /* worker->clients */

@@ -12,7 +12,10 @@
 #include <stdint.h>
 
 #define MC_KEY_MAX      250      /* memcached's KEY_MAX_LENGTH */
-#define MC_LINE_MAX     65536    /* longest get/gets/gat/gats line, \n incl. */
+#define MC_TEXT_LINE_MAX 16384   /* longest line but get/gets/gat/gats, \n
+                                  * incl.: memcached's read buffer */
+#define MC_BINARY_MAGIC 0x80     /* first byte of a binary-protocol request */
+#define MC_BINARY_HEADER 24      /* its fixed header */
 #define MC_VALUE_MAX    (1024ULL * 1024 * 1024) /* longest value passed on */
 #define MC_RSP_LINE_MAX 1024     /* longest reply line taken from a server */
 
@@ -88,27 +91,63 @@ struct mc_req {
     size_t         skip;       /* bytes to drop (line, or line + data);
                                 * never more than len */
     bool           close;      /* close the connection after the reply */
+    uint64_t       swallow;    /* bytes after skip to drop as they arrive:
+                                * the data block of a request memring does
+                                * not serve (ms, a binary request's body) */
+    bool           binary;     /* a binary-protocol request: answer with
+                                * mc_binary_error() instead of error */
+    uint8_t        bin_opcode; /* binary: its opcode and opaque, echoed */
+    uint32_t       bin_opaque;
+};
+
+/*
+ * What mc_parse_req_scan() learnt of a line whose \n has not arrived, so
+ * that a long get line is scanned once, not once per read. The caller
+ * zeroes it whenever it consumes bytes (a new request starts).
+ */
+struct mc_scan {
+    size_t   nl_off;    /* no \n in buf[0..nl_off) */
+    size_t   tok_off;   /* tokens counted in buf[0..tok_off) */
+    uint32_t ntok;      /* tokens begun there */
+    bool     in_tok;    /* buf[tok_off - 1] is inside a token */
+    bool     cut;       /* a NUL was seen: the line's text ended there */
 };
 
 /*
  * Parses one request from buf[0..len). keys/keys_cap receive the key spans
- * (get-family may have many; a request with more keys than keys_cap gets
- * "CLIENT_ERROR line too long", like an over-long line, but the connection
- * stays open). PARSE_ERROR fills req->error/skip/close; the caller replies
- * error (if not NULL), drops skip bytes, and goes on (or closes).
+ * (get-family may have many). PARSE_ERROR fills req->error/skip/close/
+ * swallow; the caller replies error (if not NULL; binary: the binary
+ * error), drops skip bytes and then swallow more as they come, and goes on
+ * (or closes).
  * Bounds, so that a client cannot make the proxy buffer without end: a
- * get/gets/gat/gats line longer than MC_LINE_MAX gets "CLIENT_ERROR line too
- * long" and close; any other line with more than 2048 bytes before its \n
- * closes silently (memcached's rule). These hold whether or not the \n has
- * arrived, so the result never depends on how the bytes were split.
+ * get/gets/gat/gats line may be of any length, but one with more than
+ * keys_cap keys gets "CLIENT_ERROR line too long" and close; any other
+ * line whose \n is not in its first MC_TEXT_LINE_MAX bytes closes silently
+ * (memcached, whose read buffer is that long, does the same). These hold
+ * whether or not the \n has arrived, so the result never depends on how
+ * the bytes were split.
  * A value longer than MC_VALUE_MAX gets "SERVER_ERROR object too large for
  * cache" and close (memcached would swallow the data block instead).
- * Keys longer than MC_KEY_MAX or with a control byte (< 0x20, 0x7f) get
- * "CLIENT_ERROR bad command line format"; memcached itself only checks the
- * length.
+ * Keys are what memcached takes: 1 to MC_KEY_MAX bytes of anything but
+ * space and \n (a NUL ends the line, as there).
+ * A first byte MC_BINARY_MAGIC is a binary-protocol request: PARSE_ERROR
+ * with binary set, its header skipped and its body swallowed.
  */
 enum parse_status mc_parse_req(const char *buf, size_t len, struct mc_req *req,
                                struct mc_span *keys, uint32_t keys_cap);
+
+/* mc_parse_req() resuming the search for the line's end where an earlier
+ * call on the same bytes left it: scan is the caller's, zeroed for each new
+ * request. */
+enum parse_status mc_parse_req_scan(const char *buf, size_t len,
+                                    struct mc_req *req, struct mc_span *keys,
+                                    uint32_t keys_cap, struct mc_scan *scan);
+
+/* memcached's binary reply "unknown command" (status 0x0081) to the binary
+ * request req: its opcode and opaque echoed, the message as body. Writes
+ * MC_BINARY_ERROR_LEN bytes to out. */
+#define MC_BINARY_ERROR_LEN (MC_BINARY_HEADER + 15)
+void mc_binary_error(const struct mc_req *req, char *out);
 
 enum mc_rsp_type {
     MC_RSP_VALUE = 0,   /* VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n */

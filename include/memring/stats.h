@@ -38,7 +38,9 @@ enum stats_type {
     ACTION(client_refused,     STATS_COUNTER, "# clients refused: connection limit") \
     ACTION(client_overflow,    STATS_COUNTER, "# clients cut off: replies not read") \
     ACTION(client_idle_closed, STATS_COUNTER, "# clients closed after the idle timeout") \
-    ACTION(client_paused,      STATS_COUNTER, "# times a client was not read: --client-requests-max unanswered") \
+    ACTION(client_paused,      STATS_COUNTER, "# times a client was not read: too many requests unanswered, or replies unsent") \
+    ACTION(client_half_closed, STATS_COUNTER, "# clients that shut down their sending side with replies still owed") \
+    ACTION(request_binary,     STATS_COUNTER, "# binary-protocol requests answered 'unknown command'") \
     ACTION(request_too_large,  STATS_COUNTER, "# values refused: over the item size limit") \
     ACTION(request_no_memory,  STATS_COUNTER, "# values refused: --pending-values-max reached")
 

@@ -35,6 +35,7 @@ struct worker_limits {
     uint64_t idle_timeout_ms;  /* close clients idle that long; 0 = never */
     uint32_t requests_max;     /* unanswered requests of one client before
                                 * it is no longer read for a while */
+    uint32_t get_keys_max;     /* keys of one get/gets/gat/gats */
 };
 
 #define WORKER_DEFAULT_ITEM_SIZE_MAX (8ULL * 1024 * 1024)
@@ -43,6 +44,7 @@ struct worker_limits {
 #define WORKER_DEFAULT_PENDING_VALUES_MAX (1ULL << 30)
 #define WORKER_DEFAULT_PENDING_OUTPUT_MAX (1ULL << 30)
 #define WORKER_DEFAULT_REQUESTS_MAX  1024
+#define WORKER_DEFAULT_GET_KEYS_MAX  100000
 
 /* The defaults above, idle timeout off. */
 void worker_limits_default(struct worker_limits *l);

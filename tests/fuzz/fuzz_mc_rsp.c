@@ -55,7 +55,7 @@ check_call(const char *buf, size_t len, enum parse_status st,
             for (i = 0; i < rsp->key.len; i++) {
                 unsigned char c = (unsigned char)buf[rsp->key.off + i];
 
-                CHECK(c > 0x20 && c != 0x7f);
+                CHECK(c != ' ' && c != '\n');
             }
             CHECK(rsp->vlen <= MC_VALUE_MAX);
             CHECK(rsp->len == line + rsp->vlen + 2);

@@ -70,8 +70,9 @@
  * stats foo                          ERROR (memring passes args on)
  * mn | mg ...                        meta commands (memring: ERROR)
  * > 2048 bytes, no \n, not "get " /  (none)                         -     close
- *   "gets " after <= 100 spaces        (also "version xxx...", "gat ...",
- *                                      "get\t...", 101 spaces + "get ") [4]
+ *   "gets " after <= 100 spaces        (memring: past 16 KiB, also for
+ *                                      "gat ...", "get\t...", 101 spaces +
+ *                                      "get ") [4]
  * long get/gets line                 no bound: buffers until the \n
  * more than 23 tokens                only 23 are kept: "foo" + 21 "x" +
  *                                    HTTP/1.1 closes, + 22 "x" is ERROR
@@ -80,16 +81,16 @@
  * [1] values up to MC_VALUE_MAX (1 GB) are PARSE_OK and go to the server,
  *     which answers for its own item size. Beyond that: the same reply, then
  *     close instead of swallowing a gigabyte.
- * [2] keys with a control byte (< 0x20, 0x7f) are refused like a key that
- *     is too long: CLIENT_ERROR bad command line format, drop the line.
+ * [2] (none: keys are memcached's, any bytes but space and \n.)
  * [3] memcached's strtol/strtoul quirks on a 64-bit build are reproduced,
  *     so that the proxy reads a line as the server behind it will.
  * [4] memcached decides on the bytes buffered, so a 3000-byte set line read
  *     at once gets CLIENT_ERROR, but closes when split. memring decides on
- *     the line (its bytes before \n), which gives memcached's answer to the
- *     byte-by-byte case whatever the split: non-retrieval lines over 2048
- *     bytes close silently; get/gets/gat/gats lines may be MC_LINE_MAX long,
- *     beyond: "CLIENT_ERROR line too long" and close.
+ *     the line (its bytes before \n): a line whose \n is in its first
+ *     MC_TEXT_LINE_MAX bytes (memcached's read buffer) gets memcached's
+ *     answer to it read at once, whatever the split; a longer one closes
+ *     silently. get/gets/gat/gats lines may be of any length; more keys
+ *     than the caller's cap: "CLIENT_ERROR line too long" and close.
  */
 #include "memring/mc_parse.h"
 
@@ -157,6 +158,7 @@ replay(const char *in, size_t len, char *out, size_t cap)
         }
         assert_true(req.skip > 0);
         off += req.skip;
+        off += req.swallow < len - off ? (size_t)req.swallow : len - off;
     }
     assert_true(n < cap);
 }
@@ -291,8 +293,7 @@ test_req_line_endings(void **state)
         C("  set  k  0  0  1 \r\nv\r\n", "<set>", USED_ALL),
         C("set k 0 0 1\r\r\nv\r\n", "<set>", USED_ALL),
         /* the \r of \r\n is dropped once; a second one stays in the key */
-        C("get a\r\r\n", "CLIENT_ERROR bad command line format\r\n",
-          USED_LINE),
+        C("get a\r\r\n", "<get>", USED_ALL),
         /* memcached reads the line with strlen(): it ends at a NUL */
         C("get a\0b\r\n", "<get>", USED_ALL),
         C("set a 0 0 1\0 junk\r\nv\r\n", "<set>", USED_ALL),
@@ -362,12 +363,11 @@ test_req_storage_errors(void **state)
         C("cas k 0 0 1 99 noreply x\r\nv\r\n", "ERROR\r\nERROR\r\n",
           USED_LINE),
         C("cas k 0 0 1 99\r\nv\r\n", "<cas>", USED_ALL),
-        /* control bytes in a key: refused by memring (memcached stores) */
-        C("set k\x01x 0 0 1\r\nv\r\n",
-          "CLIENT_ERROR bad command line format\r\nERROR\r\n", USED_LINE),
-        C("set k\x7fx 0 0 1\r\nv\r\n",
-          "CLIENT_ERROR bad command line format\r\nERROR\r\n", USED_LINE),
-        C("set k\tx 0 0 1 noreply\r\nv\r\n", "ERROR\r\n", USED_LINE),
+        /* control and high bytes in a key: stored, as by memcached */
+        C("set k\x01x 0 0 1\r\nv\r\n", "<set>", USED_ALL),
+        C("set k\x7fx 0 0 1\r\nv\r\n", "<set>", USED_ALL),
+        C("set \x10k\xff 0 0 1 noreply\r\nv\r\n", "<set noreply>",
+          USED_ALL),
     };
 
     (void)state;
@@ -391,12 +391,9 @@ test_req_retrieval_errors(void **state)
         C("gat -1 k\r\n", "<gat>", USED_ALL),
         C("gats 10 k\r\n", "<gats>", USED_ALL),
         C("get k noreply\r\n", "<get>", USED_ALL),
-        C("get a\x01" "b\r\n", "CLIENT_ERROR bad command line format\r\n",
-          USED_LINE),
-        C("get a b\x7f\r\n", "CLIENT_ERROR bad command line format\r\n",
-          USED_LINE),
-        C("get a\rb\r\n", "CLIENT_ERROR bad command line format\r\n",
-          USED_LINE),
+        C("get a\x01" "b\r\n", "<get>", USED_ALL),
+        C("get a b\x7f\xff\r\n", "<get>", USED_ALL),
+        C("get a\rb\r\n", "<get>", USED_ALL),
         C("get\tk\r\n", "ERROR\r\n", USED_LINE),
     };
 
@@ -680,28 +677,23 @@ test_req_short_line_bound(void **state)
     char *b;
 
     (void)state;
-    /* 2048 bytes before the \n (the \r counts): still a line */
-    b = build("set ", "k", 2043, "\r\n", &len);
+    /* memcached answers a line its 16 KiB buffer holds with its \n, so
+     * memring waits for the \n that long: 3000 bytes are one line */
+    b = build("set ", "k", 2996, "\r\n", &len);
+    assert_int_equal(parse(b, len - 1, &req), PARSE_AGAIN);
     assert_int_equal(parse(b, len, &req), PARSE_ERROR);
     assert_string_equal(req.error, "ERROR");
     assert_false(req.close);
+    assert_int_equal(req.skip, len);
     free(b);
-
-    /* 2049: closed without a word, whether the \n came or not */
-    b = build("set ", "k", 2044, "\r\n", &len);
+    b = build("set ", "k", 3000, " 0 0 1\r\n", &len);
     assert_int_equal(parse(b, len, &req), PARSE_ERROR);
-    assert_null(req.error);
-    assert_true(req.close);
-    assert_int_equal(parse(b, 2048, &req), PARSE_AGAIN);
-    assert_int_equal(parse(b, 2049, &req), PARSE_ERROR);
-    assert_null(req.error);
-    assert_true(req.close);
-    assert_int_equal(req.skip, 2049);
+    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
+    assert_false(req.close);
     free(b);
-
     b = build("version ", "x", 3000, "\r\n", &len);
-    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
-    assert_true(req.close);
+    assert_int_equal(parse(b, len, &req), PARSE_OK);
+    assert_int_equal(req.cmd, MC_VERSION);
     free(b);
 
     /* get/gets/gat/gats may go on, after at most 100 spaces */
@@ -717,16 +709,17 @@ test_req_short_line_bound(void **state)
     assert_int_equal(req.nkeys, 3000);
     free(b);
     for (spaces = 100; spaces <= 101; spaces++) {
-        b = malloc(spaces + 4 + 3000 + 2);
+        size_t n = spaces + 4 + MC_TEXT_LINE_MAX + 2;
+
+        b = malloc(n);
         assert_non_null(b);
         memset(b, ' ', spaces);
         memcpy(b + spaces, "get ", 4);
-        memset(b + spaces + 4, 'k', 3000);
-        memcpy(b + spaces + 4 + 3000, "\r\n", 2);
-        len = spaces + 4 + 3000 + 2;
-        assert_int_equal(parse(b, len, &req), PARSE_ERROR);
+        memset(b + spaces + 4, 'k', MC_TEXT_LINE_MAX);
+        memcpy(b + n - 2, "\r\n", 2);
+        assert_int_equal(parse(b, n, &req), PARSE_ERROR);
         if (spaces == 100) {
-            /* read as a get: the 3000-byte key is refused */
+            /* read as a get: the long key is refused */
             assert_string_equal(req.error,
                                 "CLIENT_ERROR bad command line format");
             assert_false(req.close);
@@ -736,17 +729,6 @@ test_req_short_line_bound(void **state)
         }
         free(b);
     }
-    b = build("", " ", 3000, "", &len);
-    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
-    assert_true(req.close);
-    b[len - 1] = '\n';
-    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
-    assert_true(req.close);
-    free(b);
-    b = build("get\t", "k ", 1500, "\r\n", &len);
-    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
-    assert_true(req.close);
-    free(b);
 }
 
 static void
@@ -757,26 +739,90 @@ test_req_long_line_bound(void **state)
     char *b;
 
     (void)state;
-    /* a get line of exactly MC_LINE_MAX bytes, \r\n included */
-    b = build("get ", "k", MC_LINE_MAX - 6, "\r\n", &len);
-    assert_int_equal(len, MC_LINE_MAX);
+    /* a line of exactly MC_TEXT_LINE_MAX bytes, \n included: answered */
+    b = build("foo ", "x", MC_TEXT_LINE_MAX - 6, "\r\n", &len);
+    assert_int_equal(len, MC_TEXT_LINE_MAX);
     assert_int_equal(parse(b, len - 1, &req), PARSE_AGAIN);
     assert_int_equal(parse(b, len, &req), PARSE_ERROR);
-    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
+    assert_string_equal(req.error, "ERROR");
     assert_false(req.close);
-    assert_int_equal(req.skip, MC_LINE_MAX);
+    assert_int_equal(req.skip, MC_TEXT_LINE_MAX);
     free(b);
 
-    /* one more: refused and closed, with or without its \n */
-    b = build("get ", "k", MC_LINE_MAX - 5, "\r\n", &len);
+    /* one more: closed without a word, whether the \n came or not */
+    b = build("foo ", "x", MC_TEXT_LINE_MAX - 5, "\r\n", &len);
     assert_int_equal(parse(b, len, &req), PARSE_ERROR);
+    assert_null(req.error);
+    assert_true(req.close);
+    assert_int_equal(parse(b, MC_TEXT_LINE_MAX - 1, &req), PARSE_AGAIN);
+    assert_int_equal(parse(b, MC_TEXT_LINE_MAX, &req), PARSE_ERROR);
+    assert_null(req.error);
+    assert_true(req.close);
+    free(b);
+    b = build("", " ", 20000, "", &len);
+    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
+    assert_true(req.close);
+    b[len - 1] = '\n';
+    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
+    assert_true(req.close);
+    free(b);
+    b = build("get\t", "k ", 9000, "\r\n", &len);
+    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
+    assert_true(req.close);
+    free(b);
+}
+
+/* A multi-get longer than any buffer: served whole, its keys counted as
+ * they arrive; over the cap refused and closed, complete or not. */
+static void
+test_req_long_get(void **state)
+{
+    enum { NKEYS = 30000, CAP = 20000 };
+    static struct mc_span many[NKEYS];
+    struct mc_scan scan;
+    struct mc_req req;
+    size_t len, cut;
+    char *b;
+
+    (void)state;
+    b = build("get ", "ab ", NKEYS - 1, "ab\r\n", &len);
+    assert_true(len > 4 * 16384);
+    assert_int_equal(mc_parse_req(b, len, &req, many, NKEYS), PARSE_OK);
+    assert_int_equal(req.nkeys, NKEYS);
+    assert_int_equal(req.line_len, len);
+
+    /* fed a piece at a time with one scan: the same answer */
+    memset(&scan, 0, sizeof(scan));
+    for (cut = 1000; cut < len; cut += 7777) {
+        assert_int_equal(mc_parse_req_scan(b, cut, &req, many, NKEYS, &scan),
+                         PARSE_AGAIN);
+    }
+    assert_int_equal(mc_parse_req_scan(b, len, &req, many, NKEYS, &scan),
+                     PARSE_OK);
+    assert_int_equal(req.nkeys, NKEYS);
+
+    /* over the cap: complete, and before its \n is there */
+    assert_int_equal(mc_parse_req(b, len, &req, many, CAP), PARSE_ERROR);
     assert_string_equal(req.error, "CLIENT_ERROR line too long");
     assert_true(req.close);
-    assert_int_equal(parse(b, MC_LINE_MAX - 1, &req), PARSE_AGAIN);
-    assert_int_equal(parse(b, MC_LINE_MAX, &req), PARSE_ERROR);
+    memset(&scan, 0, sizeof(scan));
+    for (cut = 3000; cut < len; cut += 3000) {
+        if (mc_parse_req_scan(b, cut, &req, many, CAP, &scan) != PARSE_AGAIN) {
+            break;
+        }
+    }
+    assert_true(cut < len);
+    assert_true(cut >= 4 + 3 * CAP);
     assert_string_equal(req.error, "CLIENT_ERROR line too long");
     assert_true(req.close);
-    assert_int_equal(req.skip, MC_LINE_MAX);
+
+    /* a NUL ends the line: the keys after it do not count */
+    b[4 + 3 * 10] = '\0';
+    assert_int_equal(mc_parse_req(b, len, &req, many, CAP), PARSE_OK);
+    assert_int_equal(req.nkeys, 10);
+    memset(&scan, 0, sizeof(scan));
+    assert_int_equal(mc_parse_req_scan(b, len - 2, &req, many, CAP, &scan),
+                     PARSE_AGAIN);
     free(b);
 }
 
@@ -792,15 +838,60 @@ test_req_keys_cap(void **state)
     assert_int_equal(mc_parse_req("get a b c\r\n", 11, &req, few, 2),
                      PARSE_ERROR);
     assert_string_equal(req.error, "CLIENT_ERROR line too long");
-    assert_false(req.close);
-    assert_int_equal(req.skip, 11);
-    /* a bad key after the cap still wins, as memcached would see it */
-    assert_int_equal(mc_parse_req("get a b c\x01\r\n", 12, &req, few, 2),
+    assert_true(req.close);
+    /* too many keys wins over a bad key, as it is found before the \n */
+    assert_int_equal(mc_parse_req("get a b c \x01\r\n", 14, &req, few, 2),
                      PARSE_ERROR);
-    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
+    assert_string_equal(req.error, "CLIENT_ERROR line too long");
+    assert_int_equal(mc_parse_req("get a b\x01\r\n", 10, &req, few, 2),
+                     PARSE_OK);
     assert_int_equal(mc_parse_req("set k 0 0 1\r\nv\r\n", 16, &req, NULL, 0),
                      PARSE_ERROR);
     assert_string_equal(req.error, "CLIENT_ERROR line too long");
+}
+
+/* Protocols memring does not serve yet: their data is dropped by length,
+ * never read as commands (request smuggling). */
+static void
+test_req_not_served(void **state)
+{
+    static const unsigned char bin[] = {
+        0x80, 0x01, 0x00, 0x03, 0x08, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x10, 0xde, 0xad, 0xbe, 0xef,
+        0, 0, 0, 0, 0, 0, 0, 0,
+    };
+    char out[MC_BINARY_ERROR_LEN];
+    struct mc_req req;
+
+    (void)state;
+    assert_int_equal(mc_parse_req((const char *)bin, 23, &req, keys, KEYS_CAP),
+                     PARSE_AGAIN);
+    assert_int_equal(mc_parse_req((const char *)bin, 24, &req, keys, KEYS_CAP),
+                     PARSE_ERROR);
+    assert_true(req.binary);
+    assert_null(req.error);
+    assert_false(req.close);
+    assert_int_equal(req.skip, 24);
+    assert_int_equal(req.swallow, 16);
+    mc_binary_error(&req, out);
+    assert_int_equal((unsigned char)out[0], 0x81);
+    assert_int_equal(out[1], 0x01);
+    assert_int_equal(out[6], 0x00);
+    assert_int_equal((unsigned char)out[7], 0x81);
+    assert_int_equal(out[11], MC_BINARY_ERROR_LEN - 24);
+    assert_memory_equal(out + 12, bin + 12, 4);
+    assert_memory_equal(out + 24, "Unknown command", 15);
+
+    assert_int_equal(parse("ms k 5 T0\r\nhello\r\n", 21, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "ERROR");
+    assert_int_equal(req.skip, 11);
+    assert_int_equal(req.swallow, 7);
+    assert_int_equal(parse("ms k x\r\n", 8, &req), PARSE_ERROR);
+    assert_int_equal(req.swallow, 0);
+    assert_int_equal(parse("ms k -1\r\n", 9, &req), PARSE_ERROR);
+    assert_int_equal(req.swallow, 0);
+    assert_int_equal(parse("mg k 5\r\n", 8, &req), PARSE_ERROR);
+    assert_int_equal(req.swallow, 0);
 }
 
 static void
@@ -1068,7 +1159,8 @@ test_rsp_units(void **state)
         R("VALUE k 0 +1\r\n", PARSE_ERROR, MC_RSP_VALUE, false),
         R("VALUE k 4294967296 1\r\n", PARSE_ERROR, MC_RSP_VALUE, false),
         R("VALUE k 0 1073741825\r\n", PARSE_ERROR, MC_RSP_VALUE, false),
-        R("VALUE k\x01 0 1\r\nv\r\n", PARSE_ERROR, MC_RSP_VALUE, false),
+        R("VALUE k\x01 0 1\r\nv\r\n", PARSE_OK, MC_RSP_VALUE, false),
+        R("VALUE \x10k\xff\r 0 1\r\nv\r\n", PARSE_OK, MC_RSP_VALUE, false),
     };
     struct mc_rsp rsp;
     size_t i;
@@ -1238,6 +1330,8 @@ main(void)
         cmocka_unit_test(test_req_short_line_bound),
         cmocka_unit_test(test_req_long_line_bound),
         cmocka_unit_test(test_req_keys_cap),
+        cmocka_unit_test(test_req_long_get),
+        cmocka_unit_test(test_req_not_served),
         cmocka_unit_test(test_req_value_bounds),
         cmocka_unit_test(test_req_partial_value_is_cheap),
         cmocka_unit_test(test_req_split_every_byte),
