@@ -649,28 +649,31 @@ server_state(const struct admin *a, uint32_t pi, uint32_t si,
  * the counts (ejected; in backoff only) of the first worker without one. */
 static bool
 pool_healthy(const struct admin *a, uint32_t pi, uint32_t *nejected,
-             uint32_t *nbackoff)
+             uint32_t *nbackoff, uint32_t *ndown)
 {
-    uint32_t w, si, nej, nbo, nlive;
+    uint32_t w, si, nej, nbo, ndn, nlive;
 
-    *nejected = *nbackoff = 0;
+    *nejected = *nbackoff = *ndown = 0;
     for (w = 0; w < a->nworkers; w++) {
         const struct pool *p = worker_pool(a, w, pi);
         if (p == NULL) {
             continue;
         }
-        nej = nbo = nlive = 0;
+        nej = nbo = ndn = nlive = 0;
         for (si = 0; si < p->nservers; si++) {
             const struct server *s = p->servers[si];
             bool ejected = ejected_now(s, loop_now(p));
-            bool backoff = backoff_now(s, loop_now(p));
+            bool backoff = !ejected && backoff_now(s, loop_now(p));
+            bool down = !ejected && !backoff && health_down(s->health) != 0;
             nej += ejected;
-            nbo += !ejected && backoff;
-            nlive += !ejected && !backoff;
+            nbo += backoff;
+            ndn += down;
+            nlive += !ejected && !backoff && !down;
         }
         if (nlive == 0) {
             *nejected = nej;
             *nbackoff = nbo;
+            *ndown = ndn;
             return false;
         }
     }
@@ -928,7 +931,7 @@ render_metrics(struct admin *a, struct obuf *b)
     struct pool_sum ps;
     struct server_sum ss;
     struct server_state sst;
-    uint32_t pi, si, nlive, nej, nbo;
+    uint32_t pi, si, nlive, nej, nbo, ndn;
     size_t m;
 
     prom_head(b, "memring_build_info", "gauge",
@@ -1000,7 +1003,7 @@ render_metrics(struct admin *a, struct obuf *b)
     for (pi = 0; pi < npools(a); pi++) {
         ob_str(b, "memring_pool_healthy");
         prom_labels(b, ref_pool(a, pi)->cp->name, NULL);
-        ob_printf(b, " %d\n", pool_healthy(a, pi, &nej, &nbo) ? 1 : 0);
+        ob_printf(b, " %d\n", pool_healthy(a, pi, &nej, &nbo, &ndn) ? 1 : 0);
     }
     hist = "memring_pool_request_duration_seconds";
     prom_head(b, hist, "histogram",
@@ -1063,23 +1066,47 @@ render_metrics(struct admin *a, struct obuf *b)
  * GET /healthz
  * ------------------------------------------------------------------- */
 
+/* One line per server of pool pi whose latest connect failed (by a
+ * request, or by the prober for an idle one), saying why. */
+static void
+healthz_down_servers(struct admin *a, uint32_t pi, struct obuf *b)
+{
+    const struct pool *p = ref_pool(a, pi);
+    uint32_t si;
+
+    for (si = 0; si < p->nservers; si++) {
+        const struct server *s = p->servers[si];
+        int err = health_down(s->health);
+
+        if (err != 0) {
+            ob_str(b, "pool ");
+            ob_text(b, p->cp->name);
+            ob_str(b, ": server ");
+            ob_text(b, s->cs->name);
+            ob_str(b, " (");
+            ob_text(b, s->cs->text);
+            ob_printf(b, "): down: %s\n", uv_strerror(err));
+        }
+    }
+}
+
 static int
 render_healthz(struct admin *a, struct obuf *b)
 {
     struct obuf why = { 0 };
-    uint32_t pi, nej, nbo, nbad = 0;
+    uint32_t pi, nej, nbo, ndn, nbad = 0;
     int status;
 
     for (pi = 0; pi < npools(a); pi++) {
-        if (pool_healthy(a, pi, &nej, &nbo)) {
-            continue;
+        if (!pool_healthy(a, pi, &nej, &nbo, &ndn)) {
+            nbad++;
+            ob_str(&why, "pool ");
+            ob_text(&why, ref_pool(a, pi)->cp->name);
+            ob_printf(&why, ": no live server (%" PRIu32 " of %" PRIu32
+                      " ejected, %" PRIu32 " in connect backoff, %" PRIu32
+                      " down)\n", nej, ref_pool(a, pi)->nservers, nbo, ndn);
         }
-        nbad++;
-        ob_str(&why, "pool ");
-        ob_text(&why, ref_pool(a, pi)->cp->name);
-        ob_printf(&why, ": no live server (%" PRIu32 " of %" PRIu32
-                  " ejected, %" PRIu32 " in connect backoff)\n", nej,
-                  ref_pool(a, pi)->nservers, nbo);
+        healthz_down_servers(a, pi, &why);
     }
     if (nbad == 0) {
         ob_printf(b, "ok: %" PRIu32 " pools, each with a live server\n",
@@ -1088,12 +1115,12 @@ render_healthz(struct admin *a, struct obuf *b)
     } else {
         ob_printf(b, "unhealthy: %" PRIu32 " of %" PRIu32 " pools have "
                   "no live server\n", nbad, npools(a));
-        if (why.len > 0) {
-            ob_add(b, why.data, why.len);
-        }
-        b->oom = b->oom || why.oom;
         status = 503;
     }
+    if (why.len > 0) {
+        ob_add(b, why.data, why.len);
+    }
+    b->oom = b->oom || why.oom;
     ob_free(&why);
     return status;
 }

@@ -18,9 +18,11 @@
 #include "memring/worker.h"
 
 #include <inttypes.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #define CLIENT_READ_MIN (16 * 1024)
@@ -35,11 +37,13 @@
  * (up to --client-requests-max) bring their replies in, so a client also
  * has a window of requests it may have unanswered: it starts at
  * CLIENT_WINDOW_MIN, grows by one for every reply the socket takes at once
- * (doubling per round trip while the client keeps up), halves when a
- * reply has to wait, and never passes --client-requests-max.
+ * while the client keeps up (doubling per round trip), halves when a
+ * reply has to wait, and never passes --client-requests-max. "Keeps up"
+ * is asked of the kernel: a socket's send buffer grows to megabytes, and
+ * taking replies into it says nothing of a client that never reads.
  */
 #define CLIENT_UNSENT_PAUSE (256 * 1024)
-#define CLIENT_WINDOW_MIN 16
+#define CLIENT_WINDOW_MIN 4
 
 /* What version answers. Clients (libmemcached among them) read the leading
  * major.minor.micro to decide what the server speaks, and refuse major 0;
@@ -75,6 +79,20 @@ client_count_unsent(struct client *c)
         tally_output_bytes_change(c->unsent, now);
         c->unsent = now;
     }
+}
+
+/* Bytes written to c's socket that it has not read yet (the kernel's
+ * send queue), or 0 when that cannot be known. */
+static size_t
+client_kernel_unsent(const struct client *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+
+    if (uv_fileno(&c->h.handle, &fd) != 0 || ioctl(fd, SIOCOUTQ, &n) != 0) {
+        return 0;
+    }
+    return n > 0 ? (size_t)n : 0;
 }
 
 /* Takes the oldest request off c's outq; NULL when there is none. */
@@ -780,6 +798,7 @@ client_close_cb(uv_handle_t *handle)
 {
     struct client *c = handle->data;
 
+    c->w->freed += c->rbuf.cap;
     buf_free(&c->rbuf);
     free(c);
 }
@@ -968,7 +987,8 @@ client_write_ready(struct client *c)
     if (queued) {
         c->window = c->window / 2 > CLIENT_WINDOW_MIN ? c->window / 2 :
                                                         CLIENT_WINDOW_MIN;
-    } else {
+    } else if (c->window < w->limits.requests_max &&
+               client_kernel_unsent(c) <= CLIENT_UNSENT_PAUSE) {
         c->window = c->window + n < w->limits.requests_max ?
                     c->window + n : w->limits.requests_max;
     }

@@ -15,6 +15,7 @@ struct health {
     /* Copies of state for lock-free readers: */
     _Atomic uint64_t   ejected_until; /* state.ejected_until */
     atomic_bool        dirty;         /* state.failures or state.probation */
+    atomic_int         down;          /* the latest connect's error, or 0 */
 };
 
 static _Atomic uint64_t generation;
@@ -103,6 +104,18 @@ uint64_t
 health_ejected_until(const struct health *h)
 {
     return atomic_load(&h->ejected_until);
+}
+
+void
+health_seen(struct health *h, int status)
+{
+    atomic_store_explicit(&h->down, status, memory_order_relaxed);
+}
+
+int
+health_down(const struct health *h)
+{
+    return atomic_load_explicit(&h->down, memory_order_relaxed);
 }
 
 uint64_t

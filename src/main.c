@@ -4,6 +4,7 @@
 #include "memring/admin.h"
 #include "memring/conf.h"
 #include "memring/log.h"
+#include "memring/probe.h"
 #include "memring/proxy.h"
 
 #include <getopt.h>
@@ -22,6 +23,7 @@
 #define OPT_REQUESTS_MAX 264
 #define OPT_PENDING_OUTPUT_MAX 265
 #define OPT_GET_KEYS_MAX 266
+#define OPT_PROBE_INTERVAL 267
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -45,6 +47,7 @@ static const struct option long_options[] = {
     { "client-requests-max", required_argument, NULL, OPT_REQUESTS_MAX },
     { "pending-output-max", required_argument, NULL, OPT_PENDING_OUTPUT_MAX },
     { "get-keys-max",   required_argument, NULL, OPT_GET_KEYS_MAX },
+    { "health-probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL },
     { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
@@ -96,6 +99,9 @@ usage(FILE *f)
         "                           it for a while (default: %d)\n"
         "      --get-keys-max=N   : keys one get/gets/gat/gats may carry\n"
         "                           (default: %d)\n"
+        "      --health-probe-interval=MS : connect to servers that answered\n"
+        "                           nothing for that long, for /healthz\n"
+        "                           (default: %d; 0: never)\n"
         "      --threads=N        : worker threads sharing the ports\n"
         "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
@@ -110,7 +116,8 @@ usage(FILE *f)
         (unsigned long long)WORKER_DEFAULT_PENDING_OUTPUT_MAX,
         WORKER_DEFAULT_MAX_CLIENTS,
         (unsigned long long)WORKER_DEFAULT_PENDING_VALUES_MAX,
-        WORKER_DEFAULT_REQUESTS_MAX, WORKER_DEFAULT_GET_KEYS_MAX);
+        WORKER_DEFAULT_REQUESTS_MAX, WORKER_DEFAULT_GET_KEYS_MAX,
+        PROBE_DEFAULT_INTERVAL_MS);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -156,6 +163,7 @@ main(int argc, char **argv)
     int opt;
 
     worker_limits_default(&o.limits);
+    o.probe_interval_ms = PROBE_DEFAULT_INTERVAL_MS;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, long_options,
                               &option_index)) != -1) {
@@ -243,6 +251,14 @@ main(int argc, char **argv)
             } else {
                 o.limits.idle_timeout_ms = (uint64_t)v * 1000;
             }
+            break;
+        case OPT_PROBE_INTERVAL:
+            v = option_number("--health-probe-interval", optarg, 0,
+                              3600 * 1000);
+            if (v < 0) {
+                return 1;
+            }
+            o.probe_interval_ms = (uint64_t)v;
             break;
         case OPT_NO_ADMIN:
             o.stats_port = 0;

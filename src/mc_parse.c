@@ -14,8 +14,8 @@
  * "gets ": only multigets may be longer than its 16 KiB read buffer. A
  * complete line that fits that buffer is answered, however long. memring
  * waits for the \n of any line up to MC_TEXT_LINE_MAX, so that the answer
- * does not depend on how reads were split, and lets gat/gats through too,
- * as a valid gat is as long as a valid get.
+ * does not depend on how reads were split. gat/gats lines are held to
+ * 16 KiB as there: memring would have to pass them on to memcached.
  */
 #define SHORT_LINE_MAX  2048
 #define LEAD_SPACES_MAX 100
@@ -316,6 +316,8 @@ add_key(struct req_line *l, const struct token *t)
 static bool
 retrieval_prefix(const char *buf, size_t len)
 {
+    /* memcached lets only "get " and "gets " lines pass its buffer, so a
+     * longer gat line must not reach it either. */
     size_t i = 0;
 
     while (i < len && i <= LEAD_SPACES_MAX && buf[i] == ' ') {
@@ -324,8 +326,7 @@ retrieval_prefix(const char *buf, size_t len)
     if (i > LEAD_SPACES_MAX || len - i < 5) {
         return false;
     }
-    return memcmp(buf + i, "get ", 4) == 0 || memcmp(buf + i, "gets ", 5) == 0 ||
-           memcmp(buf + i, "gat ", 4) == 0 || memcmp(buf + i, "gats ", 5) == 0;
+    return memcmp(buf + i, "get ", 4) == 0 || memcmp(buf + i, "gets ", 5) == 0;
 }
 
 /* "Too many keys": a multi-get with more than the caller has room for. It
@@ -349,7 +350,6 @@ long_line_pending(const char *buf, size_t len, struct mc_req *req,
                   uint32_t keys_cap, struct mc_scan *scan)
 {
     const char *p, *end = buf + len;
-    uint32_t args;
 
     if (!retrieval_prefix(buf, len)) {
         if (len >= MC_TEXT_LINE_MAX) {
@@ -357,10 +357,6 @@ long_line_pending(const char *buf, size_t len, struct mc_req *req,
         }
         return PARSE_AGAIN;
     }
-    /* tokens that are not keys: the command, and gat/gats' exptime */
-    for (p = buf; *p == ' '; p++) {
-    }
-    args = memcmp(p, "gat", 3) == 0 ? 2 : 1;
     for (p = buf + scan->tok_off; p < end && !scan->cut; p++) {
         bool sep = *p == ' ';
 
@@ -371,9 +367,10 @@ long_line_pending(const char *buf, size_t len, struct mc_req *req,
         scan->in_tok = !sep;
     }
     scan->tok_off = len;
-    /* One token of slack: a last "\r" may yet turn out to be the line's
-     * end. The complete line's count is exact (parse_retrieval()). */
-    if (scan->ntok > args + 1 && scan->ntok - args - 1 > keys_cap) {
+    /* Tokens but the command are keys, less one of slack: a last "\r" may
+     * yet turn out to be the line's end. The complete line's count is
+     * exact (parse_retrieval()). */
+    if (scan->ntok > 2 && scan->ntok - 2 > keys_cap) {
         return too_many_keys(req, len);
     }
     return PARSE_AGAIN;
@@ -875,25 +872,71 @@ parse_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
 }
 
 static const struct {
-    const char *word;
-    size_t     len;
-    bool       text;    /* " <anything>" may follow */
-    bool       error;
+    const char       *text;
+    size_t           len;
+    bool             more;  /* " <anything>" may follow */
+    enum mc_rsp_word word;
 } rsp_words[] = {
-#define WORD(s, text, error) { s, sizeof(s) - 1, text, error }
-    WORD("STORED", false, false),
-    WORD("NOT_STORED", false, false),
-    WORD("EXISTS", false, false),
-    WORD("NOT_FOUND", false, false),
-    WORD("DELETED", false, false),
-    WORD("TOUCHED", false, false),
-    WORD("OK", false, false),
-    WORD("VERSION", true, false),
-    WORD("ERROR", true, true),
-    WORD("CLIENT_ERROR", true, true),
-    WORD("SERVER_ERROR", true, true),
+#define WORD(s, more, word) { s, sizeof(s) - 1, more, word }
+    WORD("STORED", false, MC_WORD_STORED),
+    WORD("NOT_STORED", false, MC_WORD_NOT_STORED),
+    WORD("EXISTS", false, MC_WORD_EXISTS),
+    WORD("NOT_FOUND", false, MC_WORD_NOT_FOUND),
+    WORD("DELETED", false, MC_WORD_DELETED),
+    WORD("TOUCHED", false, MC_WORD_TOUCHED),
+    WORD("OK", false, MC_WORD_OK),
+    WORD("VERSION", true, MC_WORD_VERSION),
+    WORD("ERROR", true, MC_WORD_ERROR),
+    WORD("CLIENT_ERROR", true, MC_WORD_ERROR),
+    WORD("SERVER_ERROR", true, MC_WORD_ERROR),
 #undef WORD
 };
+
+bool
+mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
+{
+    enum mc_rsp_word w = rsp->word;
+
+    if (rsp->type != MC_RSP_LINE) {
+        return mc_cmd_is_retrieval(cmd);
+    }
+    if (w == MC_WORD_ERROR) {
+        return true;
+    }
+    switch (cmd) {
+    case MC_SET:
+    case MC_ADD:
+    case MC_REPLACE:
+    case MC_APPEND:
+    case MC_PREPEND:
+    case MC_CAS:
+        return w == MC_WORD_STORED || w == MC_WORD_NOT_STORED ||
+               w == MC_WORD_EXISTS || w == MC_WORD_NOT_FOUND;
+    case MC_DELETE:
+        return w == MC_WORD_DELETED || w == MC_WORD_NOT_FOUND;
+    case MC_INCR:
+    case MC_DECR:
+        return w == MC_WORD_NUMBER || w == MC_WORD_NOT_FOUND;
+    case MC_TOUCH:
+        return w == MC_WORD_TOUCHED || w == MC_WORD_NOT_FOUND;
+    case MC_FLUSH_ALL:
+    case MC_VERBOSITY:
+        return w == MC_WORD_OK;
+    case MC_VERSION:
+        return w == MC_WORD_VERSION;
+    case MC_GET:
+    case MC_GETS:
+    case MC_GAT:
+    case MC_GATS:
+        return false;           /* VALUE ... END, or an error */
+    case MC_UNKNOWN:
+    case MC_QUIT:
+    case MC_STATS:
+    case MC_CMD_COUNT:
+        break;
+    }
+    return true;
+}
 
 enum parse_status
 mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
@@ -927,9 +970,10 @@ mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
     for (i = 0; i < sizeof(rsp_words) / sizeof(rsp_words[0]); i++) {
         size_t n = rsp_words[i].len;
 
-        if (text >= n && memcmp(buf, rsp_words[i].word, n) == 0 &&
-            (text == n || (rsp_words[i].text && buf[n] == ' '))) {
-            rsp->is_error = rsp_words[i].error;
+        if (text >= n && memcmp(buf, rsp_words[i].text, n) == 0 &&
+            (text == n || (rsp_words[i].more && buf[n] == ' '))) {
+            rsp->word = rsp_words[i].word;
+            rsp->is_error = rsp->word == MC_WORD_ERROR;
             return PARSE_OK;
         }
     }

@@ -11,6 +11,7 @@
 #include "memring/admin.h"
 #include "memring/conf.h"
 #include "memring/log.h"
+#include "memring/probe.h"
 #include "memring/reload.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
@@ -316,6 +317,13 @@ proxy_run(const struct proxy_options *o)
         px->workers[i]->shared_port = px->nworkers > 1;
         px->workers[i]->all = px->workers;
         px->workers[i]->nall = px->nworkers;
+    }
+    if (o->probe_interval_ms > 0) {
+        px->workers[0]->probe = probe_create(px->workers[0],
+                                             o->probe_interval_ms);
+        if (px->workers[0]->probe == NULL) {
+            goto deinit;
+        }
     }
     /* Signals are caught before the ports open: a SIGHUP sent as soon as
      * a port answers must reload, not kill the process (the default). Their

@@ -17,9 +17,10 @@
 #define REQ_KEEP_BUF 8192
 
 static void
-keep_or_free(struct buf *b)
+keep_or_free(struct worker *w, struct buf *b)
 {
     if (b->cap > REQ_KEEP_BUF) {
+        w->freed += b->cap;
         buf_free(b);
     } else {
         buf_reset(b);
@@ -71,9 +72,9 @@ static void
 req_release_kept(struct req *r, bool keep)
 {
     if (keep) {
-        keep_or_free(&r->out);
-        keep_or_free(&r->reply);
-        keep_or_free(&r->line);
+        keep_or_free(r->w, &r->out);
+        keep_or_free(r->w, &r->reply);
+        keep_or_free(r->w, &r->line);
     } else {
         buf_free(&r->out);
         buf_free(&r->reply);

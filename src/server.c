@@ -13,6 +13,7 @@
 
 #include "memring/client.h"
 #include "memring/conf.h"
+#include "memring/health.h"
 #include "memring/log.h"
 #include "memring/mc_parse.h"
 #include "memring/pool.h"
@@ -310,8 +311,8 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
             }
             break;
         }
-    } else if (u->type != MC_RSP_LINE) {
-        return UV_EPROTO;
+    } else if (!mc_rsp_fits(r->cmd, u)) {
+        return UV_EPROTO;   /* a VALUE, or STORED to an incr... */
     }
     /* A one-line reply (or an error line ending a retrieval). */
     if (r->parent != NULL) {
@@ -493,6 +494,7 @@ sconn_timer_cb(uv_timer_t *timer)
         return;
     }
     if (sc->state == SCONN_CONNECTING) {
+        health_seen(sc->server->health, UV_ETIMEDOUT);
         sconn_close(sc, "connect timed out");
         return;
     }
@@ -548,6 +550,7 @@ sconn_connect_cb(uv_connect_t *creq, int status)
     if (sc->state != SCONN_CONNECTING) {
         return;
     }
+    health_seen(s->health, status);
     if (status != 0) {
         log_warn("server %s: connect: %s", s->cs->name, uv_strerror(status));
         sconn_backoff(s);

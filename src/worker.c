@@ -7,9 +7,11 @@
 #include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/pool.h"
+#include "memring/probe.h"
 #include "memring/req.h"
 #include "memring/server.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,18 +71,18 @@ worker_stop_cb(uv_async_t *handle)
     for (i = 0; i < w->nremoved; i++) {
         pool_close(w->removed[i]);
     }
+    probe_destroy(&w->probe);
     uv_close((uv_handle_t *)&w->flusher, NULL);
     uv_close((uv_handle_t *)&w->stopper, NULL);
-    uv_close((uv_handle_t *)&w->idle_sweep, NULL);
+    uv_close((uv_handle_t *)&w->tick, NULL);
     uv_close((uv_handle_t *)&w->reconf, NULL);
 }
 
-/* Once a second, when enabled: close clients idle past the limit. A
- * sweep costs O(clients) per second instead of a timer per client. */
+/* Close clients idle past the limit. A sweep once a second costs
+ * O(clients) per second instead of a timer per client. */
 static void
-worker_idle_cb(uv_timer_t *timer)
+close_idle_clients(struct worker *w)
 {
-    struct worker *w = timer->data;
     uint64_t now = uv_now(&w->loop);
     struct client *c, *next;
 
@@ -91,6 +93,24 @@ worker_idle_cb(uv_timer_t *timer)
             c->pool->stats.client_idle_closed++;
             client_close(c);
         }
+    }
+}
+
+static void
+worker_tick_cb(uv_timer_t *timer)
+{
+    struct worker *w = timer->data;
+
+    if (w->limits.idle_timeout_ms > 0) {
+        close_idle_clients(w);
+    }
+    /* Large replies live in the heap (see proxy.c's tune_malloc()), which
+     * glibc gives back only when 64 MiB lie free at its top: after a burst
+     * (slow readers gone, a big multi-get answered) hand the free pages
+     * back, at most once a second and only when there was such a burst. */
+    if (w->freed >= WORKER_TRIM_AFTER) {
+        w->freed = 0;
+        malloc_trim(0);
     }
 }
 
@@ -178,11 +198,9 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
     uv_async_init(&w->loop, &w->reconf, worker_reconf_cb);
     w->reconf.data = w;
     uv_sem_init(&w->reconf_done, 0);
-    uv_timer_init(&w->loop, &w->idle_sweep);
-    w->idle_sweep.data = w;
-    if (w->limits.idle_timeout_ms > 0) {
-        uv_timer_start(&w->idle_sweep, worker_idle_cb, 1000, 1000);
-    }
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, worker_tick_cb, 1000, 1000);
     return 0;
 }
 
@@ -220,6 +238,7 @@ worker_deinit(struct worker *w)
 
     /* Close whatever is left (listeners of a failed start, say) and let
      * the close callbacks run, so that the loop closes cleanly. */
+    probe_destroy(&w->probe);
     uv_walk(&w->loop, walk_close_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     for (i = 0; i < w->npools; i++) {

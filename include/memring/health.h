@@ -45,6 +45,14 @@ bool health_readmit(struct health *h, uint64_t now);
 /* 0 when h is on the ring, else the ms when it may return. */
 uint64_t health_ejected_until(const struct health *h);
 
+/* The outcome of the latest connect to the server, by a worker or by a
+ * probe (probe.h): 0 (connected), or the UV_E* it failed with. */
+void health_seen(struct health *h, int status);
+
+/* 0 when the latest connect succeeded (or none was tried), else its
+ * error: the server is down as far as anyone knows. */
+int health_down(const struct health *h);
+
 /* Changes whenever any server is ejected or readmitted. */
 uint64_t health_generation(void);
 

@@ -155,9 +155,24 @@ enum mc_rsp_type {
     MC_RSP_LINE         /* any other one-line reply: STORED, 42, ERROR ... */
 };
 
+/* Which one-line reply it is (LINE units). */
+enum mc_rsp_word {
+    MC_WORD_NUMBER = 0, /* incr/decr's new value */
+    MC_WORD_STORED,
+    MC_WORD_NOT_STORED,
+    MC_WORD_EXISTS,
+    MC_WORD_NOT_FOUND,
+    MC_WORD_DELETED,
+    MC_WORD_TOUCHED,
+    MC_WORD_OK,
+    MC_WORD_VERSION,
+    MC_WORD_ERROR       /* ERROR, CLIENT_ERROR, SERVER_ERROR */
+};
+
 /* One unit of a server's reply stream. */
 struct mc_rsp {
     enum mc_rsp_type type;
+    enum mc_rsp_word word;     /* LINE: which one */
     size_t           len;      /* bytes of this unit, data block included.
                                 * PARSE_AGAIN: bytes needed when known (a
                                 * VALUE header was read), else 0 */
@@ -174,6 +189,10 @@ struct mc_rsp {
  * and fails what it had in flight.
  */
 enum parse_status mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp);
+
+/* True when a one-line reply rsp is one memcached sends to cmd (an error
+ * line always is): STORED is no answer to incr. */
+bool mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp);
 
 const char *mc_cmd_name(enum mc_cmd cmd);
 

@@ -37,6 +37,8 @@ struct server {
     uint64_t                 retry_at;  /* loop ms: no connect before */
     uint64_t                 backoff;   /* ms, doubles per failed connect */
     bool                     retired;   /* left the pool in a reload */
+    uint64_t                 probe_responses; /* stats.responses when the
+                                               * prober last looked */
     struct server_stats      stats;
     struct stats_hist        latency;   /* request written -> reply */
     struct server            *next_retired;

@@ -25,6 +25,8 @@ struct proxy_options {
     bool       watch_config;   /* reload when the config file changes */
     uint32_t   threads;        /* workers, each a thread and a loop;
                                 * 0: one per CPU we may run on */
+    uint64_t   probe_interval_ms; /* probe idle servers for /healthz
+                                   * this often; 0: never */
     struct worker_limits limits;
 };
 

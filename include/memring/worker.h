@@ -18,10 +18,12 @@
 struct client;
 struct conf;
 struct pool;
+struct probe;
 struct req;
 struct sconn;
 
 #define WORKER_SCRATCH_SIZE (64 * 1024)
+#define WORKER_TRIM_AFTER   (1024 * 1024)   /* freed bytes worth a trim */
 
 /* Limits that protect the process from its clients; each has a flag. */
 struct worker_limits {
@@ -94,7 +96,11 @@ struct worker {
     const struct conf   *reconf_conf;
     char                reconf_msg[2048];
     int                 reconf_rc;
-    uv_timer_t          idle_sweep;  /* closes idle clients, if enabled */
+    uv_timer_t          tick;        /* once a second: closes idle clients
+                                      * (if enabled), gives memory back */
+    uint64_t            freed;       /* bytes of large buffers freed since
+                                      * the last tick */
+    struct probe        *probe;      /* checks idle servers (worker 0) */
     bool                stopping;
 };
 

@@ -37,6 +37,7 @@ API (stable; it_placement.py relies on it):
   FakeMemcached()              a memcached look-alike thread: .mode .seen
                                .port .addr .stop(); subclass ._answer()
   parse_values(get_reply) -> [(key, flags, value)]; strip_cas(reply)
+  proxy_stats(port) -> {name: int} (the `stats` command); stats_delta(a, b)
   memring_bin(), source_dir(), conf_template(name)
   run_tests(module_globals) -> exit status; prints "N passed, N failed"
 
@@ -751,6 +752,23 @@ class FakeMemcached:
 # ---------------------------------------------------------------- parsing
 
 _VALUE = re.compile(rb"VALUE (\S+) (\d+) (\d+)(?: (\S+))?\r\n")
+
+
+def proxy_stats(port):
+    """The proxy's `stats` counters, as {name: int}."""
+    with Conn(port) as c:
+        reply = c.call(b"stats\r\n")
+    out = {}
+    for line in reply.split(b"\r\n"):
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[0] == b"STAT" and parts[2].isdigit():
+            out[parts[1].decode()] = int(parts[2])
+    return out
+
+
+def stats_delta(before, after):
+    """{name: after - before} of two proxy_stats() readings."""
+    return {k: after[k] - before.get(k, 0) for k in after}
 
 
 def parse_values(reply):

@@ -38,22 +38,6 @@ def make_cluster(test, nservers=3, **knobs):
                      **subs)
 
 
-def proxy_stats(port):
-    """The proxy's `stats` counters as {name: int}."""
-    with h.Conn(port) as c:
-        reply = c.call(b"stats\r\n")
-    out = {}
-    for line in reply.split(b"\r\n"):
-        parts = line.split(b" ")
-        if len(parts) == 3 and parts[0] == b"STAT" and parts[2].isdigit():
-            out[parts[1].decode()] = int(parts[2])
-    return out
-
-
-def delta(before, after):
-    return {k: after[k] - before.get(k, 0) for k in after}
-
-
 def value_reply(key, value, flags=0):
     return b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, flags, len(value),
                                                  value)
@@ -189,7 +173,7 @@ class TestStoppedServer(unittest.TestCase):
         sampler = Sampler(cl.port, healthy)
         sampler.start()
         self.addCleanup(sampler.finish)
-        before = proxy_stats(cl.port)
+        before = h.proxy_stats(cl.port)
         h.freeze(self, victim.pid)
 
         # Four requests in flight on the stalled connection, one of them a
@@ -207,7 +191,7 @@ class TestStoppedServer(unittest.TestCase):
         self.assertEqual(replies, err + spanning + err + err)
         self.assertGreaterEqual(took, TIMEOUT_MS / 1000 - 0.02)
         self.assertLess(took, TIMEOUT_MS / 1000 + SLACK)
-        mid = delta(before, proxy_stats(cl.port))
+        mid = h.stats_delta(before, h.proxy_stats(cl.port))
         # One closed connection is one failure, whatever it held.
         self.assertEqual(mid["server_ejects"], 0, mid)
         self.assertEqual(mid["forward_error"], 4, mid)
@@ -219,7 +203,7 @@ class TestStoppedServer(unittest.TestCase):
         self.assertEqual(reply, err)
         self.assertGreaterEqual(took2, TIMEOUT_MS / 1000 - 0.02)
         self.assertLess(took2, TIMEOUT_MS / 1000 + SLACK)
-        self.assertEqual(delta(before, proxy_stats(cl.port))["server_ejects"],
+        self.assertEqual(h.stats_delta(before, h.proxy_stats(cl.port))["server_ejects"],
                          1)
 
         # Ejected: its keys now belong to the others, at once.
@@ -289,7 +273,7 @@ class TestStoppedServer(unittest.TestCase):
         for k in vk[:4] + hk[:4]:
             self.assertEqual(c.call(b"get %s\r\n" % k, timeout=5),
                              value_reply(k, values[k]))
-        self.assertEqual(proxy_stats(cl.port)["client_connections"], 2)
+        self.assertEqual(h.proxy_stats(cl.port)["client_connections"], 2)
 
 
 # ------------------------------------------------------------ SIGKILL
@@ -307,7 +291,7 @@ class TestKilledServer(unittest.TestCase):
         victim = cl.servers[1]
         port = victim.port
         vkeys = owners[victim]
-        before = proxy_stats(cl.port)
+        before = h.proxy_stats(cl.port)
 
         victim.proc.kill()
         victim.proc.wait(5)
@@ -332,7 +316,7 @@ class TestKilledServer(unittest.TestCase):
             self.assertIn(e, (b"SERVER_ERROR connection refused\r\n",
                               b"SERVER_ERROR cannot connect to server\r\n"))
         self.assertEqual(errors[0], b"SERVER_ERROR connection refused\r\n")
-        self.assertEqual(delta(before, proxy_stats(cl.port))["server_ejects"],
+        self.assertEqual(h.stats_delta(before, h.proxy_stats(cl.port))["server_ejects"],
                          1)
         for k in vkeys:
             self.assertEqual(c.call(b"set %s 0 0 4\r\naway\r\n" % k),
@@ -365,7 +349,7 @@ class TestKilledServer(unittest.TestCase):
             if s is not victim:
                 self.assertEqual(s.raw_get_many(owners[s]),
                                  {x: values[x] for x in owners[s]})
-        self.assertEqual(delta(before, proxy_stats(cl.port))["server_ejects"],
+        self.assertEqual(h.stats_delta(before, h.proxy_stats(cl.port))["server_ejects"],
                          1)
 
     def test_all_servers_down_then_back(self):
@@ -392,7 +376,7 @@ class TestKilledServer(unittest.TestCase):
         self.assertEqual(c.call(b"get %s\r\n" % b" ".join(keys)), nowhere)
         self.assertEqual(c.call(b"set x 0 0 1 noreply\r\nx\r\nget x\r\n"),
                          nowhere)
-        self.assertEqual(proxy_stats(cl.port)["server_ejects"], 2)
+        self.assertEqual(h.proxy_stats(cl.port)["server_ejects"], 2)
         for s, port in zip(cl.servers, ports):
             s.start(port=port)
         for _ in range(300):
@@ -422,7 +406,7 @@ class TestWithoutEjection(unittest.TestCase):
                                                   timeout=2000)
         victim = cl.servers[2]
         vkeys = owners[victim]
-        before = proxy_stats(cl.port)
+        before = h.proxy_stats(cl.port)
         victim.proc.kill()
         victim.proc.wait(5)
         time.sleep(0.1)
@@ -459,7 +443,7 @@ class TestWithoutEjection(unittest.TestCase):
             for k in owners[s]:
                 self.assertEqual(c.call(b"get %s\r\n" % k),
                                  value_reply(k, values[k]))
-        d = delta(before, proxy_stats(cl.port))
+        d = h.stats_delta(before, h.proxy_stats(cl.port))
         self.assertEqual(d["server_ejects"], 0, d)
         self.assertEqual(d["forward_error"], n, d)
         reply = c.call(b"set %s 0 0 1\r\nx\r\n" % vkeys[0])
@@ -526,7 +510,7 @@ class TestNoTimeout(unittest.TestCase):
 
     def test_timeout_zero_waits_for_a_stalled_server(self):
         cl, c, values, owners = cluster_with_keys(self, nkeys=20, timeout=0)
-        self.assertEqual(proxy_stats(cl.port)["server_ejects"], 0)
+        self.assertEqual(h.proxy_stats(cl.port)["server_ejects"], 0)
         victim = cl.servers[0]
         k = owners[victim][0]
         h.freeze(self, victim.pid)
@@ -581,7 +565,7 @@ class TestBadReplies(unittest.TestCase):
         self.fake.mode = "ok"
         self.c = self.cl.conn()
         self.addCleanup(self.c.close)
-        self.before = proxy_stats(self.cl.port)
+        self.before = h.proxy_stats(self.cl.port)
 
     def check_mode(self, mode, line, slow=False):
         """Three requests for the fake's keys, pipelined with two for the
@@ -608,7 +592,7 @@ class TestBadReplies(unittest.TestCase):
         self.assertEqual(self.c.call(b"get %s\r\nget %s\r\n"
                                      % (fk[3], rk[2]), count=2),
                          b"END\r\n" + value_reply(rk[2], rk[2]))
-        d = delta(self.before, proxy_stats(self.cl.port))
+        d = h.stats_delta(self.before, h.proxy_stats(self.cl.port))
         self.assertEqual(d["forward_error"], 3, d)
         self.assertEqual(d["server_ejects"], 0, d)
         return took
@@ -643,7 +627,7 @@ class TestBadReplies(unittest.TestCase):
             self.assertEqual(h.parse_values(reply),
                              [(rk[0], 0, rk[0]), (rk[1], 0, rk[1]),
                               (rk[2], 0, rk[2])], mode)
-        d = delta(self.before, proxy_stats(self.cl.port))
+        d = h.stats_delta(self.before, h.proxy_stats(self.cl.port))
         self.assertEqual(d["forward_error"], 3, d)
         self.assertEqual(d["get_misses"], 6, d)
         self.assertEqual(d["get_hits"], 9, d)
@@ -669,7 +653,7 @@ class TestEjectionRules(unittest.TestCase):
         return self.c.call(b"get %s\r\n" % self.fkeys[0], timeout=5)
 
     def ejects(self):
-        return proxy_stats(self.cl.port)["server_ejects"]
+        return h.proxy_stats(self.cl.port)["server_ejects"]
 
     def wait_return(self, since, mode):
         """Polls with the fake in mode until a request reaches it again;
@@ -824,7 +808,7 @@ class TestPipelineWhileServerDies(unittest.TestCase):
         self.assertEqual(c.call(b"set after 0 0 2\r\nok\r\nget after\r\n",
                                 count=2),
                          b"STORED\r\n" + value_reply(b"after", b"ok"))
-        self.assertEqual(proxy_stats(cl.port)["server_ejects"], 1)
+        self.assertEqual(h.proxy_stats(cl.port)["server_ejects"], 1)
 
 
 if __name__ == "__main__":

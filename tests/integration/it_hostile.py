@@ -645,7 +645,7 @@ BAD_REPLIES = {
     b"huge": b"VALUE huge 0 1073741825\r\n" + b"x" * 1000,
     b"bigflags": b"VALUE bigflags 4294967296 1\r\nx\r\nEND\r\n",
     b"badterm": b"VALUE badterm 0 3\r\nabcXY\r\nEND\r\n",
-    b"ctlkey": b"VALUE ctl\x01key 0 1\r\nx\r\nEND\r\n",
+    b"ctlkey": b"VALUE ctl\x01key 0 1\r\nx\r\nEND\r\n",   # a key not asked
     b"nolen": b"VALUE nolen 0\r\nx\r\nEND\r\n",
     b"otherkey": b"VALUE someone 0 1\r\nx\r\nEND\r\n",
     b"extra": b"VALUE extra 0 1\r\nx\r\nVALUE more 0 1\r\ny\r\nEND\r\n",

@@ -770,6 +770,13 @@ test_req_long_line_bound(void **state)
     assert_int_equal(parse(b, len, &req), PARSE_ERROR);
     assert_true(req.close);
     free(b);
+    /* memcached lets only get/gets lines past its buffer, not gat/gats
+     * (memring passes them on to it) */
+    b = build("gat 0 ", "k ", 9000, "\r\n", &len);
+    assert_int_equal(parse(b, len, &req), PARSE_ERROR);
+    assert_null(req.error);
+    assert_true(req.close);
+    free(b);
 }
 
 /* A multi-get longer than any buffer: served whole, its keys counted as
@@ -1181,6 +1188,52 @@ test_rsp_units(void **state)
     }
 }
 
+/* A one-line reply of the wrong kind (STORED to an incr) is refused. */
+static void
+test_rsp_fits(void **state)
+{
+    static const struct {
+        enum mc_cmd cmd;
+        const char  *line;
+        bool        fits;
+    } c[] = {
+        { MC_INCR, "42\r\n", true },
+        { MC_INCR, "NOT_FOUND\r\n", true },
+        { MC_INCR, "STORED\r\n", false },
+        { MC_DECR, "CLIENT_ERROR cannot increment or decrement non-numeric "
+                   "value\r\n", true },
+        { MC_DELETE, "DELETED\r\n", true },
+        { MC_DELETE, "STORED\r\n", false },
+        { MC_TOUCH, "TOUCHED\r\n", true },
+        { MC_TOUCH, "OK\r\n", false },
+        { MC_SET, "STORED\r\n", true },
+        { MC_SET, "DELETED\r\n", false },
+        { MC_CAS, "EXISTS\r\n", true },
+        { MC_ADD, "NOT_STORED\r\n", true },
+        { MC_ADD, "7\r\n", false },
+        { MC_FLUSH_ALL, "OK\r\n", true },
+        { MC_FLUSH_ALL, "SERVER_ERROR out of memory\r\n", true },
+        { MC_FLUSH_ALL, "STORED\r\n", false },
+        { MC_GET, "STORED\r\n", false },
+        { MC_GET, "END\r\n", true },
+        { MC_SET, "END\r\n", false },
+        { MC_SET, "VALUE k 0 1\r\nv\r\n", false },
+    };
+    struct mc_rsp rsp;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        assert_int_equal(mc_parse_rsp(c[i].line, strlen(c[i].line), &rsp),
+                         PARSE_OK);
+        if (mc_rsp_fits(c[i].cmd, &rsp) != c[i].fits) {
+            print_error("case %zu: %s to %s\n", i, c[i].line,
+                        mc_cmd_name(c[i].cmd));
+            fail();
+        }
+    }
+}
+
 static void
 test_rsp_value_fields(void **state)
 {
@@ -1332,6 +1385,7 @@ main(void)
         cmocka_unit_test(test_req_keys_cap),
         cmocka_unit_test(test_req_long_get),
         cmocka_unit_test(test_req_not_served),
+        cmocka_unit_test(test_rsp_fits),
         cmocka_unit_test(test_req_value_bounds),
         cmocka_unit_test(test_req_partial_value_is_cheap),
         cmocka_unit_test(test_req_split_every_byte),
