@@ -43,7 +43,7 @@
  * taking replies into it says nothing of a client that never reads.
  */
 #define CLIENT_UNSENT_PAUSE (256 * 1024)
-#define CLIENT_WINDOW_MIN 4
+#define CLIENT_WINDOW_MIN 16
 
 /* What version answers. Clients (libmemcached among them) read the leading
  * major.minor.micro to decide what the server speaks, and refuse major 0;
