@@ -395,7 +395,10 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
         }
     }
     if (!split) {
-        if (buf_append(&p->out, buf, m->line_len) != 0) {
+        /* The line as memcached reads it, so that the reply's keys can be
+         * matched against it (server.c): nothing past a NUL. */
+        if (buf_append(&p->out, buf, m->text_len) != 0 ||
+            buf_append(&p->out, "\r\n", 2) != 0) {
             return UV_ENOMEM;
         }
         server_forward(first, p);
@@ -660,6 +663,11 @@ client_parse(struct client *c, struct buf *in)
         }
         st = mc_parse_req_scan(head, buf_unread(in), &m, w->keys,
                                w->keys_cap, &c->scan);
+        if (st == PARSE_ERROR && m.bad_chunk) {
+            /* The server answers it as memcached would: a value over its
+             * item size is refused before the block's end is looked at. */
+            st = PARSE_OK;
+        }
         if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
             m.total_len > m.line_len && m.vlen > w->limits.item_size_max) {
             c->pool->stats.request_too_large++;

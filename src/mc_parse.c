@@ -468,6 +468,7 @@ parse_storage(struct req_line *l)
     }
     /* memcached reads exactly vlen + 2 bytes, whatever they are. */
     if (l->buf[total - 2] != '\r' || l->buf[total - 1] != '\n') {
+        req->bad_chunk = true;
         return req_fail(req, ERR_CHUNK, total, false);
     }
     return PARSE_OK;
@@ -735,6 +736,7 @@ mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
     if (nul != NULL) {
         text = (size_t)(nul - buf);
     }
+    req->text_len = text;
 
     l.buf = buf;
     l.len = len;

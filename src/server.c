@@ -237,7 +237,9 @@ static bool
 request_has_key(struct req *r, const char *key, size_t klen)
 {
     const char *line = r->out.data;
-    size_t end = r->out.len, pos = r->frag_next;
+    /* The line sent ends in \r\n (client.c writes it so); only spaces
+     * separate keys, which may hold any other byte, \r included. */
+    size_t end = r->out.len - 2, pos = r->frag_next;
 
     if (pos == 0) {
         /* skip the command, and gat's exptime */
@@ -256,15 +258,13 @@ request_has_key(struct req *r, const char *key, size_t klen)
     }
     /* Each key in turn, compared before it is scanned: memcached answers
      * in the order asked, so the first one tried almost always matches. */
-    while (pos < end && line[pos] != '\r' && line[pos] != '\n') {
-        if (end - pos > klen && memcmp(line + pos, key, klen) == 0 &&
-            (line[pos + klen] == ' ' || line[pos + klen] == '\r' ||
-             line[pos + klen] == '\n')) {
+    while (pos < end) {
+        if (end - pos >= klen && memcmp(line + pos, key, klen) == 0 &&
+            (pos + klen == end || line[pos + klen] == ' ')) {
             r->frag_next = (uint32_t)(pos + klen);
             return true;
         }
-        while (pos < end && line[pos] != ' ' && line[pos] != '\r' &&
-               line[pos] != '\n') {
+        while (pos < end && line[pos] != ' ') {
             pos++;
         }
         while (pos < end && line[pos] == ' ') {

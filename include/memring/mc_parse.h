@@ -63,6 +63,8 @@ struct mc_span {
 struct mc_req {
     enum mc_cmd    cmd;
     size_t         line_len;   /* request line including its \r\n or \n */
+    size_t         text_len;   /* the line as memcached reads it: up to a
+                                * NUL, without its \r\n (or \n) */
     size_t         total_len;  /* line + data block (+ its \r\n), if any.
                                 * PARSE_AGAIN: bytes needed when known (a
                                 * storage header was read), else 0 */
@@ -91,6 +93,13 @@ struct mc_req {
     size_t         skip;       /* bytes to drop (line, or line + data);
                                 * never more than len */
     bool           close;      /* close the connection after the reply */
+    bool           bad_chunk;  /* a storage request whose data block does
+                                * not end in \r\n: the other fields are as
+                                * for PARSE_OK (skip == total_len). memcached
+                                * may answer it otherwise (a value over its
+                                * item size is refused first, and a set's
+                                * old value deleted), so a proxy may pass it
+                                * on for the server to answer */
     uint64_t       swallow;    /* bytes after skip to drop as they arrive:
                                 * the data block of a request memring does
                                 * not serve (ms, a binary request's body) */

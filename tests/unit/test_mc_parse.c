@@ -857,6 +857,34 @@ test_req_keys_cap(void **state)
     assert_string_equal(req.error, "CLIENT_ERROR line too long");
 }
 
+/* What a proxy passes on: the line as memcached reads it, and a storage
+ * request whose data block ends wrong (the server answers it). */
+static void
+test_req_passed_on(void **state)
+{
+    struct mc_req req;
+
+    (void)state;
+    assert_int_equal(parse("get k0\0 junk\r\n", 14, &req), PARSE_OK);
+    assert_int_equal(req.text_len, 6);
+    assert_int_equal(req.line_len, 14);
+    assert_int_equal(parse("get a\rb k3\r\n", 12, &req), PARSE_OK);
+    assert_int_equal(req.text_len, 10);
+    assert_int_equal(req.nkeys, 2);
+    assert_int_equal(parse("get a\r\r\n", 8, &req), PARSE_OK);
+    assert_int_equal(req.text_len, 6);
+    assert_int_equal(parse("set k 0 0 3\r\nabcde\r\n", 20, &req),
+                     PARSE_ERROR);
+    assert_true(req.bad_chunk);
+    assert_string_equal(req.error, "CLIENT_ERROR bad data chunk");
+    assert_int_equal(req.cmd, MC_SET);
+    assert_int_equal(req.nkeys, 1);
+    assert_int_equal(req.total_len, 18);
+    assert_int_equal(req.skip, 18);
+    assert_int_equal(parse("set k 0 0 3\r\nabc\r\n", 18, &req), PARSE_OK);
+    assert_false(req.bad_chunk);
+}
+
 /* Protocols memring does not serve yet: their data is dropped by length,
  * never read as commands (request smuggling). */
 static void
@@ -1385,6 +1413,7 @@ main(void)
         cmocka_unit_test(test_req_keys_cap),
         cmocka_unit_test(test_req_long_get),
         cmocka_unit_test(test_req_not_served),
+        cmocka_unit_test(test_req_passed_on),
         cmocka_unit_test(test_rsp_fits),
         cmocka_unit_test(test_req_value_bounds),
         cmocka_unit_test(test_req_partial_value_is_cheap),
