@@ -310,7 +310,7 @@ class TestDelay(NetCase):
     def test_delay_below_timeout_is_only_slow(self):
         self.start(via_relay=True)
         set_delay(150)
-        before = itf.proxy_stats(self.cl.port)
+        before = h.proxy_stats(self.cl.port)
         for k in self.nkeys[:8]:
             reply, took = itf.timed_call(self.c, b"get %s\r\n" % k)
             # The value itself is the proof that memring waited for it
@@ -318,7 +318,7 @@ class TestDelay(NetCase):
             # guest has made one such request take 388 ms end to end).
             self.assertEqual(reply, self.expect(k))
             self.assertGreaterEqual(took, 0.14)
-        after = itf.proxy_stats(self.cl.port)
+        after = h.proxy_stats(self.cl.port)
         self.assertEqual(after["forward_error"] - before["forward_error"], 0)
 
     def test_delay_above_timeout_times_out_on_time(self):
@@ -396,7 +396,7 @@ class TestBlackhole(NetCase):
     def test_blackhole_times_out_ejects_and_returns(self):
         self.start(auto_eject_hosts="true", server_failure_limit=2,
                    server_retry_timeout=self.RETRY_MS)
-        before = itf.proxy_stats(self.cl.port)
+        before = h.proxy_stats(self.cl.port)
         NET.drop(100)
         ks = self.nkeys[:10]
         batch = b"".join(b"get %s\r\n" % k for k in ks) + \
@@ -413,7 +413,7 @@ class TestBlackhole(NetCase):
         t_ejected = time.monotonic()
         self.assertEqual(reply, TIMED_OUT[1])
         self.assertOnTime(took2, "connect")
-        d = itf.delta(before, itf.proxy_stats(self.cl.port))
+        d = h.stats_delta(before, h.proxy_stats(self.cl.port))
         self.assertEqual(d["server_ejects"], 1, d)
         self.assertEqual(d["forward_error"], len(ks) + 1, d)
         tooks = []

@@ -300,18 +300,37 @@ test_healthz(void **state)
     b = get("GET", "/healthz");
     assert_int_equal(fx.r.status, 503);
     assert_non_null(strstr(b, "pool alpha: no live server (2 of 2 "
-                              "ejected, 0 in connect backoff)"));
+                              "ejected, 0 in connect backoff, 0 down)"));
 
     /* back on the ring, but its last connect failed */
     readmit(1);
     server(0, 1)->retry_at = now(0) + 1000;
     b = get("GET", "/healthz");
     assert_int_equal(fx.r.status, 503);
-    assert_non_null(strstr(b, "(1 of 2 ejected, 1 in connect backoff)"));
+    assert_non_null(strstr(b, "(1 of 2 ejected, 1 in connect backoff, "
+                              "0 down)"));
 
     server(0, 1)->retry_at = now(0);               /* retry due: live */
     get("GET", "/healthz");
     assert_int_equal(fx.r.status, 200);
+
+    /* its latest connect (a request's or the prober's) failed: down, and
+     * named whatever the status */
+    health_seen(server(0, 1)->health, UV_ECONNREFUSED);
+    b = get("GET", "/healthz");
+    assert_int_equal(fx.r.status, 503);
+    assert_non_null(strstr(b, "(1 of 2 ejected, 0 in connect backoff, "
+                              "1 down)"));
+    assert_non_null(strstr(b, "pool alpha: server 127.0.0.1 ("));
+    assert_non_null(strstr(b, "): down: connection refused\n"));
+    readmit(0);
+    b = get("GET", "/healthz");
+    assert_int_equal(fx.r.status, 200);
+    assert_non_null(strstr(b, "): down: connection refused\n"));
+    health_seen(server(0, 1)->health, 0);
+    b = get("GET", "/healthz");
+    assert_null(strstr(b, "down:"));
+    eject_for(0, 30000);
 
     /* ejected, but due back: the next request readmits it, so live */
     eject_for(1, 0);
