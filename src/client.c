@@ -612,6 +612,16 @@ client_pause(struct client *c)
     }
 }
 
+/* The smallest window: CLIENT_WINDOW_MIN, or --client-requests-max when
+ * that is less. */
+static uint32_t
+client_window_min(const struct client *c)
+{
+    uint32_t max = c->w->limits.requests_max;
+
+    return CLIENT_WINDOW_MIN < max ? CLIENT_WINDOW_MIN : max;
+}
+
 static bool
 client_full(const struct client *c)
 {
@@ -993,8 +1003,9 @@ client_write_ready(struct client *c)
         return;
     }
     if (queued) {
-        c->window = c->window / 2 > CLIENT_WINDOW_MIN ? c->window / 2 :
-                                                        CLIENT_WINDOW_MIN;
+        uint32_t least = client_window_min(c);
+
+        c->window = c->window / 2 > least ? c->window / 2 : least;
     } else if (c->window < w->limits.requests_max &&
                client_kernel_unsent(c) <= CLIENT_UNSENT_PAUSE) {
         c->window = c->window + n < w->limits.requests_max ?
@@ -1093,8 +1104,7 @@ client_accept_cb(uv_stream_t *listener, int status)
     }
     c->pool = pool;
     c->w = w;
-    c->window = CLIENT_WINDOW_MIN < w->limits.requests_max ?
-                CLIENT_WINDOW_MIN : w->limits.requests_max;
+    c->window = client_window_min(c);
     c->last_active = uv_now(&w->loop);
     TAILQ_INIT(&c->outq);
     if (pool->cp->listen.path != NULL) {

@@ -311,13 +311,13 @@ add_key(struct req_line *l, const struct token *t)
     return true;
 }
 
-/* The line starts, after at most LEAD_SPACES_MAX spaces, with "get ",
- * "gets ", "gat " or "gats ": it may be longer than a read buffer. */
+/* The line starts, after at most LEAD_SPACES_MAX spaces, with "get " or
+ * "gets ": it may be longer than a read buffer. memcached lets no other
+ * line past its buffer, gat/gats included, so memring, which passes those
+ * on to memcached, does not either. */
 static bool
 retrieval_prefix(const char *buf, size_t len)
 {
-    /* memcached lets only "get " and "gets " lines pass its buffer, so a
-     * longer gat line must not reach it either. */
     size_t i = 0;
 
     while (i < len && i <= LEAD_SPACES_MAX && buf[i] == ' ') {
