@@ -595,6 +595,10 @@ MANY_SLOW_GETS = 300        # each of the 20 (30 MB asked each)
 PER_READER = 16 * MIB       # the most one slow reader may cost
 MANY_SLOW_BOUND = 8 * MIB   # per reader, when twenty sit at once
 SETTLE = 2.5                # s to watch memory while they sit
+# KiB over the baseline that may stay once a slow reader has gone: the
+# allocator keeps what fragmentation pins (typically 0.5-2 MiB here, 6.3
+# MiB seen once in a full run; memring at e718ec4 kept 54 MiB)
+RETURN_SLACK = 8 * 1024
 
 
 def slow_reader(port, gets):
@@ -665,7 +669,7 @@ class TestSlowReaders(unittest.TestCase):
         finally:
             for s in socks:
                 s.close()
-        after = self.back_to_base(6 * 1024) if must_return else \
+        after = self.back_to_base(RETURN_SLACK) if must_return else \
             rss_kib(self.pid)
         note("%d slow reader(s), %d gets of %d bytes each: RSS base %.1f MiB,"
              " peak %.1f MiB (+%.1f MiB, %.1f MiB per reader), %.1f MiB "
@@ -675,7 +679,7 @@ class TestSlowReaders(unittest.TestCase):
         self.assertLess(peak - self.base, bound_kib,
                         "RSS grew by %d KiB" % (peak - self.base))
         if must_return:
-            self.assertLessEqual(after - self.base, 6 * 1024,
+            self.assertLessEqual(after - self.base, RETURN_SLACK,
                                  "RSS %d KiB over base after the close"
                                  % (after - self.base))
         with self.cl.conn() as c:
