@@ -39,11 +39,14 @@
  * CLIENT_WINDOW_MIN, grows by one for every reply the socket takes at once
  * while the client keeps up (doubling per round trip), halves when a
  * reply has to wait, and never passes --client-requests-max. "Keeps up"
- * is asked of the kernel: a socket's send buffer grows to megabytes, and
- * taking replies into it says nothing of a client that never reads.
+ * is asked of the kernel, where replies are large (client_grow()): a
+ * socket's send buffer grows to megabytes, and taking replies into it
+ * says nothing of a client that never reads. The window holds 8 at first:
+ * a slow reader of 100 KB values then costs well under a megabyte, and a
+ * new connection's 16-deep pipeline takes one more round trip.
  */
 #define CLIENT_UNSENT_PAUSE (256 * 1024)
-#define CLIENT_WINDOW_MIN 16
+#define CLIENT_WINDOW_MIN 8
 
 /* What version answers. Clients (libmemcached among them) read the leading
  * major.minor.micro to decide what the server speaks, and refuse major 0;
@@ -933,6 +936,24 @@ client_resume(struct client *c)
     }
 }
 
+/* The socket took c's n replies (bytes in all) at once: let c have n
+ * more requests unanswered, unless replies of that size could pile up
+ * past CLIENT_UNSENT_PAUSE in a window that large and the kernel says c
+ * is not reading what it was sent (asked only then: small replies cannot
+ * pile up to much, and the question is a system call). */
+static void
+client_grow(struct client *c, uint32_t n, size_t bytes)
+{
+    uint32_t max = c->w->limits.requests_max;
+    uint32_t next = c->window + n < max ? c->window + n : max;
+
+    if (bytes / n * next > CLIENT_UNSENT_PAUSE &&
+        client_kernel_unsent(c) > CLIENT_UNSENT_PAUSE) {
+        return;
+    }
+    c->window = next;
+}
+
 /* Writes the replies at the head of c's outq that are ready, in order. */
 static void
 client_write_ready(struct client *c)
@@ -941,6 +962,7 @@ client_write_ready(struct client *c)
     struct req *r;
     uint64_t now;
     uint32_t i, n = 0, nbufs = 0;
+    size_t bytes = 0;
     bool quit = false, queued;
     int err;
 
@@ -995,6 +1017,11 @@ client_write_ready(struct client *c)
             req_put(&r);
         }
     }
+    if (c->window < w->limits.requests_max) {
+        for (i = 0; i < nbufs; i++) {
+            bytes += w->wbufs[i].len;   /* req_write() changes wbufs */
+        }
+    }
     err = req_write(&c->h.stream, w->wreqs, w->wbufs, nbufs, true, c,
                     client_write_cb, &queued);
     if (err != 0) {
@@ -1006,10 +1033,8 @@ client_write_ready(struct client *c)
         uint32_t least = client_window_min(c);
 
         c->window = c->window / 2 > least ? c->window / 2 : least;
-    } else if (c->window < w->limits.requests_max &&
-               client_kernel_unsent(c) <= CLIENT_UNSENT_PAUSE) {
-        c->window = c->window + n < w->limits.requests_max ?
-                    c->window + n : w->limits.requests_max;
+    } else if (c->window < w->limits.requests_max) {
+        client_grow(c, n, bytes);
     }
     if (!queued) {
         if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
