@@ -211,7 +211,8 @@ class Conn:
             line = self.read_line(max(0.001, deadline - time.monotonic()))
             out += line
             if line.startswith(b"VALUE "):
-                nbytes = int(line.split()[3])
+                # fields split on spaces only: a key may hold tabs, \r ...
+                nbytes = int(line.split(b" ")[3])
                 out += self.read_exact(
                     nbytes + 2, max(0.001, deadline - time.monotonic()))
                 continue
@@ -751,7 +752,9 @@ class FakeMemcached:
 
 # ---------------------------------------------------------------- parsing
 
-_VALUE = re.compile(rb"VALUE (\S+) (\d+) (\d+)(?: (\S+))?\r\n")
+# A VALUE line: fields split on spaces only (a key may hold tabs, \r ...);
+# the cas field may have been replaced by strip_cas().
+_VALUE = re.compile(rb"VALUE ([^ \n]+) (\d+) (\d+)(?: ([^ \r\n]+))?\r\n")
 
 
 def proxy_stats(port):
@@ -793,7 +796,7 @@ def parse_values(reply):
 
 def strip_cas(reply):
     """A gets/gats reply with every cas unique replaced by b'C'."""
-    return re.sub(rb"(VALUE \S+ \d+ \d+) \d+\r\n", rb"\1 C\r\n", reply)
+    return re.sub(rb"(VALUE [^ \n]+ \d+ \d+) \d+\r\n", rb"\1 C\r\n", reply)
 
 
 # ---------------------------------------------------------------- runner

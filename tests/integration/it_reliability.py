@@ -75,53 +75,10 @@ def value_block(key, value, flags=0):
     return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(value), value)
 
 
-def read_reply(conn, timeout=None):
-    """One complete reply from a harness Conn, like Conn.read_reply but for
-    keys with tabs and other bytes that bytes.split() takes for blanks: a
-    VALUE line's fields are split on spaces only."""
-    deadline = time.monotonic() + (timeout or conn.timeout)
-    out = b""
-    while True:
-        line = conn.read_line(max(0.001, deadline - time.monotonic()))
-        out += line
-        if line.startswith(b"VALUE "):
-            fields = line[:-2].split(b" ")
-            nbytes = int(fields[4 if len(fields) == 6 else 3])
-            out += conn.read_exact(nbytes + 2,
-                                   max(0.001, deadline - time.monotonic()))
-            continue
-        if line.startswith(b"STAT "):
-            continue
-        return out
-
-
-def read_replies(conn, n, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    return [read_reply(conn, max(0.001, deadline - time.monotonic()))
-            for _ in range(n)]
-
-
-_CAS = re.compile(rb"(VALUE [^ ]+ \d+ \d+) \d+\r\n")
-
-
-def strip_cas(reply):
-    """harness.strip_cas for keys with any byte but space."""
-    return _CAS.sub(rb"\1 C\r\n", reply)
-
-
 def values_of(reply):
-    """[(key, value)] of a get/gets reply (keys may hold any byte but
-    space); AssertionError when it does not end in END."""
-    out, pos = [], 0
-    while reply.startswith(b"VALUE ", pos):
-        eol = reply.index(b"\r\n", pos)
-        fields = reply[pos:eol].split(b" ")
-        n = int(fields[4 if len(fields) == 6 else 3])
-        out.append((fields[1], reply[eol + 2:eol + 2 + n]))
-        pos = eol + 2 + n + 2
-    if reply[pos:] != b"END\r\n":
-        raise AssertionError("bad get reply tail: %r" % reply[pos:pos + 200])
-    return out
+    """[(key, value)] of a get/gets reply; ProtocolError (an
+    AssertionError) when it does not end in END."""
+    return [(k, v) for k, _, v in h.parse_values(reply)]
 
 
 def read_to_eof(sock, timeout):
@@ -216,7 +173,7 @@ def holders(servers, keys):
     for s in servers:
         with s.conn() as c:
             c.send(b"".join(b"get %s\r\n" % k for k in keys))
-            for k, reply in zip(keys, read_replies(c, len(keys))):
+            for k, reply in zip(keys, c.read_replies(len(keys), timeout=10)):
                 if values_of(reply):
                     out[k].append(s)
     return out
@@ -420,8 +377,8 @@ class TestOddKeys(unittest.TestCase):
         for name, port in (("memring", CL.port), ("memcached", REF.port)):
             with h.Conn(port, 10) as c:
                 c.send(data)
-                got[name] = [strip_cas(r) for r in
-                             read_replies(c, counts, timeout=20)]
+                got[name] = [h.strip_cas(r) for r in
+                             c.read_replies(counts, timeout=20)]
         mismatched = [(i, got["memcached"][i], got["memring"][i])
                       for i in range(counts)
                       if got["memring"][i] != got["memcached"][i]]
@@ -442,8 +399,8 @@ class TestOddKeys(unittest.TestCase):
         for port in (REF.port, CL.port):
             with h.Conn(port) as c:
                 c.send(line + b"gets " + b" ".join(keys[:40]) + b"\r\n")
-                self.assertEqual(read_reply(c), want)
-                self.assertEqual([k for k, _ in values_of(read_reply(c))],
+                self.assertEqual(c.read_reply(), want)
+                self.assertEqual([k for k, _ in values_of(c.read_reply())],
                                  keys[:40])
 
     def test_key_of_251_bytes(self):
@@ -539,7 +496,7 @@ class TestLongGetLines(unittest.TestCase):
                                  value_block(keys[0], b"v" + keys[0][3:]) +
                                  b"END\r\n")
         if cmd == b"gets":
-            got = {k: strip_cas(v) for k, v in got.items()}
+            got = {k: h.strip_cas(v) for k, v in got.items()}
         note("a %d-byte %s line of %d keys: %d values", len(line),
              cmd.decode(), nkeys, len(stored))
         self.assertEqual(len(got["memring"]), len(got["memcached"]))
