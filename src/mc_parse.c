@@ -905,15 +905,14 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     if (w == MC_WORD_ERROR) {
         return true;
     }
-    switch (cmd) {
-    case MC_SET:
-    case MC_ADD:
-    case MC_REPLACE:
-    case MC_APPEND:
-    case MC_PREPEND:
-    case MC_CAS:
+    if (mc_cmd_is_retrieval(cmd)) {
+        return false;           /* VALUE ... END, or an error */
+    }
+    if (mc_cmd_is_storage(cmd)) {
         return w == MC_WORD_STORED || w == MC_WORD_NOT_STORED ||
                w == MC_WORD_EXISTS || w == MC_WORD_NOT_FOUND;
+    }
+    switch (cmd) {
     case MC_DELETE:
         return w == MC_WORD_DELETED || w == MC_WORD_NOT_FOUND;
     case MC_INCR:
@@ -926,18 +925,9 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
         return w == MC_WORD_OK;
     case MC_VERSION:
         return w == MC_WORD_VERSION;
-    case MC_GET:
-    case MC_GETS:
-    case MC_GAT:
-    case MC_GATS:
-        return false;           /* VALUE ... END, or an error */
-    case MC_UNKNOWN:
-    case MC_QUIT:
-    case MC_STATS:
-    case MC_CMD_COUNT:
-        break;
+    default:
+        return true;            /* not passed on to a server */
     }
-    return true;
 }
 
 enum parse_status
