@@ -592,7 +592,7 @@ struct server_state {
 static uint64_t
 loop_now(const struct pool *p)
 {
-    return uv_now(&p->w->loop);
+    return uv_now(&p->env.io->loop);
 }
 
 /*
@@ -629,7 +629,7 @@ server_state(const struct admin *a, uint32_t pi, uint32_t si,
         if (s == NULL) {
             continue;
         }
-        now = loop_now(s->pool);
+        now = uv_now(&s->ctx->io->loop);
         until = health_ejected_until(s->health);
         if (until != 0) {
             left = until > now ? until - now : 0;

@@ -10,12 +10,13 @@
 #include "memring/client.h"
 
 #include "memring/conf.h"
+#include "memring/fanout.h"
 #include "memring/log.h"
+#include "memring/mc_compose.h"
 #include "memring/mc_parse.h"
 #include "memring/pool.h"
 #include "memring/server.h"
 #include "memring/tally.h"
-#include "memring/worker.h"
 
 #include <inttypes.h>
 #include <linux/sockios.h>
@@ -27,6 +28,7 @@
 
 #define CLIENT_READ_MIN (16 * 1024)
 #define CLIENT_DIRECT_MIN (4 * 1024)  /* partial bytes: read in place */
+#define CLIENT_SCRATCH_READ (64 * 1024)
 
 /*
  * A client that does not read its replies must cost little, as it does in
@@ -53,6 +55,81 @@
  * memring speaks memcached 1.6's text protocol, so it says so first. */
 #define CLIENT_VERSION "1.6.0-memring-" MEMRING_VERSION
 
+/*
+ * What every client on one loop borrows while it handles a read, so that
+ * an idle client holds no memory for them: the read buffer (64 KiB), the
+ * parser's key spans, and a multi-get's routes (key -> server, and a
+ * count per server). Made on first use, freed by client_scratch_destroy().
+ */
+struct client_scratch {
+    struct buf     read;
+    struct mc_span *keys;
+    uint32_t       *route;
+    uint32_t       keys_cap;     /* ... of keys and route */
+    uint32_t       *per_server;
+    uint32_t       per_server_cap;
+};
+
+static void client_req_done(struct req *r);
+static void client_flush_cb(struct ioloop_task *t);
+
+static struct client_scratch *
+client_scratch(struct ioloop *io)
+{
+    struct client_scratch *cs = io->client_scratch;
+
+    if (cs != NULL) {
+        return cs;
+    }
+    cs = calloc(1, sizeof(*cs));
+    if (cs == NULL) {
+        return NULL;
+    }
+    cs->keys_cap = io->limits.get_keys_max;
+    cs->keys = malloc(cs->keys_cap * sizeof(*cs->keys));
+    cs->route = malloc(cs->keys_cap * sizeof(*cs->route));
+    io->client_scratch = cs;
+    if (cs->keys == NULL || cs->route == NULL) {
+        client_scratch_destroy(io);
+        return NULL;
+    }
+    return cs;
+}
+
+void
+client_scratch_destroy(struct ioloop *io)
+{
+    struct client_scratch *cs = io->client_scratch;
+
+    if (cs != NULL) {
+        io->client_scratch = NULL;
+        buf_free(&cs->read);
+        free(cs->keys);
+        free(cs->route);
+        free(cs->per_server);
+        free(cs);
+    }
+}
+
+static void
+client_mark(struct client *c)
+{
+    if (!c->closing) {
+        ioloop_flush_later(c->io, &c->flush);
+    }
+}
+
+/* A quit (or a drain) was read and every reply it was owed is out. */
+static bool
+client_close_if_done(struct client *c)
+{
+    if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
+        client_close(c);
+        return true;
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------------
  * Local replies
  * ------------------------------------------------------------------- */
@@ -60,13 +137,14 @@
 static struct req *
 client_enqueue(struct client *c, enum mc_cmd cmd)
 {
-    struct req *r = req_create(c->w, c, cmd);
+    struct req *r = req_create(&c->io->reqs, &c->pool->stats, cmd);
 
     if (r == NULL) {
         return NULL;
     }
-    r->pool = c->pool;
-    r->start_ns = c->w->read_ns;
+    r->owner = c;
+    r->on_done = client_req_done;
+    r->start_ns = c->io->read_ns;
     TAILQ_INSERT_TAIL(&c->outq, r, cq);
     c->nqueued++;
     return r;
@@ -126,7 +204,7 @@ client_reply_local(struct client *c, enum mc_cmd cmd, const char *line)
             return UV_ENOMEM;
         }
     }
-    worker_mark_client(c->w, c);
+    client_mark(c);
     return 0;
 }
 
@@ -153,17 +231,8 @@ client_reply_binary(struct client *c, const struct mc_req *m)
     if (buf_append(&r->reply, reply, sizeof(reply)) != 0) {
         return UV_ENOMEM;
     }
-    worker_mark_client(c->w, c);
+    client_mark(c);
     return 0;
-}
-
-static int
-stats_line(struct buf *b, const char *name, uint64_t v)
-{
-    char line[128];
-    int n = snprintf(line, sizeof(line), "STAT %s %" PRIu64 "\r\n", name, v);
-
-    return buf_append(b, line, (size_t)n);
 }
 
 /* This client's pool's counters, summed over every worker, as the admin
@@ -172,25 +241,11 @@ stats_line(struct buf *b, const char *name, uint64_t v)
 static void
 client_pool_stats(const struct client *c, struct pool_stats *sum)
 {
-    const struct worker *w = c->w;
-    uint32_t i;
+    const struct ioloop *io = c->io;
 
-    if (w->all == NULL) {
+    if (io->totals == NULL ||
+        io->totals(io->totals_arg, c->pool, sum) != 0) {
         *sum = c->pool->stats;
-        return;
-    }
-    memset(sum, 0, sizeof(*sum));
-    for (i = 0; i < w->nall; i++) {
-        const struct pool *p;
-        uv_mutex_lock(&w->all[i]->pools_lock);
-        p = w->all[i] == w ? c->pool :
-            worker_find_pool(w->all[i], c->pool->cp->name);
-        if (p != NULL) {
-#define STATS_ADD(name, type, desc) sum->name += p->stats.name;
-            POOL_METRICS(STATS_ADD)
-#undef STATS_ADD
-        }
-        uv_mutex_unlock(&w->all[i]->pools_lock);
     }
 }
 
@@ -198,12 +253,10 @@ client_pool_stats(const struct client *c, struct pool_stats *sum)
 static int
 client_stats(struct client *c)
 {
-    struct worker *w = c->w;
     struct pool_stats sum;
     const struct pool_stats *s = &sum;
     struct req *r = client_enqueue(c, MC_STATS);
     struct buf *b;
-    char line[128];
     int err = 0;
 
     if (r == NULL) {
@@ -211,46 +264,25 @@ client_stats(struct client *c)
     }
     client_pool_stats(c, &sum);
     b = &r->reply;
-    err |= stats_line(b, "pid", (uint64_t)getpid());
-    err |= stats_line(b, "uptime", worker_uptime(w));
-    err |= stats_line(b, "time", (uint64_t)time(NULL));
-    snprintf(line, sizeof(line), "STAT version %s\r\n", CLIENT_VERSION);
-    err |= buf_append_str(b, line);
-    err |= stats_line(b, "pointer_size", (uint64_t)(8 * sizeof(void *)));
+    err |= mc_compose_stat(b, "pid", (uint64_t)getpid());
+    err |= mc_compose_stat(b, "uptime", ioloop_uptime(c->io));
+    err |= mc_compose_stat(b, "time", (uint64_t)time(NULL));
+    err |= mc_compose_stat_text(b, "version", CLIENT_VERSION);
+    err |= mc_compose_stat(b, "pointer_size", (uint64_t)(8 * sizeof(void *)));
     /* memcached's name for the open connection count */
-    err |= stats_line(b, "curr_connections", s->client_connections);
-#define STATS_LINE(name, type, desc) err |= stats_line(b, #name, s->name);
+    err |= mc_compose_stat(b, "curr_connections", s->client_connections);
+#define STATS_LINE(name, type, desc) err |= mc_compose_stat(b, #name, s->name);
     POOL_METRICS(STATS_LINE)
 #undef STATS_LINE
-    err |= buf_append(b, "END\r\n", 5);
+    err |= buf_append_str(b, MC_END_LINE);
     r->done = true;
-    worker_mark_client(c->w, c);
+    client_mark(c);
     return err != 0 ? UV_ENOMEM : 0;
 }
 
 /* ---------------------------------------------------------------------
  * Forwarding
  * ------------------------------------------------------------------- */
-
-/* The request line as the server should see it: without " noreply". */
-static int
-copy_request(struct req *r, const char *buf, const struct mc_req *m)
-{
-    int err;
-
-    if (!m->noreply) {
-        return buf_append(&r->out, buf, m->total_len);
-    }
-    err = buf_append(&r->out, buf, m->noreply_off);
-    if (err == 0) {
-        err = buf_append(&r->out, "\r\n", 2);
-    }
-    if (err == 0 && m->total_len > m->line_len) {
-        err = buf_append(&r->out, buf + m->line_len,
-                         m->total_len - m->line_len);
-    }
-    return err;
-}
 
 static void
 fail_no_server(struct client *c, struct req *r)
@@ -260,7 +292,7 @@ fail_no_server(struct client *c, struct req *r)
     if (r->noreply) {
         buf_reset(&r->reply);
     }
-    worker_mark_client(c->w, c);
+    client_mark(c);
 }
 
 /* "delete <key>" whose reply nobody sees: a req on the outq with noreply,
@@ -273,16 +305,15 @@ forward_silent_delete(struct client *c, const char *buf,
     struct req *r;
 
     r = client_enqueue(c, MC_DELETE);
-    if (r == NULL || buf_append(&r->out, "delete ", 7) != 0 ||
-        buf_append(&r->out, buf + key->off, key->len) != 0 ||
-        buf_append(&r->out, "\r\n", 2) != 0) {
+    if (r == NULL ||
+        mc_compose_delete(&r->out, buf + key->off, key->len) != 0) {
         return UV_ENOMEM;
     }
     r->noreply = true;
     s = pool_route(c->pool, buf + key->off, key->len);
     if (s == NULL) {
         r->done = true;
-        worker_mark_client(c->w, c);
+        client_mark(c);
         return 0;
     }
     server_forward(s, r);
@@ -291,14 +322,14 @@ forward_silent_delete(struct client *c, const char *buf,
 
 /* A single-key command (storage, delete, incr/decr, touch). */
 static int
-forward_keyed(struct client *c, const char *buf, const struct mc_req *m)
+forward_keyed(struct client *c, const char *buf, const struct mc_req *m,
+              const struct mc_span *key)
 {
-    const struct mc_span *key = &c->w->keys[0];
     struct server *s;
     struct req *r;
 
     r = client_enqueue(c, m->cmd);
-    if (r == NULL || copy_request(r, buf, m) != 0) {
+    if (r == NULL || mc_compose_request(&r->out, buf, m) != 0) {
         return UV_ENOMEM;
     }
     r->noreply = m->noreply;
@@ -313,84 +344,36 @@ forward_keyed(struct client *c, const char *buf, const struct mc_req *m)
     return 0;
 }
 
-/* Fragment of parent p for server index si: keys whose route is si. */
-static struct req *
-make_fragment(struct client *c, struct req *p, const struct mc_req *m,
-              const uint32_t *route, uint32_t si, uint32_t n)
-{
-    struct req *f = req_create(c->w, NULL, p->cmd);
-    char head[64];
-    uint32_t i;
-    int err;
-
-    if (f == NULL) {
-        return NULL;
-    }
-    f->pool = c->pool;
-    if (req_reserve_frag_keys(f, n) != 0) {
-        req_put(&f);
-        return NULL;
-    }
-    if (p->cmd == MC_GAT || p->cmd == MC_GATS) {
-        snprintf(head, sizeof(head), "%s %" PRId64, mc_cmd_name(p->cmd),
-                 m->exptime);
-    } else {
-        snprintf(head, sizeof(head), "%s", mc_cmd_name(p->cmd));
-    }
-    err = buf_append_str(&f->out, head);
-    for (i = 0; i < p->nkeys && err == 0; i++) {
-        if (route[i] == si) {
-            f->frag_keys[f->frag_nkeys++] = i;
-            err = buf_append(&f->out, " ", 1);
-            if (err == 0) {
-                err = buf_append(&f->out, p->line.data + p->keys[i].off,
-                                 p->keys[i].len);
-            }
-        }
-    }
-    if (err == 0) {
-        err = buf_append(&f->out, "\r\n", 2);
-    }
-    if (err != 0) {
-        req_put(&f);
-        return NULL;
-    }
-    f->parent = p;
-    req_ref(p);
-    return f;
-}
-
 /* get/gets/gat/gats: one server gets the line as it is; keys on several
- * servers become one fragment per server and a parent that merges. */
+ * servers become one fragment per server and a parent that merges
+ * (fanout.h). */
 static int
-forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
+forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
+                  const struct mc_span *keys)
 {
-    struct worker *w = c->w;
+    struct client_scratch *cs = c->io->client_scratch;
     struct pool *pool = c->pool;
     struct server *first = NULL;
-    uint32_t *route = w->route;
-    uint32_t *counts;
     bool split = false;
     struct req *p;
-    uint32_t i, nfrags = 0;
+    uint32_t i;
 
     if (m->cmd == MC_GAT || m->cmd == MC_GATS) {
-        c->pool->stats.cmd_touch += m->nkeys;
+        pool->stats.cmd_touch += m->nkeys;
     }
-    c->pool->stats.cmd_get += m->nkeys;
+    pool->stats.cmd_get += m->nkeys;
     p = client_enqueue(c, m->cmd);
     if (p == NULL) {
         return UV_ENOMEM;
     }
     p->nkeys = m->nkeys;
     for (i = 0; i < m->nkeys; i++) {
-        const struct mc_span *k = &w->keys[i];
-        struct server *s = pool_route(pool, buf + k->off, k->len);
+        struct server *s = pool_route(pool, buf + keys[i].off, keys[i].len);
         if (s == NULL) {
             fail_no_server(c, p);
             return 0;
         }
-        route[i] = s->idx;
+        cs->route[i] = s->idx;
         if (first == NULL) {
             first = s;
         } else if (s != first) {
@@ -401,44 +384,22 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m)
         /* The line as memcached reads it, so that the reply's keys can be
          * matched against it (server.c): nothing past a NUL. */
         if (buf_append(&p->out, buf, m->text_len) != 0 ||
-            buf_append(&p->out, "\r\n", 2) != 0) {
+            mc_compose_eol(&p->out) != 0) {
             return UV_ENOMEM;
         }
         server_forward(first, p);
         return 0;
     }
-
-    /* Split: keep the line and key spans, for the merge. The arrays come
-     * with the (pooled) req, the scratch with the worker: no allocation
-     * in steady state. */
-    if (req_reserve_keys(p, m->nkeys) != 0 ||
-        req_reserve_frags(p, pool->nservers) != 0 ||
-        worker_per_server(w, pool->nservers) != 0 ||
-        buf_append(&p->line, buf, m->line_len) != 0) {
+    if (array_reserve(&cs->per_server, &cs->per_server_cap, pool->nservers,
+                      sizeof(*cs->per_server)) != 0 ||
+        fanout_split(p, buf, m, keys, cs->route, cs->per_server,
+                     pool->nservers) != 0) {
+        fanout_abort(p);
         return UV_ENOMEM;
     }
-    memcpy(p->keys, w->keys, m->nkeys * sizeof(*p->keys));
-    memset(p->slots, 0, m->nkeys * sizeof(*p->slots));
-    counts = w->per_server;
-    for (i = 0; i < m->nkeys; i++) {
-        counts[route[i]]++;
-    }
-    /* Fragments in server order; each sends its keys in request order. */
-    for (i = 0; i < pool->nservers; i++) {
-        if (counts[i] == 0) {
-            continue;
-        }
-        p->frags[nfrags] = make_fragment(c, p, m, route, i, counts[i]);
-        if (p->frags[nfrags] == NULL) {
-            return UV_ENOMEM;
-        }
-        counts[nfrags++] = i;   /* reuse: fragment -> server index */
-    }
-    p->nfrags = nfrags;
-    p->pending = nfrags;
-    pool->stats.fragments += nfrags;
-    for (i = 0; i < nfrags; i++) {
-        server_forward(pool->servers[counts[i]], p->frags[i]);
+    pool->stats.fragments += p->nfrags;
+    for (i = 0; i < p->nfrags; i++) {
+        server_forward(pool->servers[cs->per_server[i]], p->frags[i]);
     }
     return 0;
 }
@@ -451,29 +412,16 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
     struct req *p;
     uint32_t i;
 
-    c->pool->stats.cmd_flush++;
+    pool->stats.cmd_flush++;
     p = client_enqueue(c, MC_FLUSH_ALL);
     if (p == NULL) {
         return UV_ENOMEM;
     }
     p->noreply = m->noreply;
-    if (req_reserve_frags(p, pool->nservers) != 0) {
+    if (fanout_flush_all(p, buf, m, pool->nservers) != 0) {
+        fanout_abort(p);
         return UV_ENOMEM;
     }
-    for (i = 0; i < pool->nservers; i++) {
-        struct req *f = req_create(c->w, NULL, MC_FLUSH_ALL);
-        if (f == NULL) {
-            return UV_ENOMEM;
-        }
-        f->pool = c->pool;
-        p->frags[p->nfrags++] = f;
-        f->parent = p;
-        req_ref(p);
-        if (copy_request(f, buf, m) != 0) {
-            return UV_ENOMEM;
-        }
-    }
-    p->pending = p->nfrags;
     for (i = 0; i < p->nfrags; i++) {
         server_forward(pool->servers[i], p->frags[i]);
     }
@@ -481,14 +429,15 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
 }
 
 static int
-client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
+client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
+                const struct mc_span *keys)
 {
     switch (m->cmd) {
     case MC_GET:
     case MC_GETS:
     case MC_GAT:
     case MC_GATS:
-        return forward_retrieval(c, buf, m);
+        return forward_retrieval(c, buf, m, keys);
     case MC_SET:
     case MC_ADD:
     case MC_REPLACE:
@@ -496,17 +445,17 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m)
     case MC_PREPEND:
     case MC_CAS:
         c->pool->stats.cmd_set++;
-        return forward_keyed(c, buf, m);
+        return forward_keyed(c, buf, m, keys);
     case MC_TOUCH:
         c->pool->stats.cmd_touch++;
-        return forward_keyed(c, buf, m);
+        return forward_keyed(c, buf, m, keys);
     case MC_DELETE:
         c->pool->stats.cmd_delete++;
-        return forward_keyed(c, buf, m);
+        return forward_keyed(c, buf, m, keys);
     case MC_INCR:
     case MC_DECR:
         c->pool->stats.cmd_incr_decr++;
-        return forward_keyed(c, buf, m);
+        return forward_keyed(c, buf, m, keys);
     case MC_FLUSH_ALL:
         return forward_flush_all(c, buf, m);
     case MC_VERSION:
@@ -554,7 +503,7 @@ client_hold_value(struct client *c, const struct mc_req *m)
         return true;
     }
     if (!tally_value_bytes_take(m->total_len,
-                                c->w->limits.pending_values_max)) {
+                                c->io->limits.pending_values_max)) {
         return false;
     }
     c->pending = m->total_len;
@@ -580,14 +529,14 @@ client_pending_done(struct client *c)
  */
 static int
 refuse_value(struct client *c, const char *head, const struct mc_req *m,
-             const char *line)
+             const struct mc_span *key, const char *line)
 {
     int err = client_reply_local(c, m->cmd, m->noreply ? NULL : line);
 
     if (err == 0 && m->cmd == MC_SET) {
         /* memcached drops the old value when it refuses a set, so that a
          * reader never gets stale data. */
-        err = forward_silent_delete(c, head, &c->w->keys[0]);
+        err = forward_silent_delete(c, head, key);
     }
     c->swallow = m->total_len;
     if (err != 0) {
@@ -620,7 +569,7 @@ client_pause(struct client *c)
 static uint32_t
 client_window_min(const struct client *c)
 {
-    uint32_t max = c->w->limits.requests_max;
+    uint32_t max = c->io->limits.requests_max;
 
     return CLIENT_WINDOW_MIN < max ? CLIENT_WINDOW_MIN : max;
 }
@@ -654,8 +603,13 @@ client_consume(struct client *c, struct buf *in, size_t n)
 static void
 client_parse(struct client *c, struct buf *in)
 {
-    struct worker *w = c->w;
+    struct client_scratch *cs = client_scratch(c->io);
 
+    if (cs == NULL) {
+        log_error("client: out of memory");
+        client_close(c);
+        return;
+    }
     while (!c->closing && !c->quitting && buf_unread(in) > 0) {
         const char *head = buf_head(in);
         struct mc_req m;
@@ -674,17 +628,18 @@ client_parse(struct client *c, struct buf *in)
             c->swallow -= n;
             continue;
         }
-        st = mc_parse_req_scan(head, buf_unread(in), &m, w->keys,
-                               w->keys_cap, &c->scan);
+        st = mc_parse_req_scan(head, buf_unread(in), &m, cs->keys,
+                               cs->keys_cap, &c->scan);
         if (st == PARSE_ERROR && m.bad_chunk) {
             /* The server answers it as memcached would: a value over its
              * item size is refused before the block's end is looked at. */
             st = PARSE_OK;
         }
         if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
-            m.total_len > m.line_len && m.vlen > w->limits.item_size_max) {
+            m.total_len > m.line_len &&
+            m.vlen > c->io->limits.item_size_max) {
             c->pool->stats.request_too_large++;
-            if (refuse_value(c, head, &m,
+            if (refuse_value(c, head, &m, cs->keys,
                              "SERVER_ERROR object too large for cache") != 0) {
                 return;
             }
@@ -692,8 +647,8 @@ client_parse(struct client *c, struct buf *in)
         }
         if (st != PARSE_ERROR && !client_hold_value(c, &m)) {
             c->pool->stats.request_no_memory++;
-            if (refuse_value(c, head, &m, "SERVER_ERROR out of memory "
-                             "storing object") != 0) {
+            if (refuse_value(c, head, &m, cs->keys, "SERVER_ERROR out of "
+                             "memory storing object") != 0) {
                 return;
             }
             continue;
@@ -711,7 +666,7 @@ client_parse(struct client *c, struct buf *in)
                 c->quitting = true;
             }
         } else {
-            err = client_dispatch(c, head, &m);
+            err = client_dispatch(c, head, &m, cs->keys);
             client_consume(c, in, m.total_len);
         }
         client_pending_done(c);     /* unless the req took it over */
@@ -723,7 +678,7 @@ client_parse(struct client *c, struct buf *in)
     }
     if (c->quitting) {
         buf_reset(in);
-        worker_mark_client(w, c);
+        client_mark(c);
     }
 }
 
@@ -737,14 +692,15 @@ client_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
     struct client *c = handle->data;
 
     (void)suggested;
-    /* Reads land in the worker's scratch buffer: an idle connection then
+    /* Reads land in the loop's scratch buffer: an idle connection then
      * holds no read memory at all, and one with half a request holds just
      * those bytes. Only a large value in progress is read straight into
      * the client's own buffer, to copy it once, not twice. */
-    if (buf_unread(&c->rbuf) < CLIENT_DIRECT_MIN) {
-        struct buf *scratch = &c->w->scratch;
+    if (buf_unread(&c->rbuf) < CLIENT_DIRECT_MIN &&
+        client_scratch(c->io) != NULL) {
+        struct buf *scratch = &c->io->client_scratch->read;
         buf_reset(scratch);
-        if (buf_reserve(scratch, WORKER_SCRATCH_SIZE) == 0) {
+        if (buf_reserve(scratch, CLIENT_SCRATCH_READ) == 0) {
             *out = uv_buf_init(scratch->data, (unsigned int)scratch->cap);
             return;
         }
@@ -761,6 +717,7 @@ static void
 client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 {
     struct client *c = stream->data;
+    struct buf *scratch;
 
     if (c->closing || nread == 0) {
         return;
@@ -784,10 +741,12 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (c->quitting) {
         return;                 /* bytes after quit are ignored */
     }
-    c->last_active = uv_now(&c->w->loop);
-    c->w->read_ns = uv_hrtime();
-    if (b->base == c->w->scratch.data && buf_unread(&c->rbuf) == 0) {
-        struct buf *scratch = &c->w->scratch;
+    c->last_active = uv_now(&c->io->loop);
+    c->io->read_ns = uv_hrtime();
+    scratch = c->io->client_scratch != NULL ? &c->io->client_scratch->read :
+                                              NULL;
+    if (scratch != NULL && b->base == scratch->data &&
+        buf_unread(&c->rbuf) == 0) {
         scratch->len = (size_t)nread;
         client_parse(c, scratch);
         if (buf_unread(scratch) > 0 && !c->closing &&
@@ -797,10 +756,10 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         buf_reset(scratch);
         return;
     }
-    if (b->base == c->w->scratch.data) {
+    if (scratch != NULL && b->base == scratch->data) {
         /* the rest of a request begun in an earlier read */
         int err = buf_append(&c->rbuf, b->base, (size_t)nread);
-        buf_reset(&c->w->scratch);
+        buf_reset(scratch);
         if (err != 0) {
             client_close(c);
             return;
@@ -819,7 +778,7 @@ client_close_cb(uv_handle_t *handle)
 {
     struct client *c = handle->data;
 
-    c->w->freed += c->rbuf.cap;
+    c->io->freed += c->rbuf.cap;
     buf_free(&c->rbuf);
     free(c);
 }
@@ -842,8 +801,7 @@ client_write_cb(uv_write_t *wreq, int status)
         client_close(c);
         return;
     }
-    if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
-        client_close(c);
+    if (client_close_if_done(c)) {
         return;
     }
     if (client_may_resume(c)) {
@@ -851,40 +809,15 @@ client_write_cb(uv_write_t *wreq, int status)
     }
 }
 
-void
+/* A request of c's has its reply: c flushes when it is the oldest. */
+static void
 client_req_done(struct req *r)
 {
-    struct client *c = r->client;
+    struct client *c = r->owner;
 
     if (c != NULL && !c->closing && r == TAILQ_FIRST(&c->outq)) {
-        worker_mark_client(c->w, c);
+        client_mark(c);
     }
-}
-
-/*
- * Adds a gathered multi-get reply (see parent_complete()) to the write at
- * w->wbufs[at]: its value slices in key order, then END. Each entry holds
- * a ref on p, which keeps the fragments' bytes alive; the last one takes
- * the outq's. Returns the next free index.
- */
-static uint32_t
-gather_reply(struct worker *w, struct req *p, uint32_t at)
-{
-    static const char end[] = "END\r\n";
-    uint32_t i;
-
-    for (i = 0; i < p->nkeys; i++) {
-        const struct req_slot *s = &p->slots[i];
-        if (s->frag != NULL) {
-            req_ref(p);
-            w->wreqs[at] = p;
-            w->wbufs[at++] = uv_buf_init(s->frag->reply.data + s->off,
-                                         s->len);
-        }
-    }
-    w->wreqs[at] = p;
-    w->wbufs[at++] = uv_buf_init((char *)end, sizeof(end) - 1);
-    return at;
 }
 
 /*
@@ -898,7 +831,7 @@ gather_reply(struct worker *w, struct req *p, uint32_t at)
 static bool
 client_behind(struct client *c)
 {
-    const struct worker_limits *l = &c->w->limits;
+    const struct limits *l = &c->io->limits;
     size_t unsent = uv_stream_get_write_queue_size(&c->h.stream);
 
     if (unsent == 0 || (unsent <= l->output_max &&
@@ -944,7 +877,7 @@ client_resume(struct client *c)
 static void
 client_grow(struct client *c, uint32_t n, size_t bytes)
 {
-    uint32_t max = c->w->limits.requests_max;
+    uint32_t max = c->io->limits.requests_max;
     uint32_t next = c->window + n < max ? c->window + n : max;
 
     if (bytes / n * next > CLIENT_UNSENT_PAUSE &&
@@ -958,7 +891,8 @@ client_grow(struct client *c, uint32_t n, size_t bytes)
 static void
 client_write_ready(struct client *c)
 {
-    struct worker *w = c->w;
+    struct req_cache *rc = &c->io->reqs;
+    const struct limits *l = &c->io->limits;
     struct req *r;
     uint64_t now;
     uint32_t i, n = 0, nbufs = 0;
@@ -974,26 +908,24 @@ client_write_ready(struct client *c)
             break;
         }
         n++;
-        nbufs += r->gathered ? r->nslices + 1 : 1;
+        nbufs += r->gathered ? fanout_iov_count(r) : 1;
         if (r->cmd == MC_QUIT) {
             break;
         }
     }
     if (n == 0) {
-        if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
-            client_close(c);
-        }
+        client_close_if_done(c);
         return;
     }
     if (client_behind(c)) {
         return;
     }
-    if (worker_wscratch(w, nbufs) != 0) {
+    if (req_cache_wscratch(rc, nbufs) != 0) {
         client_close(c);
         return;
     }
     now = uv_hrtime();
-    c->last_active = uv_now(&w->loop);  /* the idle clock runs from here */
+    c->last_active = uv_now(&c->io->loop); /* the idle clock runs from here */
     nbufs = 0;
     for (i = 0; i < n; i++) {
         r = client_dequeue(c);
@@ -1002,27 +934,27 @@ client_write_ready(struct client *c)
             quit = true;
         }
         if (r->gathered) {
-            nbufs = gather_reply(w, r, nbufs);
+            nbufs += fanout_iov(r, rc->wreqs + nbufs, rc->wbufs + nbufs);
             continue;
         }
         /* The outq's ref goes to req_write(). */
-        w->wreqs[nbufs] = r;
-        w->wbufs[nbufs++] = uv_buf_init(buf_head(&r->reply),
-                                        (unsigned int)buf_unread(&r->reply));
+        rc->wreqs[nbufs] = r;
+        rc->wbufs[nbufs++] = uv_buf_init(buf_head(&r->reply),
+                                         (unsigned int)buf_unread(&r->reply));
     }
     if (quit) {
         /* Requests after quit are never answered (memcached drops them). */
         while ((r = client_dequeue(c)) != NULL) {
-            r->client = NULL;
+            r->owner = NULL;
             req_put(&r);
         }
     }
-    if (c->window < w->limits.requests_max) {
+    if (c->window < l->requests_max) {
         for (i = 0; i < nbufs; i++) {
-            bytes += w->wbufs[i].len;   /* req_write() changes wbufs */
+            bytes += rc->wbufs[i].len;  /* req_write() changes wbufs */
         }
     }
-    err = req_write(&c->h.stream, w->wreqs, w->wbufs, nbufs, true, c,
+    err = req_write(&c->h.stream, rc->wreqs, rc->wbufs, nbufs, true, c,
                     client_write_cb, &queued);
     if (err != 0) {
         c->pool->stats.client_err++;
@@ -1033,22 +965,24 @@ client_write_ready(struct client *c)
         uint32_t least = client_window_min(c);
 
         c->window = c->window / 2 > least ? c->window / 2 : least;
-    } else if (c->window < w->limits.requests_max) {
+    } else if (c->window < l->requests_max) {
         client_grow(c, n, bytes);
     }
     if (!queued) {
-        if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
-            client_close(c);
-        }
+        client_close_if_done(c);
         return;
     }
     c->nwrites++;
     client_count_unsent(c);
 }
 
-void
-client_flush(struct client *c)
+/* Writes the replies that are ready, in order; once per loop turn. */
+static void
+client_flush_cb(struct ioloop_task *t)
 {
+    struct client *c = (struct client *)((char *)t -
+                                         offsetof(struct client, flush));
+
     client_write_ready(c);
     if (client_may_resume(c)) {
         client_resume(c);
@@ -1063,9 +997,7 @@ client_drain(struct client *c)
     }
     uv_read_stop(&c->h.stream);
     c->quitting = true;
-    if (c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
-        client_close(c);
-    }
+    client_close_if_done(c);
 }
 
 void
@@ -1086,14 +1018,11 @@ client_close(struct client *c)
     }
     /* Requests still at servers finish there and are dropped. */
     while ((r = client_dequeue(c)) != NULL) {
-        r->client = NULL;
+        r->owner = NULL;
         req_put(&r);
     }
-    if (c->dirty) {
-        TAILQ_REMOVE(&c->w->dirty_clients, c, dirty_link);
-        c->dirty = false;
-    }
-    TAILQ_REMOVE(&c->w->clients, c, link);
+    ioloop_flush_cancel(c->io, &c->flush);
+    TAILQ_REMOVE(&c->io->clients, c, link);
     uv_close(&c->h.handle, client_close_cb);
 }
 
@@ -1106,7 +1035,7 @@ client_count(struct client *c)
 
     c->counted = tally_take(c->pool->tally,
                             per_pool > 0 ? (uint32_t)per_pool : 0,
-                            c->w->limits.max_clients);
+                            c->io->limits.max_clients);
     return c->counted;
 }
 
@@ -1114,7 +1043,7 @@ void
 client_accept_cb(uv_stream_t *listener, int status)
 {
     struct pool *pool = listener->data;
-    struct worker *w = pool->w;
+    struct ioloop *io = pool->env.io;
     struct client *c;
     int err;
 
@@ -1128,17 +1057,18 @@ client_accept_cb(uv_stream_t *listener, int status)
         return;
     }
     c->pool = pool;
-    c->w = w;
+    c->io = io;
+    ioloop_task_init(&c->flush, client_flush_cb, IOLOOP_CLIENTS);
     c->window = client_window_min(c);
-    c->last_active = uv_now(&w->loop);
+    c->last_active = uv_now(&io->loop);
     TAILQ_INIT(&c->outq);
     if (pool->cp->listen.path != NULL) {
-        uv_pipe_init(&w->loop, &c->h.pipe, 0);
+        uv_pipe_init(&io->loop, &c->h.pipe, 0);
     } else {
-        uv_tcp_init(&w->loop, &c->h.tcp);
+        uv_tcp_init(&io->loop, &c->h.tcp);
     }
     c->h.handle.data = c;
-    TAILQ_INSERT_TAIL(&w->clients, c, link);
+    TAILQ_INSERT_TAIL(&io->clients, c, link);
     pool->stats.client_connections++;
     pool->stats.total_connections++;
     err = uv_accept(listener, &c->h.stream);
@@ -1161,5 +1091,46 @@ client_accept_cb(uv_stream_t *listener, int status)
     if (err != 0) {
         log_warn("pool %s: accept: %s", pool->cp->name, uv_strerror(err));
         client_close(c);
+    }
+}
+
+void
+client_drain_pool(struct ioloop *io, const struct pool *p)
+{
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&io->clients); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (c->pool == p) {
+            client_drain(c);
+        }
+    }
+}
+
+void
+client_close_all(struct ioloop *io)
+{
+    struct client *c;
+
+    while ((c = TAILQ_FIRST(&io->clients)) != NULL) {
+        client_close(c);
+    }
+}
+
+/* A sweep once a second costs O(clients) per second instead of a timer
+ * per client. */
+void
+client_close_idle(struct ioloop *io, uint64_t timeout_ms)
+{
+    uint64_t now = uv_now(&io->loop);
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&io->clients); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (TAILQ_EMPTY(&c->outq) && c->nwrites == 0 &&
+            now - c->last_active >= timeout_ms) {
+            c->pool->stats.client_idle_closed++;
+            client_close(c);
+        }
     }
 }

@@ -111,12 +111,12 @@ usage(FILE *f)
         "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
         LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, PROXY_DEFAULT_CONF,
         PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
-        (unsigned long long)WORKER_DEFAULT_ITEM_SIZE_MAX,
-        (unsigned long long)WORKER_DEFAULT_OUTPUT_MAX,
-        (unsigned long long)WORKER_DEFAULT_PENDING_OUTPUT_MAX,
-        WORKER_DEFAULT_MAX_CLIENTS,
-        (unsigned long long)WORKER_DEFAULT_PENDING_VALUES_MAX,
-        WORKER_DEFAULT_REQUESTS_MAX, WORKER_DEFAULT_GET_KEYS_MAX,
+        (unsigned long long)LIMITS_DEFAULT_ITEM_SIZE_MAX,
+        (unsigned long long)LIMITS_DEFAULT_OUTPUT_MAX,
+        (unsigned long long)LIMITS_DEFAULT_PENDING_OUTPUT_MAX,
+        LIMITS_DEFAULT_MAX_CLIENTS,
+        (unsigned long long)LIMITS_DEFAULT_PENDING_VALUES_MAX,
+        LIMITS_DEFAULT_REQUESTS_MAX, LIMITS_DEFAULT_GET_KEYS_MAX,
         PROBE_DEFAULT_INTERVAL_MS);
 }
 
@@ -162,7 +162,7 @@ main(int argc, char **argv)
     long v;
     int opt;
 
-    worker_limits_default(&o.limits);
+    limits_default(&o.limits);
     o.probe_interval_ms = PROBE_DEFAULT_INTERVAL_MS;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, long_options,

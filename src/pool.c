@@ -1,29 +1,22 @@
 /*
  * pool: a configured pool inside one worker: listener, servers, ring.
  */
-/* SO_REUSEPORT is a Linux/BSD extension beyond POSIX. */
-#define _DEFAULT_SOURCE
-
 #include "memring/pool.h"
 
-#include "memring/client.h"
 #include "memring/conf.h"
 #include "memring/hash.h"
 #include "memring/health.h"
+#include "memring/ioloop.h"
+#include "memring/listener.h"
 #include "memring/log.h"
-#include "memring/net.h"
 #include "memring/ring.h"
-#include "memring/server.h"
 #include "memring/tally.h"
-#include "memring/worker.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static int pool_refresh(struct pool *p, uint64_t now, bool force);
 
@@ -56,15 +49,30 @@ pool_build_ring(struct pool *p)
     return 0;
 }
 
+/* What the pool's servers share follows its (new) config. */
 static void
-pool_set_policy(struct pool *p)
+pool_set_ctx(struct pool *p)
 {
     const struct conf_pool *cp = p->cp;
+    struct server_ctx *ctx = &p->sctx;
 
-    p->eject.auto_eject = cp->auto_eject_hosts;
-    p->eject.failure_limit = cp->server_failure_limit > 0 ?
-                             (uint32_t)cp->server_failure_limit : 1;
-    p->eject.retry_ms = (uint64_t)cp->server_retry_timeout;
+    ctx->io = p->env.io;
+    ctx->cp = cp;
+    ctx->stats = &p->stats;
+    ctx->eject.auto_eject = cp->auto_eject_hosts;
+    ctx->eject.failure_limit = cp->server_failure_limit > 0 ?
+                               (uint32_t)cp->server_failure_limit : 1;
+    ctx->eject.retry_ms = (uint64_t)cp->server_retry_timeout;
+}
+
+/* One of p's servers was ejected: the ring changes now. */
+static void
+pool_server_ejected(void *arg, struct server *s)
+{
+    struct pool *p = arg;
+
+    (void)s;
+    pool_refresh(p, uv_now(&p->env.io->loop), false);
 }
 
 static uint32_t
@@ -73,48 +81,15 @@ conns_per_server(const struct conf_pool *cp)
     return cp->server_connections > 0 ? (uint32_t)cp->server_connections : 1;
 }
 
-static void
-server_destroy(struct server *s)
-{
-    if (s != NULL) {
-        health_release(&s->health);
-        free(s->conns);
-        free(s);
-    }
-}
-
 static struct server *
-server_create(struct pool *p, const struct conf_pool *cp, uint32_t idx)
+pool_server_create(struct pool *p, const struct conf_pool *cp, uint32_t idx)
 {
-    struct server *s = calloc(1, sizeof(*s));
-
-    if (s == NULL) {
-        return NULL;
-    }
-    s->pool = p;
-    s->idx = idx;
-    s->cs = &cp->servers[idx];
-    s->live = true;     /* until pool_refresh() reads the shared state */
-    TAILQ_INIT(&s->all);
-    s->nconns = conns_per_server(cp);
-    s->conns = calloc(s->nconns, sizeof(*s->conns));
-    s->health = health_acquire(cp->name, s->cs);
-    if (s->conns == NULL || s->health == NULL) {
-        server_destroy(s);
-        return NULL;
-    }
-    if (!s->cs->is_unix &&
-        net_resolve(s->cs->host, s->cs->port, &s->addr) != 0) {
-        log_error("pool %s: server %s: cannot resolve '%s'", cp->name,
-                  s->cs->name, s->cs->host);
-        server_destroy(s);
-        return NULL;
-    }
-    return s;
+    return server_create(&p->sctx, &cp->servers[idx], idx,
+                         conns_per_server(cp));
 }
 
 struct pool *
-pool_create(struct worker *w, const struct conf_pool *cp)
+pool_create(const struct pool_env *env, const struct conf_pool *cp)
 {
     struct pool *p = calloc(1, sizeof(*p));
     uint32_t i;
@@ -122,9 +97,11 @@ pool_create(struct worker *w, const struct conf_pool *cp)
     if (p == NULL) {
         return NULL;
     }
-    p->w = w;
+    p->env = *env;
     p->cp = cp;
-    pool_set_policy(p);
+    pool_set_ctx(p);
+    p->sctx.ejected = pool_server_ejected;
+    p->sctx.arg = p;
     p->tally = tally_acquire(cp->name);
     if (p->tally == NULL) {
         goto error;
@@ -134,13 +111,13 @@ pool_create(struct worker *w, const struct conf_pool *cp)
         goto error;
     }
     for (i = 0; i < cp->nservers; i++) {
-        p->servers[i] = server_create(p, cp, i);
+        p->servers[i] = pool_server_create(p, cp, i);
         if (p->servers[i] == NULL) {
             goto error;
         }
         p->nservers = i + 1;
     }
-    if (pool_refresh(p, uv_now(&w->loop), true) != 0) {
+    if (pool_refresh(p, uv_now(&env->io->loop), true) != 0) {
         goto error;
     }
     return p;
@@ -149,105 +126,18 @@ error:
     return NULL;
 }
 
-static void
-listener_close_cb(uv_handle_t *handle)
-{
-    free(handle->data);
-}
-
-static void
-listener_close(struct listener **lp)
-{
-    struct listener *l = *lp;
-
-    if (l == NULL) {
-        return;
-    }
-    *lp = NULL;
-    if (l->unlink_path != NULL) {
-        unlink(l->unlink_path);
-    }
-    l->h.handle.data = l;
-    uv_close(&l->h.handle, listener_close_cb);
-}
-
-/*
- * Several workers listen on one port, each with its own socket, and the
- * kernel spreads connections among them (SO_REUSEPORT; libuv 1.44 has no
- * flag for it, so the socket is made here and handed to libuv).
- */
-static int
-bind_reuseport(uv_tcp_t *tcp, const struct sockaddr_storage *addr)
-{
-    socklen_t len = addr->ss_family == AF_INET6 ?
-                    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    int fd, one = 1, err;
-
-    fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        bind(fd, (const struct sockaddr *)addr, len) != 0) {
-        err = -errno;
-        close(fd);
-        return err;
-    }
-    err = uv_tcp_open(tcp, fd);
-    if (err != 0) {
-        close(fd);
-    }
-    return err;
-}
-
-/* Binds and listens on cl for pool p. NULL on error (logged). */
+/* Binds and listens on cp->listen for p. NULL on error (logged). */
 static struct listener *
-listener_open(struct pool *p, const struct conf_pool *cp, int *errp)
+pool_listener_open(struct pool *p, const struct conf_pool *cp, int *errp)
 {
-    const struct conf_listen *cl = &cp->listen;
-    struct listener *l = calloc(1, sizeof(*l));
-    int err;
+    struct listener *l;
 
-    *errp = UV_ENOMEM;
+    l = listener_open(&p->env.io->loop, &cp->listen, cp->backlog,
+                      p->env.shared_port, p->env.accept_cb, p, errp);
     if (l == NULL) {
-        return NULL;
+        log_error("pool %s: listen on %s: %s", cp->name, cp->listen.text,
+                  uv_strerror(*errp));
     }
-    l->pool = p;
-    if (cl->path != NULL) {
-        /* twemproxy removes a stale socket file before binding, too. */
-        unlink(cl->path);
-        uv_pipe_init(&p->w->loop, &l->h.pipe, 0);
-        err = uv_pipe_bind(&l->h.pipe, cl->path);
-        if (err == 0) {
-            l->unlink_path = cl->path;
-            if (cl->perm != 0 && chmod(cl->path, (mode_t)cl->perm) != 0) {
-                err = UV_EPERM;
-            }
-        }
-    } else {
-        struct sockaddr_storage addr;
-        uv_tcp_init(&p->w->loop, &l->h.tcp);
-        err = net_resolve(cl->host, cl->port, &addr);
-        if (err == 0 && p->w->shared_port) {
-            err = bind_reuseport(&l->h.tcp, &addr);
-        } else if (err == 0) {
-            err = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)&addr, 0);
-        }
-    }
-    l->h.handle.data = p;
-    if (err == 0) {
-        err = uv_listen(&l->h.stream, cp->backlog, client_accept_cb);
-    }
-    if (err != 0) {
-        log_error("pool %s: listen on %s: %s", cp->name, cl->text,
-                  uv_strerror(err));
-        l->unlink_path = NULL;
-        listener_close(&l);
-        *errp = err;
-        return NULL;
-    }
-    *errp = 0;
     return l;
 }
 
@@ -257,10 +147,10 @@ pool_listen(struct pool *p)
     const struct conf_pool *cp = p->cp;
     int err;
 
-    if (cp->listen.path != NULL && p->w->id != 0) {
+    if (cp->listen.path != NULL && p->env.worker_id != 0) {
         return 0;   /* a unix socket has one listener: worker 0's */
     }
-    p->listener = listener_open(p, cp, &err);
+    p->listener = pool_listener_open(p, cp, &err);
     if (p->listener == NULL) {
         return err;
     }
@@ -291,10 +181,10 @@ pool_close(struct pool *p)
 
     listener_close(&p->listener);
     for (i = 0; i < p->nservers; i++) {
-        server_close(p->servers[i], "shutting down");
+        server_close(p->servers[i], SERVER_FAIL_SHUTDOWN);
     }
     for (s = p->retired; s != NULL; s = s->next_retired) {
-        server_close(s, "shutting down");
+        server_close(s, SERVER_FAIL_SHUTDOWN);
     }
 }
 
@@ -310,11 +200,11 @@ pool_destroy(struct pool **pp)
     }
     *pp = NULL;
     for (i = 0; p->servers != NULL && i < p->nservers; i++) {
-        server_destroy(p->servers[i]);
+        server_destroy(&p->servers[i]);
     }
     while ((s = p->retired) != NULL) {
         p->retired = s->next_retired;
-        server_destroy(s);
+        server_destroy(&s);
     }
     free(p->servers);
     ring_destroy(&p->ring);
@@ -365,30 +255,6 @@ pool_refresh(struct pool *p, uint64_t now, bool force)
     return 0;
 }
 
-void
-pool_server_failed(struct server *s)
-{
-    struct pool *p = s->pool;
-    const struct conf_pool *cp = p->cp;
-    uint64_t now = uv_now(&p->w->loop);
-
-    s->stats.server_failures++;
-    if (!health_failure(s->health, &p->eject, now)) {
-        return;
-    }
-    s->stats.server_ejected_at = stats_now_usec();
-    p->stats.server_ejects++;
-    log_warn("pool %s: server %s: ejected, retry in %" PRId64 " ms",
-             cp->name, s->cs->name, cp->server_retry_timeout);
-    pool_refresh(p, now, false);
-}
-
-void
-pool_server_ok(struct server *s)
-{
-    health_success(s->health);
-}
-
 struct server *
 pool_route(struct pool *p, const char *key, size_t len)
 {
@@ -397,8 +263,9 @@ pool_route(struct pool *p, const char *key, size_t len)
 
     /* One atomic load per request notices an ejection by any worker. */
     if (p->health_gen != health_generation() ||
-        (p->next_rebuild != 0 && uv_now(&p->w->loop) >= p->next_rebuild)) {
-        pool_refresh(p, uv_now(&p->w->loop), false);
+        (p->next_rebuild != 0 &&
+         uv_now(&p->env.io->loop) >= p->next_rebuild)) {
+        pool_refresh(p, uv_now(&p->env.io->loop), false);
     }
     if (p->nservers == 1) {
         return p->nejected == 0 ? p->servers[0] : NULL;
@@ -477,7 +344,7 @@ pool_abort(struct pool_plan **planp)
     *planp = NULL;
     for (i = 0; plan->servers != NULL && i < plan->ncp->nservers; i++) {
         if (plan->fresh[i]) {
-            server_destroy(plan->servers[i]);
+            server_destroy(&plan->servers[i]);
         }
     }
     listener_close(&plan->listener);
@@ -518,7 +385,7 @@ pool_prepare(struct pool *p, const struct conf_pool *ncp,
             }
         }
         if (plan->servers[j] == NULL) {
-            plan->servers[j] = server_create(p, ncp, j);
+            plan->servers[j] = pool_server_create(p, ncp, j);
             if (plan->servers[j] == NULL) {
                 goto error;
             }
@@ -532,10 +399,10 @@ pool_prepare(struct pool *p, const struct conf_pool *ncp,
         if (str_eq(p->cp->listen.path, ncp->listen.path) &&
             ncp->listen.path != NULL) {
             /* Same socket file, new mode: just change the mode. */
-        } else if (ncp->listen.path != NULL && p->w->id != 0) {
+        } else if (ncp->listen.path != NULL && p->env.worker_id != 0) {
             /* a unix socket has one listener: worker 0's */
         } else {
-            plan->listener = listener_open(p, ncp, &err);
+            plan->listener = pool_listener_open(p, ncp, &err);
             if (plan->listener == NULL) {
                 free(taken);
                 pool_abort(&plan);
@@ -595,8 +462,8 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
     p->nservers = ncp->nservers;
     plan->servers = NULL;
     p->cp = ncp;
-    pool_set_policy(p);
-    pool_refresh(p, uv_now(&p->w->loop), rebuild);
+    pool_set_ctx(p);
+    pool_refresh(p, uv_now(&p->env.io->loop), rebuild);
     moved = plan->listener != NULL;
     if (moved) {
         listener_close(&p->listener);

@@ -8,8 +8,7 @@
 #include "memring/health.h"
 #include "memring/log.h"
 #include "memring/net.h"
-#include "memring/pool.h"
-#include "memring/worker.h"
+#include "memring/server.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -31,7 +30,9 @@ struct probe_conn {
 };
 
 struct probe {
-    struct worker             *w;
+    uv_loop_t                 *loop;
+    probe_servers_fn          *each;      /* the servers to look at */
+    void                      *arg;
     uv_timer_t                timer;
     uint64_t                  interval;
     LIST_HEAD(, probe_conn)   inflight;
@@ -92,13 +93,13 @@ probing(const struct probe *p, const struct health *h)
 static void
 probe_start(struct probe *p, struct server *s)
 {
-    uv_loop_t *loop = &p->w->loop;
+    uv_loop_t *loop = p->loop;
     struct probe_conn *pc = calloc(1, sizeof(*pc));
 
     if (pc == NULL) {
         return;
     }
-    pc->health = health_acquire(s->pool->cp->name, s->cs);
+    pc->health = health_acquire(s->ctx->cp->name, s->cs);
     if (pc->health == NULL) {
         free(pc);
         return;
@@ -128,43 +129,42 @@ probe_start(struct probe *p, struct server *s)
     uv_timer_start(&pc->timer, conn_timer_cb, p->interval, 0);
 }
 
-/* Each server that answered nothing since the last look gets a connect;
- * one that did is alive, which is all a probe could learn. */
+/* A server that answered nothing since the last look gets a connect; one
+ * that did is alive, which is all a probe could learn. */
+void
+probe_server(struct probe *p, struct server *s)
+{
+    if (s->stats.responses != s->probe_responses) {
+        s->probe_responses = s->stats.responses;
+        health_seen(s->health, 0);
+    } else if (!probing(p, s->health)) {
+        probe_start(p, s);
+    }
+}
+
 static void
 probe_timer_cb(uv_timer_t *timer)
 {
     struct probe *p = timer->data;
-    struct worker *w = p->w;
-    uint32_t i, j;
 
-    for (i = 0; i < w->npools; i++) {
-        struct pool *pool = w->pools[i];
-
-        for (j = 0; j < pool->nservers; j++) {
-            struct server *s = pool->servers[j];
-
-            if (s->stats.responses != s->probe_responses) {
-                s->probe_responses = s->stats.responses;
-                health_seen(s->health, 0);
-            } else if (!probing(p, s->health)) {
-                probe_start(p, s);
-            }
-        }
-    }
+    p->each(p->arg, p);
 }
 
 struct probe *
-probe_create(struct worker *w, uint64_t interval_ms)
+probe_create(uv_loop_t *loop, uint64_t interval_ms, probe_servers_fn *each,
+             void *arg)
 {
     struct probe *p = calloc(1, sizeof(*p));
 
     if (p == NULL) {
         return NULL;
     }
-    p->w = w;
+    p->loop = loop;
+    p->each = each;
+    p->arg = arg;
     p->interval = interval_ms;
     LIST_INIT(&p->inflight);
-    uv_timer_init(&w->loop, &p->timer);
+    uv_timer_init(loop, &p->timer);
     p->timer.data = p;
     uv_timer_start(&p->timer, probe_timer_cb,
                    interval_ms < PROBE_FIRST_MS ? interval_ms : PROBE_FIRST_MS,

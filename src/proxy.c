@@ -11,7 +11,6 @@
 #include "memring/admin.h"
 #include "memring/conf.h"
 #include "memring/log.h"
-#include "memring/probe.h"
 #include "memring/reload.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
@@ -227,7 +226,7 @@ proxy_start(struct proxy *px, const struct proxy_options *o,
         return UV_EINVAL;
     }
     if (o->stats_port != 0) {
-        px->admin = admin_create(&px->workers[0]->loop, px->workers,
+        px->admin = admin_create(&px->workers[0]->io.loop, px->workers,
                                  px->nworkers);
         if (px->admin == NULL) {
             log_error("admin: out of memory");
@@ -299,7 +298,7 @@ proxy_run(const struct proxy_options *o)
             goto out;
         }
     }
-    px->reload = reload_create(&px->workers[0]->loop, o->conf_path, conf,
+    px->reload = reload_create(&px->workers[0]->io.loop, o->conf_path, conf,
                                px->workers, px->nworkers);
     if (px->reload == NULL) {
         goto out;
@@ -319,18 +318,16 @@ proxy_run(const struct proxy_options *o)
         px->workers[i]->nall = px->nworkers;
     }
     if (o->probe_interval_ms > 0) {
-        px->workers[0]->probe = probe_create(px->workers[0],
-                                             o->probe_interval_ms);
-        if (px->workers[0]->probe == NULL) {
+        if (worker_start_probe(px->workers[0], o->probe_interval_ms) != 0) {
             goto deinit;
         }
     }
     /* Signals are caught before the ports open: a SIGHUP sent as soon as
      * a port answers must reload, not kill the process (the default). Their
      * callbacks run once worker 0's loop does, after every worker started. */
-    uv_signal_init(&px->workers[0]->loop, &px->sigint);
-    uv_signal_init(&px->workers[0]->loop, &px->sigterm);
-    uv_signal_init(&px->workers[0]->loop, &px->sighup);
+    uv_signal_init(&px->workers[0]->io.loop, &px->sigint);
+    uv_signal_init(&px->workers[0]->io.loop, &px->sigterm);
+    uv_signal_init(&px->workers[0]->io.loop, &px->sighup);
     px->sigint.data = px->sigterm.data = px->sighup.data = px;
     uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
     uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);

@@ -187,7 +187,7 @@ reload_now(struct reload *r, char *msg, size_t len)
      * Each other worker switches on its own thread while this one waits. */
     for (i = 0; i < r->nworkers; i++) {
         struct worker *w = r->workers[i];
-        rc = &w->loop == r->loop ? worker_reconfigure(w, conf, msg, len) :
+        rc = &w->io.loop == r->loop ? worker_reconfigure(w, conf, msg, len) :
              worker_reconfigure_remote(w, conf, msg, len);
         if (rc != 0 && i > 0) {
             /* Worker 0 runs the new config already: keep it alive. */

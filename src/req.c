@@ -3,24 +3,23 @@
  */
 #include "memring/req.h"
 
+#include "memring/stats.h"
 #include "memring/tally.h"
-#include "memring/worker.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Freed reqs a worker keeps, with their small buffers, for the next
- * requests: in steady state a request then costs no allocation. Bounded,
- * so a burst does not pin memory: at most REQ_POOL_MAX reqs and
- * REQ_KEEP_BUF bytes per buffer are kept (about 25 MB at worst). */
+/* What a req_cache keeps is bounded, so a burst does not pin memory: at
+ * most REQ_POOL_MAX reqs and REQ_KEEP_BUF bytes per buffer (about 25 MB
+ * at worst). */
 #define REQ_POOL_MAX 1024
 #define REQ_KEEP_BUF 8192
 
 static void
-keep_or_free(struct worker *w, struct buf *b)
+keep_or_free(struct req_cache *rc, struct buf *b)
 {
     if (b->cap > REQ_KEEP_BUF) {
-        w->freed += b->cap;
+        *rc->freed += b->cap;
         buf_free(b);
     } else {
         buf_reset(b);
@@ -72,9 +71,9 @@ static void
 req_release_kept(struct req *r, bool keep)
 {
     if (keep) {
-        keep_or_free(r->w, &r->out);
-        keep_or_free(r->w, &r->reply);
-        keep_or_free(r->w, &r->line);
+        keep_or_free(r->cache, &r->out);
+        keep_or_free(r->cache, &r->reply);
+        keep_or_free(r->cache, &r->line);
     } else {
         buf_free(&r->out);
         buf_free(&r->reply);
@@ -87,14 +86,39 @@ req_release_kept(struct req *r, bool keep)
                        sizeof(*r->frag_keys), keep);
 }
 
-struct req *
-req_create(struct worker *w, struct client *c, enum mc_cmd cmd)
+void
+req_cache_init(struct req_cache *rc, uint64_t *freed)
 {
-    struct req *r = w->req_pool;
+    memset(rc, 0, sizeof(*rc));
+    rc->freed = freed;
+}
+
+int
+req_cache_wscratch(struct req_cache *rc, uint32_t n)
+{
+    uint32_t cap = 64;
+
+    if (n <= rc->wreqs_cap && n <= rc->wbufs_cap) {
+        return 0;
+    }
+    while (cap < n) {           /* doubling: few growths as batches grow */
+        cap *= 2;
+    }
+    if (array_reserve(&rc->wreqs, &rc->wreqs_cap, cap,
+                      sizeof(*rc->wreqs)) != 0) {
+        return UV_ENOMEM;
+    }
+    return array_reserve(&rc->wbufs, &rc->wbufs_cap, cap, sizeof(*rc->wbufs));
+}
+
+struct req *
+req_create(struct req_cache *rc, struct pool_stats *stats, enum mc_cmd cmd)
+{
+    struct req *r = rc->free;
 
     if (r != NULL) {
-        w->req_pool = r->parent;        /* the pool's link */
-        w->req_pool_n--;
+        rc->free = r->parent;           /* the cache's link */
+        rc->n--;
         memset(r, 0, REQ_KEPT_FROM);
     } else {
         r = calloc(1, sizeof(*r));
@@ -102,11 +126,27 @@ req_create(struct worker *w, struct client *c, enum mc_cmd cmd)
             return NULL;
         }
     }
-    r->w = w;
-    r->client = c;
+    r->cache = rc;
+    r->stats = stats;
     r->cmd = cmd;
     r->refs = 1;
     return r;
+}
+
+void
+req_done(struct req *r)
+{
+    r->done = true;
+    if (r->owner != NULL && r->on_done != NULL) {
+        r->on_done(r);
+    }
+}
+
+void
+req_count_hits(const struct req *r, uint32_t hits)
+{
+    r->stats->get_hits += hits;
+    r->stats->get_misses += r->nkeys > hits ? r->nkeys - hits : 0;
 }
 
 void
@@ -130,12 +170,12 @@ req_free(struct req *r)
     if (r->value_bytes > 0) {
         tally_value_bytes_give(r->value_bytes);
     }
-    if (r->w->req_pool_n < REQ_POOL_MAX) {
-        struct worker *w = r->w;
+    if (r->cache->n < REQ_POOL_MAX) {
+        struct req_cache *rc = r->cache;
         req_release_kept(r, true);
-        r->parent = w->req_pool;
-        w->req_pool = r;
-        w->req_pool_n++;
+        r->parent = rc->free;
+        rc->free = r;
+        rc->n++;
         return;
     }
     req_release_kept(r, false);
@@ -143,16 +183,22 @@ req_free(struct req *r)
 }
 
 void
-req_pool_drain(struct worker *w)
+req_cache_drain(struct req_cache *rc)
 {
     struct req *r;
 
-    while ((r = w->req_pool) != NULL) {
-        w->req_pool = r->parent;
+    while ((r = rc->free) != NULL) {
+        rc->free = r->parent;
         req_release_kept(r, false);
         free(r);
     }
-    w->req_pool_n = 0;
+    rc->n = 0;
+    free(rc->wreqs);
+    free(rc->wbufs);
+    rc->wreqs = NULL;
+    rc->wbufs = NULL;
+    rc->wreqs_cap = 0;
+    rc->wbufs_cap = 0;
 }
 
 void

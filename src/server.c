@@ -11,14 +11,14 @@
  */
 #include "memring/server.h"
 
-#include "memring/client.h"
 #include "memring/conf.h"
+#include "memring/fanout.h"
 #include "memring/health.h"
 #include "memring/log.h"
+#include "memring/mc_compose.h"
 #include "memring/mc_parse.h"
-#include "memring/pool.h"
-#include "memring/worker.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,83 +35,72 @@ enum sconn_end {
     SCONN_END_ERROR       /* refused, reset, garbage, timeout ... */
 };
 
-static void sconn_shut(struct sconn *sc, const char *why, enum sconn_end end);
+static void sconn_shut(struct sconn *sc, enum server_fail why, int err,
+                       enum sconn_end end);
 static void sconn_backoff(struct server *s);
+static void sconn_flush_cb(struct ioloop_task *t);
 
-static void
-sconn_close(struct sconn *sc, const char *why)
+static const char *const fail_texts[SERVER_FAIL_COUNT] = {
+    [SERVER_FAIL_IO] = "i/o error",
+    [SERVER_FAIL_CONNECT] = "cannot connect to server",
+    [SERVER_FAIL_CONNECT_TIMEOUT] = "connect timed out",
+    [SERVER_FAIL_TIMEOUT] = "connection timed out",
+    [SERVER_FAIL_CLOSED] = "connection closed by server",
+    [SERVER_FAIL_INVALID] = "invalid reply from server",
+    [SERVER_FAIL_UNEXPECTED] = "unexpected reply from server",
+    [SERVER_FAIL_NOMEM] = "out of memory",
+    [SERVER_FAIL_SHUTDOWN] = "shutting down",
+    [SERVER_FAIL_DRAINED] = "drained",
+};
+
+const char *
+server_fail_text(enum server_fail why, int err)
 {
-    sconn_shut(sc, why, SCONN_END_ERROR);
+    if (why == SERVER_FAIL_IO && err != 0) {
+        return uv_strerror(err);
+    }
+    return why < SERVER_FAIL_COUNT ? fail_texts[why] : "unknown failure";
 }
 
-static struct worker *
-sconn_worker(const struct sconn *sc)
+static void
+sconn_close(struct sconn *sc, enum server_fail why, int err)
 {
-    return sc->server->pool->w;
+    sconn_shut(sc, why, err, SCONN_END_ERROR);
+}
+
+static struct ioloop *
+server_io(const struct server *s)
+{
+    return s->ctx->io;
+}
+
+/* ---------------------------------------------------------------------
+ * Failure bookkeeping
+ * ------------------------------------------------------------------- */
+
+/* A request to s failed (connect, EOF, garbage): with auto_eject_hosts,
+ * server_failure_limit failures in a row take s off the ring for
+ * server_retry_timeout ms. */
+static void
+server_failed(struct server *s)
+{
+    const struct server_ctx *ctx = s->ctx;
+    uint64_t now = uv_now(&server_io(s)->loop);
+
+    s->stats.server_failures++;
+    if (!health_failure(s->health, &ctx->eject, now)) {
+        return;
+    }
+    s->stats.server_ejected_at = stats_now_usec();
+    ctx->stats->server_ejects++;
+    log_warn("pool %s: server %s: ejected, retry in %" PRId64 " ms",
+             ctx->cp->name, s->cs->name, ctx->cp->server_retry_timeout);
+    ctx->ejected(ctx->arg, s);
 }
 
 /* ---------------------------------------------------------------------
  * Completing requests
  * ------------------------------------------------------------------- */
-
-/*
- * A parent's last fragment is done. A retrieval's reply is not copied
- * together: the client writes the values, in the request's key order,
- * straight from the fragments' replies (p->gathered), so that a value is
- * copied once on its way through. Here the slots become that list: a
- * value that follows the previous one in the same fragment's reply joins
- * its slice, so that keys that went to one server cost one iovec.
- */
-static void
-parent_complete(struct req *p)
-{
-    struct req_slot *prev = NULL;
-    uint32_t i;
-
-    if (p->cmd == MC_FLUSH_ALL) {
-        req_reply_line(p, p->first_error != NULL ? p->first_error : "OK");
-    } else {
-        struct pool_stats *st = &p->pool->stats;
-        for (i = 0; i < p->nkeys; i++) {
-            struct req_slot *s = &p->slots[i];
-            if (s->frag == NULL) {
-                st->get_misses++;
-                continue;
-            }
-            st->get_hits++;
-            if (prev != NULL && prev->frag == s->frag &&
-                prev->off + prev->len == s->off) {
-                prev->len += s->len;
-                s->frag = NULL;
-            } else {
-                prev = s;
-                p->nslices++;
-            }
-        }
-        buf_reset(&p->reply);
-        p->gathered = !p->noreply && p->client != NULL;
-        p->done = true;
-    }
-    for (i = 0; i < p->nfrags; i++) {
-        if (p->gathered) {
-            /* p keeps its fragments for their bytes; they no longer need
-             * p (their ref on it would be a cycle). p stays: the client's
-             * queue holds it. */
-            req_put(&p->frags[i]->parent);
-        } else {
-            req_put(&p->frags[i]);
-        }
-    }
-    if (!p->gathered) {
-        p->nfrags = 0;
-    }
-    if (p->noreply) {
-        buf_reset(&p->reply);
-    }
-    if (p->client != NULL) {
-        client_req_done(p);
-    }
-}
 
 /* r, off every queue, has its whole reply from s (or failed): hand it on.
  * Drops the caller's ref. */
@@ -119,32 +108,58 @@ static void
 req_finish(struct server *s, struct req *r)
 {
     if (!r->failed) {
-        uint64_t now = s->pool->w->read_ns;
-        pool_server_ok(s);
+        uint64_t now = server_io(s)->read_ns;
+        health_success(s->health);
         s->stats.responses++;
         stats_hist_add(&s->latency,
                        now > r->sent_ns ? (now - r->sent_ns) / 1000 : 0);
     }
-    r->done = true;
     if (r->parent != NULL) {
-        struct req *p = r->parent;
-        if (--p->pending == 0) {
-            parent_complete(p);
-        }
-    } else {
-        if (r->noreply) {
-            buf_reset(&r->reply);
-        }
-        if (r->client != NULL) {
-            client_req_done(r);
-        }
+        fanout_done(r);
+        return;
     }
+    if (r->noreply) {
+        buf_reset(&r->reply);
+    }
+    req_done(r);
     req_put(&r);
 }
 
-/* r, first in sc's inflight queue, is complete. Drops the queue's ref. */
+/* ---------------------------------------------------------------------
+ * Queues: each move keeps the server's queue gauges
+ * ------------------------------------------------------------------- */
+
 static void
-req_complete(struct sconn *sc, struct req *r)
+queue_pending(struct sconn *sc, struct req *r)
+{
+    struct server_stats *st = &sc->server->stats;
+
+    r->sconn = sc;
+    TAILQ_INSERT_TAIL(&sc->pending, r, sq);
+    st->in_queue++;
+    st->in_queue_bytes += r->out.len;
+}
+
+/* The oldest pending request goes in flight (written, or failing). */
+static struct req *
+queue_pending_to_inflight(struct sconn *sc)
+{
+    struct server_stats *st = &sc->server->stats;
+    struct req *r = TAILQ_FIRST(&sc->pending);
+
+    if (r != NULL) {
+        TAILQ_REMOVE(&sc->pending, r, sq);
+        st->in_queue--;
+        st->in_queue_bytes -= r->out.len;
+        st->out_queue++;
+        st->out_queue_bytes += r->out.len;
+        TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
+    }
+    return r;
+}
+
+static void
+queue_inflight_remove(struct sconn *sc, struct req *r)
 {
     struct server_stats *st = &sc->server->stats;
 
@@ -152,80 +167,52 @@ req_complete(struct sconn *sc, struct req *r)
     st->out_queue_bytes -= r->out.len;
     TAILQ_REMOVE(&sc->inflight, r, sq);
     r->sconn = NULL;
+}
+
+/* r, first in sc's inflight queue, is complete. Drops the queue's ref. */
+static void
+req_complete(struct sconn *sc, struct req *r)
+{
+    queue_inflight_remove(sc, r);
     req_finish(sc->server, r);
     if (sc->draining && sc->state != SCONN_CLOSING &&
         TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending)) {
-        sconn_shut(sc, "drained", SCONN_END_QUIET);
+        sconn_shut(sc, SERVER_FAIL_DRAINED, 0, SCONN_END_QUIET);
     }
 }
 
 /* Marks r failed at s: the client will see SERVER_ERROR, or misses for a
  * fragment. */
 static void
-req_mark_failed(struct server *s, struct req *r, const char *why)
+req_mark_failed(struct server *s, struct req *r, enum server_fail why,
+                int err)
 {
     char line[256];
-    s->pool->stats.forward_error++;
+
+    s->ctx->stats->forward_error++;
     r->failed = true;
-    snprintf(line, sizeof(line), "SERVER_ERROR %s", why);
     if (r->parent != NULL) {
-        struct req *p = r->parent;
-        if (p->cmd == MC_FLUSH_ALL) {
-            if (p->first_error == NULL) {
-                p->first_error = strdup(line);
-            }
-        } else {
-            uint32_t i;
-            /* The failed server's keys become misses; values already
-             * received from it are dropped too, since its stream broke. */
-            for (i = 0; i < r->frag_nkeys; i++) {
-                struct req_slot *sl = &p->slots[r->frag_keys[i]];
-                if (sl->frag == r) {
-                    sl->frag = NULL;
-                }
-            }
-        }
-    } else {
-        req_reply_line(r, line);
+        snprintf(line, sizeof(line), "SERVER_ERROR %s",
+                 server_fail_text(why, err));
+        fanout_fail(r, line);
+        return;
     }
+    buf_reset(&r->reply);
+    mc_compose_server_error(&r->reply, server_fail_text(why, err));
+    r->done = true;
 }
 
 /* Fails r, first in sc's inflight queue. */
 static void
-req_fail(struct sconn *sc, struct req *r, const char *why)
+req_fail(struct sconn *sc, struct req *r, enum server_fail why, int err)
 {
-    req_mark_failed(sc->server, r, why);
+    req_mark_failed(sc->server, r, why, err);
     req_complete(sc, r);
 }
 
 /* ---------------------------------------------------------------------
  * Reply parsing
  * ------------------------------------------------------------------- */
-
-/* A VALUE unit for fragment r: find which of its keys it answers. */
-static int
-fragment_value(struct req *r, const char *unit,
-               const struct mc_rsp *u)
-{
-    struct req *p = r->parent;
-    const char *key = unit + u->key.off;
-    uint32_t j;
-
-    for (j = r->frag_next; j < r->frag_nkeys; j++) {
-        uint32_t k = r->frag_keys[j];
-        const struct mc_span *ks = &p->keys[k];
-        if (ks->len == u->key.len &&
-            memcmp(p->line.data + ks->off, key, ks->len) == 0) {
-            struct req_slot *s = &p->slots[k];
-            s->frag = r;
-            s->off = (uint32_t)r->reply.len;
-            s->len = (uint32_t)u->len;
-            r->frag_next = j + 1;
-            return buf_append(&r->reply, unit, u->len);
-        }
-    }
-    return UV_EPROTO;   /* a key it was not asked for */
-}
 
 /*
  * True when key is one of the keys of r's request line at or after
@@ -287,7 +274,7 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
         switch (u->type) {
         case MC_RSP_VALUE:
             if (r->parent != NULL) {
-                return fragment_value(r, unit, u);
+                return fanout_value(r, unit, u);
             }
             if (!request_has_key(r, unit + u->key.off, u->key.len)) {
                 return UV_EPROTO;
@@ -296,9 +283,7 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
             return buf_append(&r->reply, unit, u->len);
         case MC_RSP_END:
             if (r->parent == NULL) {
-                sc->server->pool->stats.get_hits += r->nhits;
-                sc->server->pool->stats.get_misses += r->nkeys > r->nhits ?
-                    r->nkeys - r->nhits : 0;
+                req_count_hits(r, r->nhits);
                 if (buf_append(&r->reply, unit, u->len) != 0) {
                     return UV_ENOMEM;
                 }
@@ -316,17 +301,7 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
     }
     /* A one-line reply (or an error line ending a retrieval). */
     if (r->parent != NULL) {
-        struct req *p = r->parent;
-        if (p->cmd == MC_FLUSH_ALL) {
-            if (p->first_error == NULL &&
-                !(u->len >= 2 && memcmp(unit, "OK", 2) == 0)) {
-                p->first_error = strndup(unit, u->len - 2);
-                if (p->first_error != NULL) {
-                    p->first_error[strcspn(p->first_error, "\r\n")] = '\0';
-                }
-            }
-        }
-        /* a retrieval fragment answered with an error: its keys miss */
+        fanout_line(r, unit, u->len);
     } else {
         buf_reset(&r->reply);
         if (buf_append(&r->reply, unit, u->len) != 0) {
@@ -367,9 +342,7 @@ sconn_take_reply(struct sconn *sc, struct req *r)
         }
         if (u.type == MC_RSP_END && off + u.len == unread) {
             sc->server->stats.response_bytes += unread;
-            sc->server->pool->stats.get_hits += nhits;
-            sc->server->pool->stats.get_misses += r->nkeys > nhits ?
-                                                  r->nkeys - nhits : 0;
+            req_count_hits(r, nhits);
             tmp = r->reply;
             r->reply = sc->rbuf;
             sc->rbuf = tmp;
@@ -404,14 +377,14 @@ sconn_parse(struct sconn *sc)
         }
         sc->need = 0;
         if (st == PARSE_ERROR) {
-            sconn_close(sc, "invalid reply from server");
+            sconn_close(sc, SERVER_FAIL_INVALID, 0);
             return;
         }
         sc->server->stats.response_bytes += u.len;
         err = sconn_unit(sc, buf_head(&sc->rbuf), &u);
         if (err != 0) {
-            sconn_close(sc, err == UV_ENOMEM ? "out of memory" :
-                                               "unexpected reply from server");
+            sconn_close(sc, err == UV_ENOMEM ? SERVER_FAIL_NOMEM :
+                                               SERVER_FAIL_UNEXPECTED, 0);
             return;
         }
         buf_consume(&sc->rbuf, u.len);
@@ -451,15 +424,15 @@ sconn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         bool idle = TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending);
         if (nread != UV_EOF) {
-            sconn_shut(sc, uv_strerror((int)nread), SCONN_END_ERROR);
+            sconn_close(sc, SERVER_FAIL_IO, (int)nread);
         } else {
-            sconn_shut(sc, "connection closed by server",
+            sconn_shut(sc, SERVER_FAIL_CLOSED, 0,
                        idle ? SCONN_END_QUIET : SCONN_END_EOF);
         }
         return;
     }
     sc->rbuf.len += (size_t)nread;
-    sconn_worker(sc)->read_ns = uv_hrtime();
+    server_io(sc->server)->read_ns = uv_hrtime();
     sconn_parse(sc);
 }
 
@@ -479,7 +452,7 @@ sconn_close_cb(uv_handle_t *handle)
 static int64_t
 sconn_timeout(const struct sconn *sc)
 {
-    return sc->server->pool->cp->timeout;
+    return sc->server->ctx->cp->timeout;
 }
 
 /* Fires at the oldest inflight request's deadline (or the connect's). */
@@ -495,7 +468,7 @@ sconn_timer_cb(uv_timer_t *timer)
     }
     if (sc->state == SCONN_CONNECTING) {
         health_seen(sc->server->health, UV_ETIMEDOUT);
-        sconn_close(sc, "connect timed out");
+        sconn_close(sc, SERVER_FAIL_CONNECT_TIMEOUT, 0);
         return;
     }
     head = TAILQ_FIRST(&sc->inflight);
@@ -506,7 +479,7 @@ sconn_timer_cb(uv_timer_t *timer)
         /* The stream is out of step from here on: replies that arrive
          * late would be matched to the wrong requests. */
         sc->server->stats.server_timedout++;
-        sconn_close(sc, uv_strerror(UV_ETIMEDOUT));
+        sconn_close(sc, SERVER_FAIL_TIMEOUT, 0);
         return;
     }
     uv_timer_start(&sc->timer, sconn_timer_cb, head->deadline - now, 0);
@@ -523,7 +496,7 @@ sconn_arm(struct sconn *sc)
         uv_is_active((uv_handle_t *)&sc->timer)) {
         return;
     }
-    now = uv_now(&sc->server->pool->w->loop);
+    now = uv_now(&server_io(sc->server)->loop);
     uv_timer_start(&sc->timer, sconn_timer_cb,
                    head->deadline > now ? head->deadline - now : 0, 0);
 }
@@ -536,7 +509,7 @@ sconn_write_cb(uv_write_t *wreq, int status)
 
     req_batch_destroy(&b);
     if (status != 0 && sc->state != SCONN_CLOSING) {
-        sconn_close(sc, uv_strerror(status));
+        sconn_close(sc, SERVER_FAIL_IO, status);
     }
 }
 
@@ -554,7 +527,7 @@ sconn_connect_cb(uv_connect_t *creq, int status)
     if (status != 0) {
         log_warn("server %s: connect: %s", s->cs->name, uv_strerror(status));
         sconn_backoff(s);
-        sconn_close(sc, uv_strerror(status));
+        sconn_close(sc, SERVER_FAIL_IO, status);
         return;
     }
     sc->state = SCONN_CONNECTED;
@@ -563,11 +536,11 @@ sconn_connect_cb(uv_connect_t *creq, int status)
     s->retry_at = 0;
     err = uv_read_start(&sc->h.stream, sconn_alloc_cb, sconn_read_cb);
     if (err != 0) {
-        sconn_close(sc, uv_strerror(err));
+        sconn_close(sc, SERVER_FAIL_IO, err);
         return;
     }
     log_info("server %s: connected", s->cs->name);
-    worker_mark_sconn(sconn_worker(sc), sc);
+    ioloop_flush_later(server_io(s), &sc->flush);
 }
 
 /* ---------------------------------------------------------------------
@@ -583,13 +556,13 @@ sconn_backoff(struct server *s)
     if (s->backoff > SCONN_BACKOFF_MAX) {
         s->backoff = SCONN_BACKOFF_MAX;
     }
-    s->retry_at = uv_now(&s->pool->w->loop) + s->backoff;
+    s->retry_at = uv_now(&server_io(s)->loop) + s->backoff;
 }
 
 static struct sconn *
 sconn_open(struct server *s, uint32_t slot)
 {
-    struct worker *w = s->pool->w;
+    uv_loop_t *loop = &server_io(s)->loop;
     struct sconn *sc;
     int err;
 
@@ -602,20 +575,21 @@ sconn_open(struct server *s, uint32_t slot)
     sc->state = SCONN_CONNECTING;
     TAILQ_INIT(&sc->pending);
     TAILQ_INIT(&sc->inflight);
+    ioloop_task_init(&sc->flush, sconn_flush_cb, IOLOOP_SERVERS);
     sc->connect_req.data = sc;
-    uv_timer_init(&w->loop, &sc->timer);
+    uv_timer_init(loop, &sc->timer);
     sc->timer.data = sc;
     if (s->cs->is_unix) {
-        uv_pipe_init(&w->loop, &sc->h.pipe, 0);
+        uv_pipe_init(loop, &sc->h.pipe, 0);
         sc->h.handle.data = sc;
         uv_pipe_connect(&sc->connect_req, &sc->h.pipe, s->cs->host,
                         sconn_connect_cb);
         err = 0;
     } else {
-        uv_tcp_init(&w->loop, &sc->h.tcp);
+        uv_tcp_init(loop, &sc->h.tcp);
         sc->h.handle.data = sc;
         uv_tcp_nodelay(&sc->h.tcp, 1);
-        if (s->pool->cp->tcpkeepalive) {
+        if (s->ctx->cp->tcpkeepalive) {
             uv_tcp_keepalive(&sc->h.tcp, 1, 60);
         }
         err = uv_tcp_connect(&sc->connect_req, &sc->h.tcp,
@@ -625,44 +599,39 @@ sconn_open(struct server *s, uint32_t slot)
     s->conns[slot] = sc;
     TAILQ_INSERT_TAIL(&s->all, sc, all_link);
     s->stats.server_connections++;
-    if (err == 0 && s->pool->cp->timeout > 0) {
+    if (err == 0 && s->ctx->cp->timeout > 0) {
         uv_timer_start(&sc->timer, sconn_timer_cb,
-                       (uint64_t)s->pool->cp->timeout, 0);
+                       (uint64_t)s->ctx->cp->timeout, 0);
     }
     if (err != 0) {
         /* Counted as a failure like a refused connect; the caller fails
          * its request. */
         sconn_backoff(s);
         log_warn("server %s: connect: %s", s->cs->name, uv_strerror(err));
-        sconn_close(sc, uv_strerror(err));
+        sconn_close(sc, SERVER_FAIL_IO, err);
         return NULL;
     }
     return sc;
 }
 
+/* Fails every request sc holds, in request order: pending go behind
+ * inflight (req_complete() takes requests off inflight only). */
 static void
-fail_queue(struct sconn *sc, struct req_queue *q, const char *why)
+fail_queues(struct sconn *sc, enum server_fail why, int err)
 {
     struct req *r;
 
-    while ((r = TAILQ_FIRST(q)) != NULL) {
-        if (q != &sc->inflight) {
-            /* req_complete() takes requests off inflight only. */
-            TAILQ_REMOVE(q, r, sq);
-            TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
-            sc->server->stats.in_queue--;
-            sc->server->stats.in_queue_bytes -= r->out.len;
-            sc->server->stats.out_queue++;
-            sc->server->stats.out_queue_bytes += r->out.len;
-            continue;
-        }
-        req_fail(sc, r, why);
+    while (queue_pending_to_inflight(sc) != NULL) {
+    }
+    while ((r = TAILQ_FIRST(&sc->inflight)) != NULL) {
+        req_fail(sc, r, why, err);
     }
 }
 
 /* Closes sc and fails what it held, in request order. */
 static void
-sconn_shut(struct sconn *sc, const char *why, enum sconn_end end)
+sconn_shut(struct sconn *sc, enum server_fail why, int err,
+           enum sconn_end end)
 {
     struct server *s = sc->server;
 
@@ -671,9 +640,10 @@ sconn_shut(struct sconn *sc, const char *why, enum sconn_end end)
     }
     if (!TAILQ_EMPTY(&sc->inflight) || !TAILQ_EMPTY(&sc->pending)) {
         log_warn("server %s: closing with requests in flight: %s",
-                 s->cs->name, why);
+                 s->cs->name, server_fail_text(why, err));
     } else {
-        log_info("server %s: closed: %s", s->cs->name, why);
+        log_info("server %s: closed: %s", s->cs->name,
+                 server_fail_text(why, err));
     }
     sc->state = SCONN_CLOSING;
     if (sc->slot != SCONN_DETACHED) {
@@ -687,15 +657,10 @@ sconn_shut(struct sconn *sc, const char *why, enum sconn_end end)
         } else {
             s->stats.server_err++;
         }
-        pool_server_failed(s);
+        server_failed(s);
     }
-    /* Pending go behind inflight so that all fail in request order. */
-    fail_queue(sc, &sc->pending, why);
-    fail_queue(sc, &sc->inflight, why);
-    if (sc->dirty) {
-        TAILQ_REMOVE(&s->pool->w->dirty_sconns, sc, dirty_link);
-        sc->dirty = false;
-    }
+    fail_queues(sc, why, err);
+    ioloop_flush_cancel(server_io(s), &sc->flush);
     sc->server = NULL;
     sc->nclosing = 2;
     uv_close((uv_handle_t *)&sc->timer, sconn_close_cb);
@@ -709,8 +674,8 @@ server_forward(struct server *s, struct req *r)
     struct sconn *sc = s->conns[slot];
 
     if (sc == NULL) {
-        if (s->retry_at != 0 && uv_now(&s->pool->w->loop) < s->retry_at) {
-            pool_server_failed(s);
+        if (s->retry_at != 0 && uv_now(&server_io(s)->loop) < s->retry_at) {
+            server_failed(s);
         } else {
             sc = sconn_open(s, slot);
         }
@@ -719,16 +684,13 @@ server_forward(struct server *s, struct req *r)
     if (sc == NULL) {
         /* Could not even start connecting: r fails now, which keeps its
          * place, as replies go out in the client's order anyway. */
-        req_mark_failed(s, r, "cannot connect to server");
+        req_mark_failed(s, r, SERVER_FAIL_CONNECT, 0);
         req_finish(s, r);
         return;
     }
-    r->sconn = sc;
-    TAILQ_INSERT_TAIL(&sc->pending, r, sq);
-    s->stats.in_queue++;
-    s->stats.in_queue_bytes += r->out.len;
+    queue_pending(sc, r);
     if (sc->state == SCONN_CONNECTED) {
-        worker_mark_sconn(s->pool->w, sc);
+        ioloop_flush_later(server_io(s), &sc->flush);
     }
 }
 
@@ -744,10 +706,14 @@ server_connect_all(struct server *s)
     }
 }
 
-void
-sconn_flush(struct sconn *sc)
+/* Writes everything pending on sc, once per loop turn. */
+static void
+sconn_flush_cb(struct ioloop_task *t)
 {
-    struct worker *w = sconn_worker(sc);
+    struct sconn *sc = (struct sconn *)((char *)t -
+                                        offsetof(struct sconn, flush));
+    struct ioloop *io;
+    struct req_cache *rc;
     struct server_stats *st;
     struct req *r;
     uint64_t deadline, now_ns;
@@ -758,49 +724,45 @@ sconn_flush(struct sconn *sc)
     if (sc->state != SCONN_CONNECTED || TAILQ_EMPTY(&sc->pending)) {
         return;
     }
+    io = server_io(sc->server);
+    rc = &io->reqs;
     TAILQ_FOREACH(r, &sc->pending, sq) {
         n++;
     }
-    if (worker_wscratch(w, n) != 0) {
-        sconn_close(sc, "out of memory");
+    if (req_cache_wscratch(rc, n) != 0) {
+        sconn_close(sc, SERVER_FAIL_NOMEM, 0);
         return;
     }
     st = &sc->server->stats;
     now_ns = uv_hrtime();
-    deadline = uv_now(&w->loop) +
+    deadline = uv_now(&io->loop) +
                (uint64_t)(sconn_timeout(sc) > 0 ? sconn_timeout(sc) : 0);
     n = 0;
-    while ((r = TAILQ_FIRST(&sc->pending)) != NULL) {
-        TAILQ_REMOVE(&sc->pending, r, sq);
+    while ((r = queue_pending_to_inflight(sc)) != NULL) {
         r->deadline = deadline;
         r->sent_ns = now_ns;
-        st->in_queue--;
-        st->in_queue_bytes -= r->out.len;
-        st->out_queue++;
-        st->out_queue_bytes += r->out.len;
         st->requests++;
         st->request_bytes += r->out.len;
-        TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
-        w->wreqs[n] = r;
-        w->wbufs[n] = uv_buf_init(r->out.data, (unsigned int)r->out.len);
+        rc->wreqs[n] = r;
+        rc->wbufs[n] = uv_buf_init(r->out.data, (unsigned int)r->out.len);
         n++;
     }
-    err = req_write(&sc->h.stream, w->wreqs, w->wbufs, n, false, sc,
+    err = req_write(&sc->h.stream, rc->wreqs, rc->wbufs, n, false, sc,
                     sconn_write_cb, &queued);
     if (err != 0) {
-        sconn_close(sc, uv_strerror(err));
+        sconn_close(sc, SERVER_FAIL_IO, err);
         return;
     }
     sconn_arm(sc);
 }
 
 void
-server_close(struct server *s, const char *why)
+server_close(struct server *s, enum server_fail why)
 {
     struct sconn *sc;
 
     while ((sc = TAILQ_FIRST(&s->all)) != NULL) {
-        sconn_shut(sc, why, SCONN_END_QUIET);
+        sconn_shut(sc, why, 0, SCONN_END_QUIET);
     }
 }
 
@@ -816,7 +778,7 @@ sconn_drain(struct sconn *sc)
     }
     sc->draining = true;
     if (TAILQ_EMPTY(&sc->inflight) && TAILQ_EMPTY(&sc->pending)) {
-        sconn_shut(sc, "drained", SCONN_END_QUIET);
+        sconn_shut(sc, SERVER_FAIL_DRAINED, 0, SCONN_END_QUIET);
     }
 }
 
@@ -857,4 +819,49 @@ server_resize(struct server *s, uint32_t nconns)
     s->conns = conns;
     s->nconns = nconns;
     s->next = 0;
+}
+
+struct server *
+server_create(const struct server_ctx *ctx, const struct conf_server *cs,
+              uint32_t idx, uint32_t nconns)
+{
+    const struct conf_pool *cp = ctx->cp;
+    struct server *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return NULL;
+    }
+    s->ctx = ctx;
+    s->idx = idx;
+    s->cs = cs;
+    s->live = true;     /* until the pool reads the shared state */
+    TAILQ_INIT(&s->all);
+    s->nconns = nconns;
+    s->conns = calloc(s->nconns, sizeof(*s->conns));
+    s->health = health_acquire(cp->name, s->cs);
+    if (s->conns == NULL || s->health == NULL) {
+        server_destroy(&s);
+        return NULL;
+    }
+    if (!s->cs->is_unix &&
+        net_resolve(s->cs->host, s->cs->port, &s->addr) != 0) {
+        log_error("pool %s: server %s: cannot resolve '%s'", cp->name,
+                  s->cs->name, s->cs->host);
+        server_destroy(&s);
+        return NULL;
+    }
+    return s;
+}
+
+void
+server_destroy(struct server **sp)
+{
+    struct server *s = *sp;
+
+    if (s != NULL) {
+        *sp = NULL;
+        health_release(&s->health);
+        free(s->conns);
+        free(s);
+    }
 }

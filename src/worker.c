@@ -8,39 +8,12 @@
 #include "memring/log.h"
 #include "memring/pool.h"
 #include "memring/probe.h"
-#include "memring/req.h"
-#include "memring/server.h"
+#include "memring/stats.h"
 
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Before the loop blocks for I/O: write what this turn produced, once per
- * connection, so that pipelined requests and replies travel in batches. */
-static void
-worker_flush_cb(uv_prepare_t *handle)
-{
-    struct worker *w = handle->data;
-    struct sconn *sc;
-    struct client *c;
-
-    /* Servers first: their writes carry requests clients just sent. A
-     * client's flush can send more (a paused client resumes and parses
-     * what it had buffered), so go round until nothing is left: the loop
-     * is about to block. */
-    do {
-        while ((sc = TAILQ_FIRST(&w->dirty_sconns)) != NULL) {
-            TAILQ_REMOVE(&w->dirty_sconns, sc, dirty_link);
-            sc->dirty = false;
-            sconn_flush(sc);
-        }
-        while ((c = TAILQ_FIRST(&w->dirty_clients)) != NULL) {
-            TAILQ_REMOVE(&w->dirty_clients, c, dirty_link);
-            c->dirty = false;
-            client_flush(c);
-        }
-    } while (!TAILQ_EMPTY(&w->dirty_sconns));
-}
 
 static void
 walk_close_cb(uv_handle_t *handle, void *arg)
@@ -55,16 +28,13 @@ static void
 worker_stop_cb(uv_async_t *handle)
 {
     struct worker *w = handle->data;
-    struct client *c;
     uint32_t i;
 
     if (w->stopping) {
         return;
     }
     w->stopping = true;
-    while ((c = TAILQ_FIRST(&w->clients)) != NULL) {
-        client_close(c);
-    }
+    client_close_all(&w->io);
     for (i = 0; i < w->npools; i++) {
         pool_close(w->pools[i]);
     }
@@ -72,28 +42,10 @@ worker_stop_cb(uv_async_t *handle)
         pool_close(w->removed[i]);
     }
     probe_destroy(&w->probe);
-    uv_close((uv_handle_t *)&w->flusher, NULL);
+    ioloop_close(&w->io);
     uv_close((uv_handle_t *)&w->stopper, NULL);
     uv_close((uv_handle_t *)&w->tick, NULL);
     uv_close((uv_handle_t *)&w->reconf, NULL);
-}
-
-/* Close clients idle past the limit. A sweep once a second costs
- * O(clients) per second instead of a timer per client. */
-static void
-close_idle_clients(struct worker *w)
-{
-    uint64_t now = uv_now(&w->loop);
-    struct client *c, *next;
-
-    for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
-        next = TAILQ_NEXT(c, link);
-        if (TAILQ_EMPTY(&c->outq) && c->nwrites == 0 &&
-            now - c->last_active >= w->limits.idle_timeout_ms) {
-            c->pool->stats.client_idle_closed++;
-            client_close(c);
-        }
-    }
 }
 
 static void
@@ -101,15 +53,15 @@ worker_tick_cb(uv_timer_t *timer)
 {
     struct worker *w = timer->data;
 
-    if (w->limits.idle_timeout_ms > 0) {
-        close_idle_clients(w);
+    if (w->io.limits.idle_timeout_ms > 0) {
+        client_close_idle(&w->io, w->io.limits.idle_timeout_ms);
     }
     /* Large replies live in the heap (see proxy.c's tune_malloc()), which
      * glibc gives back only when 64 MiB lie free at its top: after a burst
      * (slow readers gone, a big multi-get answered) hand the free pages
      * back, at most once a second and only when there was such a burst. */
-    if (w->freed >= WORKER_TRIM_AFTER) {
-        w->freed = 0;
+    if (w->io.freed >= WORKER_TRIM_AFTER) {
+        w->io.freed = 0;
         malloc_trim(0);
     }
 }
@@ -140,65 +92,82 @@ worker_reconfigure_remote(struct worker *w, const struct conf *conf,
     return w->reconf_rc;
 }
 
-void
-worker_limits_default(struct worker_limits *l)
+/* The `stats` command's counters: pool p's summed over every worker.
+ * Other workers' counters are read while they run: each word is current
+ * or a moment old, which is all a counter needs. */
+static int
+worker_pool_totals(void *arg, const struct pool *p, struct pool_stats *sum)
 {
-    l->item_size_max = WORKER_DEFAULT_ITEM_SIZE_MAX;
-    l->output_max = WORKER_DEFAULT_OUTPUT_MAX;
-    l->max_clients = WORKER_DEFAULT_MAX_CLIENTS;
-    l->pending_values_max = WORKER_DEFAULT_PENDING_VALUES_MAX;
-    l->pending_output_max = WORKER_DEFAULT_PENDING_OUTPUT_MAX;
-    l->idle_timeout_ms = 0;
-    l->requests_max = WORKER_DEFAULT_REQUESTS_MAX;
-    l->get_keys_max = WORKER_DEFAULT_GET_KEYS_MAX;
+    struct worker *w = arg;
+    uint32_t i;
+
+    if (w->all == NULL) {
+        return UV_ENOENT;
+    }
+    memset(sum, 0, sizeof(*sum));
+    for (i = 0; i < w->nall; i++) {
+        const struct pool *q;
+        uv_mutex_lock(&w->all[i]->pools_lock);
+        q = w->all[i] == w ? p : worker_find_pool(w->all[i], p->cp->name);
+        if (q != NULL) {
+#define STATS_ADD(name, type, desc) sum->name += q->stats.name;
+            POOL_METRICS(STATS_ADD)
+#undef STATS_ADD
+        }
+        uv_mutex_unlock(&w->all[i]->pools_lock);
+    }
+    return 0;
+}
+
+/* What a pool of w's needs of it. */
+static void
+worker_pool_env(struct worker *w, struct pool_env *env)
+{
+    env->io = &w->io;
+    env->worker_id = w->id;
+    env->shared_port = w->shared_port;
+    env->accept_cb = client_accept_cb;
 }
 
 int
 worker_init(struct worker *w, uint32_t id, const struct conf *conf,
-            const struct worker_limits *limits)
+            const struct limits *limits)
 {
+    struct pool_env env;
     uint32_t i;
     int err;
 
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->conf = conf;
-    w->limits = *limits;
     err = uv_mutex_init(&w->pools_lock);
     if (err != 0) {
         return err;
     }
-    TAILQ_INIT(&w->clients);
-    TAILQ_INIT(&w->dirty_clients);
-    TAILQ_INIT(&w->dirty_sconns);
-    err = uv_loop_init(&w->loop);
+    err = ioloop_init(&w->io, limits);
     if (err != 0) {
         return err;
     }
-    w->started = uv_now(&w->loop);
-    w->keys_cap = limits->get_keys_max;
-    w->keys = malloc(w->keys_cap * sizeof(*w->keys));
-    w->route = malloc(w->keys_cap * sizeof(*w->route));
+    w->io.totals = worker_pool_totals;
+    w->io.totals_arg = w;
     w->pools = calloc(conf->npools, sizeof(*w->pools));
-    if (w->keys == NULL || w->route == NULL || w->pools == NULL) {
+    if (w->pools == NULL) {
         return UV_ENOMEM;
     }
+    worker_pool_env(w, &env);
     for (i = 0; i < conf->npools; i++) {
-        w->pools[i] = pool_create(w, &conf->pools[i]);
+        w->pools[i] = pool_create(&env, &conf->pools[i]);
         if (w->pools[i] == NULL) {
             return UV_EINVAL;
         }
         w->npools = i + 1;
     }
-    uv_prepare_init(&w->loop, &w->flusher);
-    w->flusher.data = w;
-    uv_prepare_start(&w->flusher, worker_flush_cb);
-    uv_async_init(&w->loop, &w->stopper, worker_stop_cb);
+    uv_async_init(&w->io.loop, &w->stopper, worker_stop_cb);
     w->stopper.data = w;
-    uv_async_init(&w->loop, &w->reconf, worker_reconf_cb);
+    uv_async_init(&w->io.loop, &w->reconf, worker_reconf_cb);
     w->reconf.data = w;
     uv_sem_init(&w->reconf_done, 0);
-    uv_timer_init(&w->loop, &w->tick);
+    uv_timer_init(&w->io.loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, worker_tick_cb, 1000, 1000);
     return 0;
@@ -211,6 +180,8 @@ worker_listen(struct worker *w)
     int err;
 
     for (i = 0; i < w->npools; i++) {
+        /* shared_port is known only once every worker exists */
+        worker_pool_env(w, &w->pools[i]->env);
         err = pool_listen(w->pools[i]);
         if (err != 0) {
             return err;
@@ -222,7 +193,7 @@ worker_listen(struct worker *w)
 int
 worker_run(struct worker *w)
 {
-    return uv_run(&w->loop, UV_RUN_DEFAULT);
+    return uv_run(&w->io.loop, UV_RUN_DEFAULT);
 }
 
 void
@@ -239,8 +210,8 @@ worker_deinit(struct worker *w)
     /* Close whatever is left (listeners of a failed start, say) and let
      * the close callbacks run, so that the loop closes cleanly. */
     probe_destroy(&w->probe);
-    uv_walk(&w->loop, walk_close_cb, NULL);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_walk(&w->io.loop, walk_close_cb, NULL);
+    uv_run(&w->io.loop, UV_RUN_DEFAULT);
     for (i = 0; i < w->npools; i++) {
         pool_destroy(&w->pools[i]);
     }
@@ -251,19 +222,10 @@ worker_deinit(struct worker *w)
     free(w->removed);
     w->pools = NULL;
     w->removed = NULL;
-    free(w->keys);
-    free(w->route);
-    free(w->per_server);
-    w->keys = NULL;
-    w->route = NULL;
-    w->per_server = NULL;
-    buf_free(&w->scratch);
-    req_pool_drain(w);
-    free(w->wreqs);
-    free(w->wbufs);
+    client_scratch_destroy(&w->io);
     uv_sem_destroy(&w->reconf_done);
     uv_mutex_destroy(&w->pools_lock);
-    uv_loop_close(&w->loop);
+    ioloop_deinit(&w->io);
 }
 
 static struct pool *
@@ -320,7 +282,9 @@ worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
             err = pool_prepare(p, ncp, &plans[i]);
             pools[i] = p;
         } else {
-            fresh[i] = pool_create(w, ncp);
+            struct pool_env env;
+            worker_pool_env(w, &env);
+            fresh[i] = pool_create(&env, ncp);
             err = fresh[i] == NULL ? UV_EINVAL : pool_listen(fresh[i]);
             pools[i] = fresh[i];
         }
@@ -340,14 +304,8 @@ worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
             kept = pools[j] == p;
         }
         if (!kept) {
-            struct client *c, *next;
             pool_remove(p);
-            for (c = TAILQ_FIRST(&w->clients); c != NULL; c = next) {
-                next = TAILQ_NEXT(c, link);
-                if (c->pool == p) {
-                    client_drain(c);
-                }
-            }
+            client_drain_pool(&w->io, p);
             w->removed[w->nremoved++] = p;
             snprintf(line, sizeof(line), "pool %s: removed", p->cp->name);
             append_msg(msg, len, line);
@@ -388,54 +346,6 @@ error:
     return err;
 }
 
-void
-worker_mark_client(struct worker *w, struct client *c)
-{
-    if (!c->dirty && !c->closing) {
-        c->dirty = true;
-        TAILQ_INSERT_TAIL(&w->dirty_clients, c, dirty_link);
-    }
-}
-
-void
-worker_mark_sconn(struct worker *w, struct sconn *sc)
-{
-    if (!sc->dirty && sc->state != SCONN_CLOSING) {
-        sc->dirty = true;
-        TAILQ_INSERT_TAIL(&w->dirty_sconns, sc, dirty_link);
-    }
-}
-
-int
-worker_wscratch(struct worker *w, uint32_t n)
-{
-    uint32_t cap = 64;
-
-    if (n <= w->wreqs_cap && n <= w->wbufs_cap) {
-        return 0;
-    }
-    while (cap < n) {           /* doubling: few growths as batches grow */
-        cap *= 2;
-    }
-    if (array_reserve(&w->wreqs, &w->wreqs_cap, cap,
-                      sizeof(*w->wreqs)) != 0) {
-        return UV_ENOMEM;
-    }
-    return array_reserve(&w->wbufs, &w->wbufs_cap, cap, sizeof(*w->wbufs));
-}
-
-int
-worker_per_server(struct worker *w, uint32_t n)
-{
-    int err = array_reserve(&w->per_server, &w->per_server_cap, n,
-                            sizeof(*w->per_server));
-
-    if (err == 0) {
-        memset(w->per_server, 0, n * sizeof(*w->per_server));
-    }
-    return err;
-}
-
 const struct pool *
 worker_find_pool(const struct worker *w, const char *name)
 {
@@ -449,8 +359,24 @@ worker_find_pool(const struct worker *w, const char *name)
     return NULL;
 }
 
-uint64_t
-worker_uptime(const struct worker *w)
+/* The probe's turn: every server of w's pools. */
+static void
+worker_probe_servers(void *arg, struct probe *probe)
 {
-    return (uv_now((uv_loop_t *)&w->loop) - w->started) / 1000;
+    struct worker *w = arg;
+    uint32_t i, j;
+
+    for (i = 0; i < w->npools; i++) {
+        for (j = 0; j < w->pools[i]->nservers; j++) {
+            probe_server(probe, w->pools[i]->servers[j]);
+        }
+    }
+}
+
+int
+worker_start_probe(struct worker *w, uint64_t interval_ms)
+{
+    w->probe = probe_create(&w->io.loop, interval_ms, worker_probe_servers,
+                            w);
+    return w->probe == NULL ? UV_ENOMEM : 0;
 }

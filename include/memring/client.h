@@ -8,6 +8,7 @@
 #define MEMRING_CLIENT_H
 
 #include "memring/buf.h"
+#include "memring/ioloop.h"
 #include "memring/mc_parse.h"
 #include "memring/net.h"
 #include "memring/req.h"
@@ -18,12 +19,11 @@
 #include <uv.h>
 
 struct pool;
-struct worker;
 
 struct client {
     union net_stream     h;
     struct pool          *pool;
-    struct worker        *w;
+    struct ioloop        *io;
     struct buf           rbuf;      /* request bytes not yet parsed */
     struct req_queue     outq;      /* every request, in arrival order */
     uint32_t             nqueued;   /* requests on outq */
@@ -46,24 +46,29 @@ struct client {
                                      * (window), or too many reply bytes
                                      * unsent (CLIENT_UNSENT_PAUSE) */
     bool                 binary_seen; /* logged its first binary request */
-    bool                 dirty;     /* on the worker's flush list */
-    TAILQ_ENTRY(client)  dirty_link;
-    TAILQ_ENTRY(client)  link;      /* worker->clients */
+    struct ioloop_task   flush;     /* its end-of-turn write */
+    TAILQ_ENTRY(client)  link;      /* io->clients */
 };
 
-/* uv_connection_cb for a pool listener. */
+/* uv_connection_cb for a pool listener (its data is the pool). */
 void client_accept_cb(uv_stream_t *listener, int status);
-
-/* A request of c's has its reply: schedule a flush. */
-void client_req_done(struct req *r);
-
-/* Writes the replies that are ready, in order. */
-void client_flush(struct client *c);
 
 /* Stops reading from c; c closes once every reply it is owed is sent. */
 void client_drain(struct client *c);
 
 /* Closes c now; its requests at servers are swallowed. Idempotent. */
 void client_close(struct client *c);
+
+/* client_drain() for every client of pool p on io (p left the config). */
+void client_drain_pool(struct ioloop *io, const struct pool *p);
+
+/* Closes every client on io (shutdown). */
+void client_close_all(struct ioloop *io);
+
+/* Closes the clients on io that owe nothing and were idle timeout_ms. */
+void client_close_idle(struct ioloop *io, uint64_t timeout_ms);
+
+/* Frees the scratch memory the clients on io share (at exit). */
+void client_scratch_destroy(struct ioloop *io);
 
 #endif /* MEMRING_CLIENT_H */

@@ -27,7 +27,7 @@ struct proxy_options {
                                 * 0: one per CPU we may run on */
     uint64_t   probe_interval_ms; /* probe idle servers for /healthz
                                    * this often; 0: never */
-    struct worker_limits limits;
+    struct limits limits;
 };
 
 /* Loads the config, starts serving, returns when stopped by a signal.

@@ -21,10 +21,12 @@
 #include <sys/queue.h>
 #include <uv.h>
 
-struct client;
-struct pool;
+struct pool_stats;
+struct req;
 struct sconn;
-struct worker;
+
+/* The request's reply is complete (its owner flushes it in order). */
+typedef void req_done_fn(struct req *r);
 
 /* Where a parent's key i found its value: a slice of one fragment's reply. */
 struct req_slot {
@@ -36,9 +38,11 @@ struct req_slot {
 struct req {
     TAILQ_ENTRY(req) cq;       /* client outq: reply order */
     TAILQ_ENTRY(req) sq;       /* server conn: pending, then inflight */
-    struct client    *client;  /* NULL once the client is gone (swallow) */
-    struct worker    *w;       /* the worker it runs on */
-    struct pool      *pool;    /* the client's pool (stats) */
+    void             *owner;   /* the client; NULL once it is gone
+                                * (the reply is swallowed) */
+    req_done_fn      *on_done; /* told when the reply is complete */
+    struct req_cache *cache;   /* where it goes back when freed */
+    struct pool_stats *stats;  /* the client's pool's counters */
     struct req       *parent;  /* fragment: the client-facing req */
     struct sconn     *sconn;   /* server conn it is queued on, or NULL */
     uint32_t         refs;
@@ -98,13 +102,42 @@ struct req_batch {
     uv_buf_t    *bufs;
 };
 
-/* A req of client c (NULL for a fragment) on worker w; refs = 1. */
-struct req *req_create(struct worker *w, struct client *c, enum mc_cmd cmd);
+/*
+ * Freed reqs one worker keeps, with their small buffers, for the next
+ * requests: in steady state a request then costs no allocation. Also the
+ * scratch arrays that a batched write is assembled in.
+ */
+struct req_cache {
+    struct req *free;       /* linked through ->parent */
+    uint32_t   n;
+    uint64_t   *freed;      /* bytes of large buffers freed: the owner's
+                             * cue to give memory back */
+    struct req **wreqs;     /* write scratch: reqs being written */
+    uv_buf_t   *wbufs;      /* ... and their bytes */
+    uint32_t   wreqs_cap;
+    uint32_t   wbufs_cap;
+};
+
+void req_cache_init(struct req_cache *rc, uint64_t *freed);
+
+/* Frees the reqs and scratch rc keeps (at exit). */
+void req_cache_drain(struct req_cache *rc);
+
+/* Makes rc->wreqs/rc->wbufs hold at least n entries. 0 or UV_ENOMEM. */
+int req_cache_wscratch(struct req_cache *rc, uint32_t n);
+
+/* A req from rc, no owner, counting into stats; refs = 1. NULL on OOM. */
+struct req *req_create(struct req_cache *rc, struct pool_stats *stats,
+                       enum mc_cmd cmd);
 void req_ref(struct req *r);
 void req_put(struct req **r);     /* drops a ref; frees at 0; *r = NULL */
 
-/* Frees the reqs w keeps for reuse (at exit). */
-void req_pool_drain(struct worker *w);
+/* r's reply is complete: marks it done and tells its owner, if any. */
+void req_done(struct req *r);
+
+/* A retrieval of r->nkeys keys found hits of them: counts hits and
+ * misses (the one place they are counted). */
+void req_count_hits(const struct req *r, uint32_t hits);
 
 /* A batch with room for n reqs and bufs; NULL on OOM. */
 struct req_batch *req_batch_create(uint32_t n);
@@ -129,7 +162,8 @@ int req_reserve_keys(struct req *r, uint32_t n);
 int req_reserve_frags(struct req *r, uint32_t n);
 int req_reserve_frag_keys(struct req *r, uint32_t n);
 
-/* Sets the reply to one line (text without \r\n) and marks r done. */
+/* Sets the reply to one line (text without \r\n) and marks r done (it
+ * does not tell the owner: see req_done()). 0 or UV_ENOMEM. */
 int req_reply_line(struct req *r, const char *line);
 
 #endif /* MEMRING_REQ_H */

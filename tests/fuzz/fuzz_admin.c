@@ -424,7 +424,7 @@ static bool
 site_open(struct site *st, const char *yaml, size_t len)
 {
     char err[CONF_ERR_LEN];
-    struct worker_limits limits;
+    struct limits limits;
 
     memset(st, 0, sizeof(*st));
     st->conf = conf_parse(yaml, len, "fuzz.yml", err, sizeof(err));
@@ -432,7 +432,7 @@ site_open(struct site *st, const char *yaml, size_t len)
         conf_destroy(&st->conf);
         return false;
     }
-    worker_limits_default(&limits);
+    limits_default(&limits);
     if (worker_init(&st->w, 0, st->conf, &limits) != 0) {
         worker_deinit(&st->w);
         conf_destroy(&st->conf);

@@ -55,7 +55,7 @@ static int
 setup_with(void **state, const char *yaml, uint32_t nworkers)
 {
     char err[CONF_ERR_LEN];
-    struct worker_limits limits;
+    struct limits limits;
     uint32_t i;
 
     memset(&fx, 0, sizeof(fx));
@@ -64,7 +64,7 @@ setup_with(void **state, const char *yaml, uint32_t nworkers)
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    worker_limits_default(&limits);
+    limits_default(&limits);
     for (i = 0; i < nworkers; i++) {
         if (worker_init(&fx.w[i], i, fx.conf, &limits) != 0) {
             return -1;
@@ -72,7 +72,7 @@ setup_with(void **state, const char *yaml, uint32_t nworkers)
         fx.wp[i] = &fx.w[i];
         fx.nworkers = i + 1;
     }
-    fx.admin = admin_create(&fx.w[0].loop, fx.wp, nworkers);
+    fx.admin = admin_create(&fx.w[0].io.loop, fx.wp, nworkers);
     if (fx.admin == NULL) {
         return -1;
     }
@@ -136,7 +136,7 @@ server(uint32_t w, uint32_t si)
 static uint64_t
 now(uint32_t w)
 {
-    return uv_now(&fx.w[w].loop);
+    return uv_now(&fx.w[w].io.loop);
 }
 
 /* Ejects server si of pool alpha, in every worker (the state is shared),
