@@ -216,7 +216,7 @@ client_reply_binary(struct client *c, const struct mc_req *m)
     struct req *r = client_enqueue(c, MC_UNKNOWN);
     char reply[MC_BINARY_ERROR_LEN];
 
-    c->pool->stats.request_binary++;
+    STATS_BUMP(c->pool->stats.request_binary, 1);
     if (!c->binary_seen) {
         c->binary_seen = true;
         log_warn("pool %s: client: binary protocol request (opcode 0x%02x): "
@@ -287,7 +287,7 @@ client_stats(struct client *c)
 static void
 fail_no_server(struct client *c, struct req *r)
 {
-    c->pool->stats.forward_error++;
+    STATS_BUMP(c->pool->stats.forward_error, 1);
     req_reply_line(r, "SERVER_ERROR no server available");
     if (r->noreply) {
         buf_reset(&r->reply);
@@ -359,9 +359,9 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
     uint32_t i;
 
     if (m->cmd == MC_GAT || m->cmd == MC_GATS) {
-        pool->stats.cmd_touch += m->nkeys;
+        STATS_BUMP(pool->stats.cmd_touch, m->nkeys);
     }
-    pool->stats.cmd_get += m->nkeys;
+    STATS_BUMP(pool->stats.cmd_get, m->nkeys);
     p = client_enqueue(c, m->cmd);
     if (p == NULL) {
         return UV_ENOMEM;
@@ -397,7 +397,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
         fanout_abort(p);
         return UV_ENOMEM;
     }
-    pool->stats.fragments += p->nfrags;
+    STATS_BUMP(pool->stats.fragments, p->nfrags);
     for (i = 0; i < p->nfrags; i++) {
         server_forward(pool->servers[cs->per_server[i]], p->frags[i]);
     }
@@ -412,7 +412,7 @@ forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
     struct req *p;
     uint32_t i;
 
-    pool->stats.cmd_flush++;
+    STATS_BUMP(pool->stats.cmd_flush, 1);
     p = client_enqueue(c, MC_FLUSH_ALL);
     if (p == NULL) {
         return UV_ENOMEM;
@@ -444,45 +444,45 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
     case MC_APPEND:
     case MC_PREPEND:
     case MC_CAS:
-        c->pool->stats.cmd_set++;
+        STATS_BUMP(c->pool->stats.cmd_set, 1);
         return forward_keyed(c, buf, m, keys);
     case MC_TOUCH:
-        c->pool->stats.cmd_touch++;
+        STATS_BUMP(c->pool->stats.cmd_touch, 1);
         return forward_keyed(c, buf, m, keys);
     case MC_DELETE:
-        c->pool->stats.cmd_delete++;
+        STATS_BUMP(c->pool->stats.cmd_delete, 1);
         return forward_keyed(c, buf, m, keys);
     case MC_INCR:
     case MC_DECR:
-        c->pool->stats.cmd_incr_decr++;
+        STATS_BUMP(c->pool->stats.cmd_incr_decr, 1);
         return forward_keyed(c, buf, m, keys);
     case MC_FLUSH_ALL:
         return forward_flush_all(c, buf, m);
     case MC_VERSION:
-        c->pool->stats.cmd_other++;
+        STATS_BUMP(c->pool->stats.cmd_other, 1);
         return client_reply_local(c, m->cmd, "VERSION " CLIENT_VERSION);
     case MC_VERBOSITY:
-        c->pool->stats.cmd_other++;
+        STATS_BUMP(c->pool->stats.cmd_other, 1);
         /* memring's own log level is set with -v; say OK like memcached. */
         return client_reply_local(c, m->cmd, m->noreply ? NULL : "OK");
     case MC_STATS:
-        c->pool->stats.cmd_other++;
+        STATS_BUMP(c->pool->stats.cmd_other, 1);
         if (m->args.len > 0) {
             /* Sub-stats (items, slabs ...) describe one memcached server;
              * through a proxy there is no single answer to give. */
-            c->pool->stats.request_errors++;
+            STATS_BUMP(c->pool->stats.request_errors, 1);
             return client_reply_local(c, m->cmd, "ERROR");
         }
         return client_stats(c);
     case MC_QUIT:
-        c->pool->stats.cmd_other++;
+        STATS_BUMP(c->pool->stats.cmd_other, 1);
         c->quitting = true;
         return client_reply_local(c, m->cmd, NULL);
     case MC_UNKNOWN:
     case MC_CMD_COUNT:
         break;
     }
-    c->pool->stats.request_errors++;
+    STATS_BUMP(c->pool->stats.request_errors, 1);
     return client_reply_local(c, MC_UNKNOWN, "ERROR");
 }
 
@@ -559,7 +559,7 @@ client_pause(struct client *c)
 {
     if (!c->paused) {
         c->paused = true;
-        c->pool->stats.client_paused++;
+        STATS_BUMP(c->pool->stats.client_paused, 1);
         uv_read_stop(&c->h.stream);
     }
 }
@@ -638,7 +638,7 @@ client_parse(struct client *c, struct buf *in)
         if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
             m.total_len > m.line_len &&
             m.vlen > c->io->limits.item_size_max) {
-            c->pool->stats.request_too_large++;
+            STATS_BUMP(c->pool->stats.request_too_large, 1);
             if (refuse_value(c, head, &m, cs->keys,
                              "SERVER_ERROR object too large for cache") != 0) {
                 return;
@@ -646,7 +646,7 @@ client_parse(struct client *c, struct buf *in)
             continue;
         }
         if (st != PARSE_ERROR && !client_hold_value(c, &m)) {
-            c->pool->stats.request_no_memory++;
+            STATS_BUMP(c->pool->stats.request_no_memory, 1);
             if (refuse_value(c, head, &m, cs->keys, "SERVER_ERROR out of "
                              "memory storing object") != 0) {
                 return;
@@ -657,7 +657,7 @@ client_parse(struct client *c, struct buf *in)
             break;
         }
         if (st == PARSE_ERROR) {
-            c->pool->stats.request_errors++;
+            STATS_BUMP(c->pool->stats.request_errors, 1);
             err = m.binary ? client_reply_binary(c, &m) :
                              client_reply_local(c, MC_UNKNOWN, m.error);
             client_consume(c, in, m.skip);
@@ -725,16 +725,16 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (nread == UV_EOF) {
         /* A half-close (shutdown(SHUT_WR), nc -N): the client still reads,
          * and is owed a reply to every request it sent. */
-        c->pool->stats.client_eof++;
+        STATS_BUMP(c->pool->stats.client_eof, 1);
         if (!TAILQ_EMPTY(&c->outq) || c->nwrites > 0) {
-            c->pool->stats.client_half_closed++;
+            STATS_BUMP(c->pool->stats.client_half_closed, 1);
         }
         client_drain(c);
         return;
     }
     if (nread < 0) {
         log_info("client: read: %s", uv_strerror((int)nread));
-        c->pool->stats.client_err++;
+        STATS_BUMP(c->pool->stats.client_err, 1);
         client_close(c);
         return;
     }
@@ -797,7 +797,7 @@ client_write_cb(uv_write_t *wreq, int status)
     client_count_unsent(c);
     if (status != 0) {
         log_info("client: write: %s", uv_strerror(status));
-        c->pool->stats.client_err++;
+        STATS_BUMP(c->pool->stats.client_err, 1);
         client_close(c);
         return;
     }
@@ -841,7 +841,7 @@ client_behind(struct client *c)
     log_warn("pool %s: client not reading its replies (%zu bytes unsent, "
              "%" PRIu64 " for all clients): closing", c->pool->cp->name,
              unsent, tally_output_bytes());
-    c->pool->stats.client_overflow++;
+    STATS_BUMP(c->pool->stats.client_overflow, 1);
     client_close(c);
     return true;
 }
@@ -957,7 +957,7 @@ client_write_ready(struct client *c)
     err = req_write(&c->h.stream, rc->wreqs, rc->wbufs, nbufs, true, c,
                     client_write_cb, &queued);
     if (err != 0) {
-        c->pool->stats.client_err++;
+        STATS_BUMP(c->pool->stats.client_err, 1);
         client_close(c);
         return;
     }
@@ -1012,7 +1012,7 @@ client_close(struct client *c)
     client_pending_done(c);
     tally_output_bytes_change(c->unsent, 0);
     c->unsent = 0;
-    c->pool->stats.client_connections--;
+    STATS_DROP(c->pool->stats.client_connections, 1);
     if (c->counted) {
         tally_give(c->pool->tally);
     }
@@ -1069,8 +1069,8 @@ client_accept_cb(uv_stream_t *listener, int status)
     }
     c->h.handle.data = c;
     TAILQ_INSERT_TAIL(&io->clients, c, link);
-    pool->stats.client_connections++;
-    pool->stats.total_connections++;
+    STATS_BUMP(pool->stats.client_connections, 1);
+    STATS_BUMP(pool->stats.total_connections, 1);
     err = uv_accept(listener, &c->h.stream);
     if (err == 0 && !client_count(c)) {
         /* memcached's words when it is out of connections; the line is
@@ -1078,7 +1078,7 @@ client_accept_cb(uv_stream_t *listener, int status)
         static const char msg[] = "ERROR Too many open connections\r\n";
         uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
         uv_try_write(&c->h.stream, &b, 1);
-        pool->stats.client_refused++;
+        STATS_BUMP(pool->stats.client_refused, 1);
         client_close(c);
         return;
     }
@@ -1129,7 +1129,7 @@ client_close_idle(struct ioloop *io, uint64_t timeout_ms)
         next = TAILQ_NEXT(c, link);
         if (TAILQ_EMPTY(&c->outq) && c->nwrites == 0 &&
             now - c->last_active >= timeout_ms) {
-            c->pool->stats.client_idle_closed++;
+            STATS_BUMP(c->pool->stats.client_idle_closed, 1);
             client_close(c);
         }
     }

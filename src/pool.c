@@ -235,7 +235,7 @@ pool_refresh(struct pool *p, uint64_t now, bool force)
                 log_notice("pool %s: server %s: back on the ring after %"
                            PRId64 " ms", p->cp->name, s->cs->name,
                            p->cp->server_retry_timeout);
-                s->stats.server_returns++;
+                STATS_BUMP(s->stats.server_returns, 1);
             }
             until = health_ejected_until(s->health);
         }

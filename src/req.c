@@ -145,8 +145,8 @@ req_done(struct req *r)
 void
 req_count_hits(const struct req *r, uint32_t hits)
 {
-    r->stats->get_hits += hits;
-    r->stats->get_misses += r->nkeys > hits ? r->nkeys - hits : 0;
+    STATS_BUMP(r->stats->get_hits, hits);
+    STATS_BUMP(r->stats->get_misses, r->nkeys > hits ? r->nkeys - hits : 0);
 }
 
 void

@@ -87,12 +87,12 @@ server_failed(struct server *s)
     const struct server_ctx *ctx = s->ctx;
     uint64_t now = uv_now(&server_io(s)->loop);
 
-    s->stats.server_failures++;
+    STATS_BUMP(s->stats.server_failures, 1);
     if (!health_failure(s->health, &ctx->eject, now)) {
         return;
     }
     s->stats.server_ejected_at = stats_now_usec();
-    ctx->stats->server_ejects++;
+    STATS_BUMP(ctx->stats->server_ejects, 1);
     log_warn("pool %s: server %s: ejected, retry in %" PRId64 " ms",
              ctx->cp->name, s->cs->name, ctx->cp->server_retry_timeout);
     ctx->ejected(ctx->arg, s);
@@ -110,7 +110,7 @@ req_finish(struct server *s, struct req *r)
     if (!r->failed) {
         uint64_t now = server_io(s)->read_ns;
         health_success(s->health);
-        s->stats.responses++;
+        STATS_BUMP(s->stats.responses, 1);
         stats_hist_add(&s->latency,
                        now > r->sent_ns ? (now - r->sent_ns) / 1000 : 0);
     }
@@ -136,8 +136,8 @@ queue_pending(struct sconn *sc, struct req *r)
 
     r->sconn = sc;
     TAILQ_INSERT_TAIL(&sc->pending, r, sq);
-    st->in_queue++;
-    st->in_queue_bytes += r->out.len;
+    STATS_BUMP(st->in_queue, 1);
+    STATS_BUMP(st->in_queue_bytes, r->out.len);
 }
 
 /* The oldest pending request goes in flight (written, or failing). */
@@ -149,10 +149,10 @@ queue_pending_to_inflight(struct sconn *sc)
 
     if (r != NULL) {
         TAILQ_REMOVE(&sc->pending, r, sq);
-        st->in_queue--;
-        st->in_queue_bytes -= r->out.len;
-        st->out_queue++;
-        st->out_queue_bytes += r->out.len;
+        STATS_DROP(st->in_queue, 1);
+        STATS_DROP(st->in_queue_bytes, r->out.len);
+        STATS_BUMP(st->out_queue, 1);
+        STATS_BUMP(st->out_queue_bytes, r->out.len);
         TAILQ_INSERT_TAIL(&sc->inflight, r, sq);
     }
     return r;
@@ -163,8 +163,8 @@ queue_inflight_remove(struct sconn *sc, struct req *r)
 {
     struct server_stats *st = &sc->server->stats;
 
-    st->out_queue--;
-    st->out_queue_bytes -= r->out.len;
+    STATS_DROP(st->out_queue, 1);
+    STATS_DROP(st->out_queue_bytes, r->out.len);
     TAILQ_REMOVE(&sc->inflight, r, sq);
     r->sconn = NULL;
 }
@@ -189,7 +189,7 @@ req_mark_failed(struct server *s, struct req *r, enum server_fail why,
 {
     char line[256];
 
-    s->ctx->stats->forward_error++;
+    STATS_BUMP(s->ctx->stats->forward_error, 1);
     r->failed = true;
     if (r->parent != NULL) {
         snprintf(line, sizeof(line), "SERVER_ERROR %s",
@@ -341,7 +341,7 @@ sconn_take_reply(struct sconn *sc, struct req *r)
             continue;
         }
         if (u.type == MC_RSP_END && off + u.len == unread) {
-            sc->server->stats.response_bytes += unread;
+            STATS_BUMP(sc->server->stats.response_bytes, unread);
             req_count_hits(r, nhits);
             tmp = r->reply;
             r->reply = sc->rbuf;
@@ -380,7 +380,7 @@ sconn_parse(struct sconn *sc)
             sconn_close(sc, SERVER_FAIL_INVALID, 0);
             return;
         }
-        sc->server->stats.response_bytes += u.len;
+        STATS_BUMP(sc->server->stats.response_bytes, u.len);
         err = sconn_unit(sc, buf_head(&sc->rbuf), &u);
         if (err != 0) {
             sconn_close(sc, err == UV_ENOMEM ? SERVER_FAIL_NOMEM :
@@ -478,7 +478,7 @@ sconn_timer_cb(uv_timer_t *timer)
     if (now >= head->deadline) {
         /* The stream is out of step from here on: replies that arrive
          * late would be matched to the wrong requests. */
-        sc->server->stats.server_timedout++;
+        STATS_BUMP(sc->server->stats.server_timedout, 1);
         sconn_close(sc, SERVER_FAIL_TIMEOUT, 0);
         return;
     }
@@ -598,7 +598,7 @@ sconn_open(struct server *s, uint32_t slot)
     }
     s->conns[slot] = sc;
     TAILQ_INSERT_TAIL(&s->all, sc, all_link);
-    s->stats.server_connections++;
+    STATS_BUMP(s->stats.server_connections, 1);
     if (err == 0 && s->ctx->cp->timeout > 0) {
         uv_timer_start(&sc->timer, sconn_timer_cb,
                        (uint64_t)s->ctx->cp->timeout, 0);
@@ -650,12 +650,12 @@ sconn_shut(struct sconn *sc, enum server_fail why, int err,
         s->conns[sc->slot] = NULL;
     }
     TAILQ_REMOVE(&s->all, sc, all_link);
-    s->stats.server_connections--;
+    STATS_DROP(s->stats.server_connections, 1);
     if (end != SCONN_END_QUIET) {
         if (end == SCONN_END_EOF) {
-            s->stats.server_eof++;
+            STATS_BUMP(s->stats.server_eof, 1);
         } else {
-            s->stats.server_err++;
+            STATS_BUMP(s->stats.server_err, 1);
         }
         server_failed(s);
     }
@@ -741,8 +741,8 @@ sconn_flush_cb(struct ioloop_task *t)
     while ((r = queue_pending_to_inflight(sc)) != NULL) {
         r->deadline = deadline;
         r->sent_ns = now_ns;
-        st->requests++;
-        st->request_bytes += r->out.len;
+        STATS_BUMP(st->requests, 1);
+        STATS_BUMP(st->request_bytes, r->out.len);
         rc->wreqs[n] = r;
         rc->wbufs[n] = uv_buf_init(r->out.data, (unsigned int)r->out.len);
         n++;

@@ -29,9 +29,9 @@ stats_hist_add(struct stats_hist *h, uint64_t us)
     while (i < STATS_HIST_NBOUNDS && us > stats_hist_bounds_us[i]) {
         i++;
     }
-    h->buckets[i]++;
-    h->count++;
-    h->sum_us += us;
+    STATS_BUMP(h->buckets[i], 1);
+    STATS_BUMP(h->count, 1);
+    STATS_BUMP(h->sum_us, us);
 }
 
 void

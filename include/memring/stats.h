@@ -8,6 +8,7 @@
 #ifndef MEMRING_STATS_H
 #define MEMRING_STATS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 enum stats_type {
@@ -61,7 +62,24 @@ enum stats_type {
     ACTION(server_failures,    STATS_COUNTER, "# connection failures counted toward ejection") \
     ACTION(server_returns,     STATS_COUNTER, "# times the server came back after ejection")
 
-#define STATS_FIELD(name, type, desc) uint64_t name;
+/*
+ * Counters have one writer, the worker that owns them, and readers on
+ * other threads (the admin, the `stats` command of another worker). Each
+ * is a C11 atomic: the writer bumps it with a relaxed load and store
+ * (STATS_BUMP: no locked instruction, a plain add on x86, as only it
+ * writes), readers load it relaxed (STATS_READ). A reader sees every
+ * counter current or a moment old, never torn; a sum over counters is
+ * not a snapshot of one instant, which counters never need.
+ */
+#define STATS_FIELD(name, type, desc) _Atomic uint64_t name;
+
+#define STATS_READ(field) atomic_load_explicit(&(field), memory_order_relaxed)
+#define STATS_BUMP(field, n)                                                \
+    atomic_store_explicit(&(field), STATS_READ(field) + (uint64_t)(n),      \
+                          memory_order_relaxed)
+#define STATS_DROP(field, n)                                                \
+    atomic_store_explicit(&(field), STATS_READ(field) - (uint64_t)(n),      \
+                          memory_order_relaxed)
 
 struct pool_stats {
     POOL_METRICS(STATS_FIELD)
@@ -82,9 +100,9 @@ struct server_stats {
 extern const uint64_t stats_hist_bounds_us[STATS_HIST_NBOUNDS];
 
 struct stats_hist {
-    uint64_t count;
-    uint64_t sum_us;
-    uint64_t buckets[STATS_HIST_NBUCKETS];  /* not cumulative */
+    _Atomic uint64_t count;             /* one writer, as counters above */
+    _Atomic uint64_t sum_us;
+    _Atomic uint64_t buckets[STATS_HIST_NBUCKETS];  /* not cumulative */
 };
 
 void stats_hist_add(struct stats_hist *h, uint64_t us);
