@@ -14,6 +14,7 @@
 #include "memring/mc_parse.h"
 #include "memring/pool.h"
 #include "memring/server.h"
+#include "memring/snapshot.h"
 #include "memring/tally.h"
 #include "memring/worker.h"
 
@@ -166,34 +167,6 @@ stats_line(struct buf *b, const char *name, uint64_t v)
     return buf_append(b, line, (size_t)n);
 }
 
-/* This client's pool's counters, summed over every worker, as the admin
- * endpoint sums them. Other workers' counters are read while they run:
- * each word is current or a moment old, which is all a counter needs. */
-static void
-client_pool_stats(const struct client *c, struct pool_stats *sum)
-{
-    const struct worker *w = c->w;
-    uint32_t i;
-
-    if (w->all == NULL) {
-        *sum = c->pool->stats;
-        return;
-    }
-    memset(sum, 0, sizeof(*sum));
-    for (i = 0; i < w->nall; i++) {
-        const struct pool *p;
-        uv_mutex_lock(&w->all[i]->pools_lock);
-        p = w->all[i] == w ? c->pool :
-            worker_find_pool(w->all[i], c->pool->cp->name);
-        if (p != NULL) {
-#define STATS_ADD(name, type, desc) sum->name += p->stats.name;
-            POOL_METRICS(STATS_ADD)
-#undef STATS_ADD
-        }
-        uv_mutex_unlock(&w->all[i]->pools_lock);
-    }
-}
-
 /* memcached's "stats": memring's own counters for this client's pool. */
 static int
 client_stats(struct client *c)
@@ -209,7 +182,7 @@ client_stats(struct client *c)
     if (r == NULL) {
         return UV_ENOMEM;
     }
-    client_pool_stats(c, &sum);
+    snapshot_pool_stats(c->pool, &sum);   /* as the admin sums it */
     b = &r->reply;
     err |= stats_line(b, "pid", (uint64_t)getpid());
     err |= stats_line(b, "uptime", worker_uptime(w));

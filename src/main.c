@@ -1,7 +1,7 @@
 /*
  * main: command line (nutcracker's flags, same meanings) and start-up.
  */
-#include "memring/admin.h"
+#include "memring/admin_stats.h"
 #include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/probe.h"
@@ -176,7 +176,7 @@ main(int argc, char **argv)
             return 0;
         case 'D':
             printf("This is memring-%s\n\n", MEMRING_VERSION);
-            admin_describe_stats(stdout);
+            admin_stats_describe(stdout);
             return 0;
         case 't':
             test_conf = true;
