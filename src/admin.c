@@ -1,15 +1,9 @@
 /*
- * admin: the HTTP endpoint (llhttp) on the stats port, and the documents it
- * serves: twemproxy's stats JSON, Prometheus text, health and config.
- *
- * It runs on one worker's loop. Counters live in each worker's pools and
- * servers and are bumped there without locks; a reader here sums every
- * worker's copy at the moment it is asked. With one worker that read is on
- * the same thread; with more, each counter is an aligned 64-bit word read
- * while its owner may be bumping it, so a sum can be a moment stale but
- * never torn, and the request path never waits for the admin. The pools
- * and servers themselves change only in a reload, which (with more than
- * one worker) must not free them while an admin read may be under way.
+ * admin: the HTTP endpoint (llhttp) on the stats port: its connections,
+ * reading requests, routing them, and framing the replies. The documents
+ * are other modules' (admin_stats, metrics, admin_health, admin_config),
+ * each rendered from one snapshot of the counters (snapshot.h), taken here
+ * on the loop that also applies reloads.
  *
  * A connection's life:
  *
@@ -24,31 +18,27 @@
  */
 #include "memring/admin.h"
 
-#include "memring/conf.h"
-#include "memring/health.h"
-#include "memring/hash.h"
+#include "memring/admin_config.h"
+#include "memring/admin_health.h"
+#include "memring/admin_stats.h"
+#include "memring/buf.h"
 #include "memring/log.h"
+#include "memring/metrics.h"
 #include "memring/net.h"
-#include "memring/reload.h"
-#include "memring/pool.h"
-#include "memring/ring.h"
+#include "memring/snapshot.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
 
-#include <inttypes.h>
 #include <llhttp.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/queue.h>
-#include <time.h>
+#include <sys/socket.h>
 
 #define ADMIN_RBUF_SIZE 4096
-#define JW_DEPTH        16
 
 enum admin_phase {
     ADMIN_WAITING = 0,  /* accepted, nothing read yet */
@@ -100,1150 +90,6 @@ struct admin {
 };
 
 /* ---------------------------------------------------------------------
- * Output buffer: grows as needed; an allocation failure is sticky and
- * checked once at the end, so renderers stay straight-line code.
- * ------------------------------------------------------------------- */
-
-struct obuf {
-    char   *data;
-    size_t len;
-    size_t cap;
-    bool   oom;
-};
-
-static bool
-ob_reserve(struct obuf *b, size_t more)
-{
-    size_t cap;
-    char *p;
-
-    if (b->oom) {
-        return false;
-    }
-    if (b->len + more + 1 <= b->cap) {
-        return true;
-    }
-    cap = b->cap == 0 ? 4096 : b->cap;
-    while (cap < b->len + more + 1) {
-        cap *= 2;
-    }
-    p = realloc(b->data, cap);
-    if (p == NULL) {
-        b->oom = true;
-        return false;
-    }
-    b->data = p;
-    b->cap = cap;
-    return true;
-}
-
-static void
-ob_add(struct obuf *b, const char *s, size_t n)
-{
-    if (ob_reserve(b, n)) {
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-    }
-}
-
-static void
-ob_str(struct obuf *b, const char *s)
-{
-    ob_add(b, s, strlen(s));
-}
-
-static void ob_printf(struct obuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-ob_printf(struct obuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !ob_reserve(b, (size_t)n)) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-static void
-ob_free(struct obuf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-/*
- * Length of the well-formed UTF-8 sequence at s[0..n), or 0 when it is not
- * one (overlong, surrogate, beyond U+10FFFF, truncated). Names come from
- * YAML, which libyaml already checked, but JSON and Prometheus text must be
- * valid UTF-8 whatever reaches them.
- */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len, i;
-    uint32_t cp;
-
-    if (s[0] < 0x80) {
-        return 1;
-    } else if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-        cp = s[0] & 0x1fu;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        cp = s[0] & 0x0fu;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        cp = s[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return len;
-}
-
-/* s as a JSON string: quotes, backslashes and control characters escaped,
- * ill-formed UTF-8 replaced by U+FFFD. */
-static void
-ob_json_str(struct obuf *b, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s), i = 0, k;
-    char esc[8];
-
-    ob_add(b, "\"", 1);
-    while (i < n) {
-        unsigned char ch = p[i];
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)ch;
-            ob_add(b, esc, 2);
-            i++;
-        } else if (ch < 0x20) {
-            switch (ch) {
-            case '\n': ob_add(b, "\\n", 2); break;
-            case '\r': ob_add(b, "\\r", 2); break;
-            case '\t': ob_add(b, "\\t", 2); break;
-            default:
-                snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)ch);
-                ob_add(b, esc, 6);
-                break;
-            }
-            i++;
-        } else if ((k = utf8_len(p + i, n - i)) == 0) {
-            ob_add(b, "\\ufffd", 6);
-            i++;
-        } else {
-            ob_add(b, s + i, k);
-            i += k;
-        }
-    }
-    ob_add(b, "\"", 1);
-}
-
-/* s as a Prometheus label value (inside its quotes): backslash, quote and
- * newline escaped, ill-formed UTF-8 replaced by U+FFFD. */
-static void
-ob_prom_label(struct obuf *b, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s), i = 0, k;
-
-    while (i < n) {
-        if (p[i] == '\\') {
-            ob_add(b, "\\\\", 2);
-            i++;
-        } else if (p[i] == '"') {
-            ob_add(b, "\\\"", 2);
-            i++;
-        } else if (p[i] == '\n') {
-            ob_add(b, "\\n", 2);
-            i++;
-        } else if ((k = utf8_len(p + i, n - i)) == 0) {
-            ob_add(b, "\xef\xbf\xbd", 3);
-            i++;
-        } else {
-            ob_add(b, s + i, k);
-            i += k;
-        }
-    }
-}
-
-/* s for a plain-text body: printable ASCII as is, anything else \xNN. */
-static void
-ob_text(struct obuf *b, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-
-    for (; *p != '\0'; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
-            ob_add(b, (const char *)p, 1);
-        } else {
-            ob_printf(b, "\\x%02x", (unsigned)*p);
-        }
-    }
-}
-
-/* us as decimal seconds, exactly: 2500 -> "0.0025", 5000000 -> "5". */
-static void
-ob_seconds(struct obuf *b, uint64_t us)
-{
-    char frac[8];
-    int n;
-
-    ob_printf(b, "%" PRIu64, us / 1000000);
-    if (us % 1000000 == 0) {
-        return;
-    }
-    snprintf(frac, sizeof(frac), "%06u", (unsigned)(us % 1000000));
-    for (n = 6; n > 0 && frac[n - 1] == '0'; n--) {
-    }
-    ob_add(b, ".", 1);
-    ob_add(b, frac, (size_t)n);
-}
-
-/* ---------------------------------------------------------------------
- * JSON writer: remembers, per nesting level, whether a comma is due.
- * ------------------------------------------------------------------- */
-
-struct jw {
-    struct obuf *b;
-    uint32_t    depth;
-    bool        comma[JW_DEPTH];
-};
-
-static void
-jw_key(struct jw *j, const char *key)
-{
-    if (j->comma[j->depth]) {
-        ob_add(j->b, ",", 1);
-    }
-    j->comma[j->depth] = true;
-    if (key != NULL) {
-        ob_json_str(j->b, key);
-        ob_add(j->b, ":", 1);
-    }
-}
-
-/* Opens an object ('{') or array ('['), as member key or element (NULL). */
-static void
-jw_open(struct jw *j, const char *key, char kind)
-{
-    jw_key(j, key);
-    ob_add(j->b, &kind, 1);
-    if (j->depth + 1 < JW_DEPTH) {
-        j->depth++;
-    } else {
-        j->b->oom = true;   /* deeper than any document here; a bug */
-    }
-    j->comma[j->depth] = false;
-}
-
-static void
-jw_close(struct jw *j, char kind)
-{
-    ob_add(j->b, &kind, 1);
-    if (j->depth > 0) {
-        j->depth--;
-    }
-}
-
-static void
-jw_u64(struct jw *j, const char *key, uint64_t v)
-{
-    jw_key(j, key);
-    ob_printf(j->b, "%" PRIu64, v);
-}
-
-static void
-jw_i64(struct jw *j, const char *key, int64_t v)
-{
-    jw_key(j, key);
-    ob_printf(j->b, "%" PRId64, v);
-}
-
-static void
-jw_bool(struct jw *j, const char *key, bool v)
-{
-    jw_key(j, key);
-    ob_str(j->b, v ? "true" : "false");
-}
-
-static void
-jw_null(struct jw *j, const char *key)
-{
-    jw_key(j, key);
-    ob_str(j->b, "null");
-}
-
-static void
-jw_str(struct jw *j, const char *key, const char *v)
-{
-    jw_key(j, key);
-    ob_json_str(j->b, v);
-}
-
-/* ---------------------------------------------------------------------
- * Metric tables and aggregation over workers
- * ------------------------------------------------------------------- */
-
-struct metric {
-    const char      *name;
-    enum stats_type type;
-    const char      *desc;
-    size_t          off;        /* in struct pool_stats / server_stats */
-};
-
-#define POOL_METRIC(n, t, d) { #n, t, d, offsetof(struct pool_stats, n) },
-#define SERVER_METRIC(n, t, d) { #n, t, d, offsetof(struct server_stats, n) },
-
-static const struct metric pool_metrics[] = {
-    POOL_METRICS(POOL_METRIC)
-};
-
-static const struct metric server_metrics[] = {
-    SERVER_METRICS(SERVER_METRIC)
-};
-
-#define NPOOL_METRICS   (sizeof(pool_metrics) / sizeof(pool_metrics[0]))
-#define NSERVER_METRICS (sizeof(server_metrics) / sizeof(server_metrics[0]))
-
-/* The fields twemproxy 0.5.0 prints, under their own names; everything
- * else in the tables is memring's and gets a "memring_" prefix in /stats,
- * so that parsers written for twemproxy see exactly what they expect. */
-static const char *const twemproxy_pool_fields[] = {
-    "client_eof", "client_err", "client_connections", "server_ejects",
-    "forward_error", "fragments", NULL
-};
-
-static const char *const twemproxy_server_fields[] = {
-    "server_eof", "server_err", "server_timedout", "server_connections",
-    "server_ejected_at", "requests", "request_bytes", "responses",
-    "response_bytes", "in_queue", "in_queue_bytes", "out_queue",
-    "out_queue_bytes", NULL
-};
-
-static bool
-is_twemproxy_field(const char *const *fields, const char *name)
-{
-    for (; *fields != NULL; fields++) {
-        if (strcmp(*fields, name) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static uint64_t
-metric_get(const struct metric *m, const void *stats)
-{
-    uint64_t v;
-
-    memcpy(&v, (const char *)stats + m->off, sizeof(v));
-    return v;
-}
-
-/* Adds from into into, field by field: counters and gauges add up,
- * timestamps keep the latest. */
-static void
-metrics_fold(const struct metric *tab, size_t n, void *into,
-             const void *from)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        uint64_t a = metric_get(&tab[i], into);
-        uint64_t b = metric_get(&tab[i], from);
-        uint64_t v = tab[i].type == STATS_TIMESTAMP ? (a > b ? a : b) : a + b;
-        memcpy((char *)into + tab[i].off, &v, sizeof(v));
-    }
-}
-
-struct pool_sum {
-    struct pool_stats st;
-    struct stats_hist lat;
-};
-
-struct server_sum {
-    struct server_stats st;
-    struct stats_hist   lat;
-};
-
-/*
- * Worker 0's pools and servers, in its config's order, name what is
- * reported; the other workers' copies are found by name. All workers run
- * the same config except for a moment during a reload, so the same index
- * almost always matches at once.
- */
-static uint32_t
-npools(const struct admin *a)
-{
-    return a->workers[0]->npools;
-}
-
-static const struct pool *
-ref_pool(const struct admin *a, uint32_t pi)
-{
-    return a->workers[0]->pools[pi];
-}
-
-static const struct server *
-ref_server(const struct admin *a, uint32_t pi, uint32_t si)
-{
-    return a->workers[0]->pools[pi]->servers[si];
-}
-
-static const struct pool *
-worker_pool(const struct admin *a, uint32_t w, uint32_t pi)
-{
-    const struct worker *wk = a->workers[w];
-    const char *name = ref_pool(a, pi)->cp->name;
-
-    if (pi < wk->npools && strcmp(wk->pools[pi]->cp->name, name) == 0) {
-        return wk->pools[pi];
-    }
-    return worker_find_pool(wk, name);
-}
-
-static const struct server *
-worker_server(const struct admin *a, uint32_t w, uint32_t pi, uint32_t si)
-{
-    const struct pool *p = worker_pool(a, w, pi);
-    const char *name = ref_server(a, pi, si)->cs->name;
-    uint32_t i;
-
-    if (p == NULL) {
-        return NULL;
-    }
-    if (si < p->nservers && strcmp(p->servers[si]->cs->name, name) == 0) {
-        return p->servers[si];
-    }
-    for (i = 0; i < p->nservers; i++) {
-        if (strcmp(p->servers[i]->cs->name, name) == 0) {
-            return p->servers[i];
-        }
-    }
-    return NULL;
-}
-
-static void
-sum_pool(const struct admin *a, uint32_t pi, struct pool_sum *out)
-{
-    uint32_t w;
-
-    memset(out, 0, sizeof(*out));
-    for (w = 0; w < a->nworkers; w++) {
-        const struct pool *p = worker_pool(a, w, pi);
-        if (p != NULL) {
-            metrics_fold(pool_metrics, NPOOL_METRICS, &out->st, &p->stats);
-            stats_hist_merge(&out->lat, &p->latency);
-        }
-    }
-}
-
-static void
-sum_server(const struct admin *a, uint32_t pi, uint32_t si,
-           struct server_sum *out)
-{
-    uint32_t w;
-
-    memset(out, 0, sizeof(*out));
-    for (w = 0; w < a->nworkers; w++) {
-        const struct server *s = worker_server(a, w, pi, si);
-        if (s != NULL) {
-            metrics_fold(server_metrics, NSERVER_METRICS, &out->st,
-                         &s->stats);
-            stats_hist_merge(&out->lat, &s->latency);
-        }
-    }
-}
-
-/* Where one server stands, over all workers. */
-struct server_state {
-    bool     ejected;       /* off the ring in some worker */
-    bool     backoff;       /* last connect failed, retry not yet due */
-    bool     live;          /* in every worker: neither (a due retry of an
-                             * ejected server counts as live) */
-    uint64_t retry_in_ms;   /* ejected: soonest return, ms from now */
-};
-
-static uint64_t
-loop_now(const struct pool *p)
-{
-    return uv_now(&p->env.io->loop);
-}
-
-/*
- * Off the ring and not yet due back. The pool puts a server back lazily,
- * on the next request it routes; one whose retry time has come counts as
- * live here, or a pool whose servers were all ejected would report 503
- * until traffic arrived, and a load balancer that trusts /healthz would
- * never send it any.
- */
-static bool
-ejected_now(const struct server *s, uint64_t now)
-{
-    return health_ejected_until(s->health) > now;
-}
-
-/* Its last connect failed and the next is not yet allowed. */
-static bool
-backoff_now(const struct server *s, uint64_t now)
-{
-    return s->retry_at > now;
-}
-
-static void
-server_state(const struct admin *a, uint32_t pi, uint32_t si,
-             struct server_state *out)
-{
-    uint32_t w;
-
-    memset(out, 0, sizeof(*out));
-    out->live = true;
-    for (w = 0; w < a->nworkers; w++) {
-        const struct server *s = worker_server(a, w, pi, si);
-        uint64_t now, left, until;
-        if (s == NULL) {
-            continue;
-        }
-        now = uv_now(&s->ctx->io->loop);
-        until = health_ejected_until(s->health);
-        if (until != 0) {
-            left = until > now ? until - now : 0;
-            if (!out->ejected || left < out->retry_in_ms) {
-                out->retry_in_ms = left;
-            }
-            out->ejected = true;
-        }
-        if (ejected_now(s, now) || backoff_now(s, now)) {
-            out->live = false;
-        }
-        out->backoff = out->backoff || backoff_now(s, now);
-    }
-}
-
-/* True when pool pi has a live server in every worker. Else false, with
- * the counts (ejected; in backoff only) of the first worker without one. */
-static bool
-pool_healthy(const struct admin *a, uint32_t pi, uint32_t *nejected,
-             uint32_t *nbackoff, uint32_t *ndown)
-{
-    uint32_t w, si, nej, nbo, ndn, nlive;
-
-    *nejected = *nbackoff = *ndown = 0;
-    for (w = 0; w < a->nworkers; w++) {
-        const struct pool *p = worker_pool(a, w, pi);
-        if (p == NULL) {
-            continue;
-        }
-        nej = nbo = ndn = nlive = 0;
-        for (si = 0; si < p->nservers; si++) {
-            const struct server *s = p->servers[si];
-            bool ejected = ejected_now(s, loop_now(p));
-            bool backoff = !ejected && backoff_now(s, loop_now(p));
-            bool down = !ejected && !backoff && health_down(s->health) != 0;
-            nej += ejected;
-            nbo += backoff;
-            ndn += down;
-            nlive += !ejected && !backoff && !down;
-        }
-        if (nlive == 0) {
-            *nejected = nej;
-            *nbackoff = nbo;
-            *ndown = ndn;
-            return false;
-        }
-    }
-    return true;
-}
-
-/* ---------------------------------------------------------------------
- * GET /stats: twemproxy's document, then memring's additions
- * ------------------------------------------------------------------- */
-
-static void
-describe(FILE *f, const struct metric *tab, size_t n,
-         const char *const *twemproxy)
-{
-    char key[64];
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (is_twemproxy_field(twemproxy, tab[i].name)) {
-            fprintf(f, "  %-28s\"%s\"\n", tab[i].name, tab[i].desc);
-        }
-    }
-    for (i = 0; i < n; i++) {
-        if (!is_twemproxy_field(twemproxy, tab[i].name)) {
-            snprintf(key, sizeof(key), "memring_%s", tab[i].name);
-            fprintf(f, "  %-28s\"%s\"\n", key, tab[i].desc);
-        }
-    }
-    fprintf(f, "  %-28s\"%s\"\n", "memring_latency_count",
-            "# requests timed");
-    fprintf(f, "  %-28s\"%s\"\n", "memring_latency_sum_us",
-            "total of their latencies in usec");
-    fprintf(f, "  %-28s\"%s\"\n", "memring_latency_p50_us",
-            "median latency in usec (bucket upper bound)");
-    fprintf(f, "  %-28s\"%s\"\n", "memring_latency_p90_us",
-            "90th percentile latency in usec (bucket upper bound)");
-    fprintf(f, "  %-28s\"%s\"\n", "memring_latency_p99_us",
-            "99th percentile latency in usec (bucket upper bound)");
-}
-
-void
-admin_describe_stats(FILE *f)
-{
-    fprintf(f, "pool stats:\n");
-    describe(f, pool_metrics, NPOOL_METRICS, twemproxy_pool_fields);
-    fprintf(f, "\nserver stats:\n");
-    describe(f, server_metrics, NSERVER_METRICS, twemproxy_server_fields);
-    fprintf(f, "  %-28s\"%s\"\n", "memring_ejected",
-            "1 while the server is off the ring");
-    fprintf(f, "  %-28s\"%s\"\n", "memring_live",
-            "1 when neither ejected nor in connect backoff");
-}
-
-static void
-json_latency(struct jw *j, const struct stats_hist *h)
-{
-    jw_u64(j, "memring_latency_count", h->count);
-    jw_u64(j, "memring_latency_sum_us", h->sum_us);
-    jw_u64(j, "memring_latency_p50_us", stats_hist_quantile(h, 0.50));
-    jw_u64(j, "memring_latency_p90_us", stats_hist_quantile(h, 0.90));
-    jw_u64(j, "memring_latency_p99_us", stats_hist_quantile(h, 0.99));
-}
-
-static void
-json_metrics(struct jw *j, const struct metric *tab, size_t n,
-             const char *const *twemproxy, const void *st)
-{
-    char key[64];
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (is_twemproxy_field(twemproxy, tab[i].name)) {
-            jw_u64(j, tab[i].name, metric_get(&tab[i], st));
-        }
-    }
-    for (i = 0; i < n; i++) {
-        if (!is_twemproxy_field(twemproxy, tab[i].name)) {
-            snprintf(key, sizeof(key), "memring_%s", tab[i].name);
-            jw_u64(j, key, metric_get(&tab[i], st));
-        }
-    }
-}
-
-static void
-render_stats(struct admin *a, struct obuf *b)
-{
-    struct jw j = { .b = b };
-    uint64_t now = stats_now_usec(), total = 0, curr = 0;
-    struct pool_sum ps;
-    struct server_sum ss;
-    struct server_state sst;
-    uint32_t pi, si;
-
-    /* twemproxy counts every connection it holds; memring sums what its
-     * counters know: clients accepted (total), clients + servers open. */
-    for (pi = 0; pi < npools(a); pi++) {
-        sum_pool(a, pi, &ps);
-        total += ps.st.total_connections;
-        curr += ps.st.client_connections;
-        for (si = 0; si < ref_pool(a, pi)->nservers; si++) {
-            sum_server(a, pi, si, &ss);
-            curr += ss.st.server_connections;
-        }
-    }
-    jw_open(&j, NULL, '{');
-    jw_str(&j, "service", "memring");
-    jw_str(&j, "source", a->host);
-    jw_str(&j, "version", MEMRING_VERSION);
-    jw_u64(&j, "uptime", (now - a->started_usec) / 1000000);
-    jw_u64(&j, "timestamp", now / 1000000);
-    jw_u64(&j, "total_connections", total);
-    jw_u64(&j, "curr_connections", curr);
-    jw_u64(&j, "memring_workers", a->nworkers);
-    if (a->reload_stats != NULL) {
-        jw_u64(&j, "memring_reloads", a->reload_stats->reloads);
-        jw_u64(&j, "memring_reload_failures", a->reload_stats->failed);
-    }
-    for (pi = 0; pi < npools(a); pi++) {
-        const struct pool *p = ref_pool(a, pi);
-        sum_pool(a, pi, &ps);
-        jw_open(&j, p->cp->name, '{');
-        json_metrics(&j, pool_metrics, NPOOL_METRICS, twemproxy_pool_fields,
-                     &ps.st);
-        json_latency(&j, &ps.lat);
-        for (si = 0; si < p->nservers; si++) {
-            sum_server(a, pi, si, &ss);
-            server_state(a, pi, si, &sst);
-            jw_open(&j, p->servers[si]->cs->name, '{');
-            json_metrics(&j, server_metrics, NSERVER_METRICS,
-                         twemproxy_server_fields, &ss.st);
-            json_latency(&j, &ss.lat);
-            jw_u64(&j, "memring_ejected", sst.ejected);
-            jw_u64(&j, "memring_live", sst.live);
-            jw_close(&j, '}');
-        }
-        jw_close(&j, '}');
-    }
-    jw_close(&j, '}');
-    ob_add(b, "\n", 1);
-}
-
-/* ---------------------------------------------------------------------
- * GET /metrics: Prometheus text exposition format 0.0.4
- *
- * Names: memring_pool_<field> / memring_server_<field> (a server field's
- * own "server_" prefix dropped); counters end in _total (a leading
- * "total_" dropped); timestamps become _seconds gauges.
- * ------------------------------------------------------------------- */
-
-static void
-prom_name(char *out, size_t size, const char *family, const struct metric *m)
-{
-    const char *name = m->name;
-
-    if (strcmp(family, "server") == 0 && strncmp(name, "server_", 7) == 0) {
-        name += 7;
-    }
-    if (m->type == STATS_COUNTER && strncmp(name, "total_", 6) == 0) {
-        name += 6;
-    }
-    snprintf(out, size, "memring_%s_%s%s", family, name,
-             m->type == STATS_COUNTER ? "_total" :
-             m->type == STATS_TIMESTAMP ? "_seconds" : "");
-}
-
-/* "# HELP" text: the table's description, with its leading "# " (a
- * count marker in twemproxy's descriptions) read as "Number of". */
-static void
-prom_head(struct obuf *b, const char *name, const char *type,
-          const char *help)
-{
-    if (strncmp(help, "# ", 2) == 0) {
-        help += 2;
-        ob_printf(b, "# HELP %s Number of %s.\n", name, help);
-    } else {
-        ob_printf(b, "# HELP %s %s.\n", name, help);
-    }
-    ob_printf(b, "# TYPE %s %s\n", name, type);
-}
-
-static void
-prom_metric_head(struct obuf *b, const char *name, const struct metric *m)
-{
-    if (m->type == STATS_TIMESTAMP) {
-        /* the table's unit is usec; Prometheus wants seconds */
-        ob_printf(b, "# HELP %s %s, in seconds since the epoch (0: never)."
-                  "\n# TYPE %s gauge\n", name, m->name, name);
-    } else {
-        prom_head(b, name, m->type == STATS_COUNTER ? "counter" : "gauge",
-                  m->desc);
-    }
-}
-
-static void
-prom_labels(struct obuf *b, const char *pool, const char *server)
-{
-    ob_str(b, "{pool=\"");
-    ob_prom_label(b, pool);
-    if (server != NULL) {
-        ob_str(b, "\",server=\"");
-        ob_prom_label(b, server);
-    }
-    ob_str(b, "\"}");
-}
-
-static void
-prom_value(struct obuf *b, const struct metric *m, uint64_t v)
-{
-    ob_add(b, " ", 1);
-    if (m->type == STATS_TIMESTAMP) {
-        ob_seconds(b, v);
-    } else {
-        ob_printf(b, "%" PRIu64, v);
-    }
-    ob_add(b, "\n", 1);
-}
-
-static void
-prom_hist(struct obuf *b, const char *name, const char *pool,
-          const char *server, const struct stats_hist *h)
-{
-    uint64_t cum = 0;
-    uint32_t i;
-
-    for (i = 0; i < STATS_HIST_NBUCKETS; i++) {
-        cum += h->buckets[i];
-        ob_printf(b, "%s_bucket{pool=\"", name);
-        ob_prom_label(b, pool);
-        if (server != NULL) {
-            ob_str(b, "\",server=\"");
-            ob_prom_label(b, server);
-        }
-        ob_str(b, "\",le=\"");
-        if (i < STATS_HIST_NBOUNDS) {
-            ob_seconds(b, stats_hist_bounds_us[i]);
-        } else {
-            ob_str(b, "+Inf");
-        }
-        ob_printf(b, "\"} %" PRIu64 "\n", cum);
-    }
-    ob_printf(b, "%s_sum", name);
-    prom_labels(b, pool, server);
-    ob_add(b, " ", 1);
-    ob_seconds(b, h->sum_us);
-    ob_printf(b, "\n%s_count", name);
-    prom_labels(b, pool, server);
-    ob_printf(b, " %" PRIu64 "\n", h->count);
-}
-
-static void
-render_metrics(struct admin *a, struct obuf *b)
-{
-    const char *hist;
-    char name[128];
-    struct pool_sum ps;
-    struct server_sum ss;
-    struct server_state sst;
-    uint32_t pi, si, nlive, nej, nbo, ndn;
-    size_t m;
-
-    prom_head(b, "memring_build_info", "gauge",
-              "memring's version, as a label");
-    ob_str(b, "memring_build_info{version=\"" MEMRING_VERSION "\"} 1\n");
-    prom_head(b, "memring_uptime_seconds", "gauge",
-              "Seconds since memring started");
-    ob_printf(b, "memring_uptime_seconds %" PRIu64 "\n",
-              (stats_now_usec() - a->started_usec) / 1000000);
-    prom_head(b, "memring_workers", "gauge", "Worker threads");
-    ob_printf(b, "memring_workers %" PRIu32 "\n", a->nworkers);
-    if (a->reload_stats != NULL) {
-        prom_head(b, "memring_reloads_total", "counter",
-                  "Config reloads applied");
-        ob_printf(b, "memring_reloads_total %" PRIu64 "\n",
-                  a->reload_stats->reloads);
-        prom_head(b, "memring_reload_failures_total", "counter",
-                  "Config reloads refused (bad file, or could not apply)");
-        ob_printf(b, "memring_reload_failures_total %" PRIu64 "\n",
-                  a->reload_stats->failed);
-    }
-    prom_head(b, "memring_admin_connections", "gauge",
-              "Open admin connections (this one included)");
-    ob_printf(b, "memring_admin_connections %" PRIu32 "\n", a->nconns);
-    prom_head(b, "memring_admin_connections_total", "counter",
-              "Admin connections taken on");
-    ob_printf(b, "memring_admin_connections_total %" PRIu64 "\n", a->nserved);
-    prom_head(b, "memring_admin_refused_total", "counter",
-              "Admin connections refused: too many open");
-    ob_printf(b, "memring_admin_refused_total %" PRIu64 "\n", a->nrefused);
-    prom_head(b, "memring_admin_bad_requests_total", "counter",
-              "Admin requests refused as malformed or too large");
-    ob_printf(b, "memring_admin_bad_requests_total %" PRIu64 "\n", a->nbad);
-    prom_head(b, "memring_admin_timeouts_total", "counter",
-              "Admin requests not sent, or replies not read, in time");
-    ob_printf(b, "memring_admin_timeouts_total %" PRIu64 "\n", a->ntimedout);
-
-    for (m = 0; m < NPOOL_METRICS; m++) {
-        const struct metric *mt = &pool_metrics[m];
-        prom_name(name, sizeof(name), "pool", mt);
-        prom_metric_head(b, name, mt);
-        for (pi = 0; pi < npools(a); pi++) {
-            sum_pool(a, pi, &ps);
-            ob_str(b, name);
-            prom_labels(b, ref_pool(a, pi)->cp->name, NULL);
-            prom_value(b, mt, metric_get(mt, &ps.st));
-        }
-    }
-    prom_head(b, "memring_pool_servers", "gauge", "Servers configured");
-    for (pi = 0; pi < npools(a); pi++) {
-        ob_str(b, "memring_pool_servers");
-        prom_labels(b, ref_pool(a, pi)->cp->name, NULL);
-        ob_printf(b, " %" PRIu32 "\n", ref_pool(a, pi)->nservers);
-    }
-    prom_head(b, "memring_pool_live_servers", "gauge",
-              "Servers neither ejected nor in connect backoff");
-    for (pi = 0; pi < npools(a); pi++) {
-        nlive = 0;
-        for (si = 0; si < ref_pool(a, pi)->nservers; si++) {
-            server_state(a, pi, si, &sst);
-            nlive += sst.live;
-        }
-        ob_str(b, "memring_pool_live_servers");
-        prom_labels(b, ref_pool(a, pi)->cp->name, NULL);
-        ob_printf(b, " %" PRIu32 "\n", nlive);
-    }
-    prom_head(b, "memring_pool_healthy", "gauge",
-              "1 when the pool has a live server (what /healthz checks)");
-    for (pi = 0; pi < npools(a); pi++) {
-        ob_str(b, "memring_pool_healthy");
-        prom_labels(b, ref_pool(a, pi)->cp->name, NULL);
-        ob_printf(b, " %d\n", pool_healthy(a, pi, &nej, &nbo, &ndn) ? 1 : 0);
-    }
-    hist = "memring_pool_request_duration_seconds";
-    prom_head(b, hist, "histogram",
-              "Client request latency, parsed to reply sent");
-    for (pi = 0; pi < npools(a); pi++) {
-        sum_pool(a, pi, &ps);
-        prom_hist(b, hist, ref_pool(a, pi)->cp->name, NULL, &ps.lat);
-    }
-
-    for (m = 0; m < NSERVER_METRICS; m++) {
-        const struct metric *mt = &server_metrics[m];
-        prom_name(name, sizeof(name), "server", mt);
-        prom_metric_head(b, name, mt);
-        for (pi = 0; pi < npools(a); pi++) {
-            const struct pool *p = ref_pool(a, pi);
-            for (si = 0; si < p->nservers; si++) {
-                sum_server(a, pi, si, &ss);
-                ob_str(b, name);
-                prom_labels(b, p->cp->name, p->servers[si]->cs->name);
-                prom_value(b, mt, metric_get(mt, &ss.st));
-            }
-        }
-    }
-    prom_head(b, "memring_server_ejected", "gauge",
-              "1 while the server is off the ring");
-    for (pi = 0; pi < npools(a); pi++) {
-        const struct pool *p = ref_pool(a, pi);
-        for (si = 0; si < p->nservers; si++) {
-            server_state(a, pi, si, &sst);
-            ob_str(b, "memring_server_ejected");
-            prom_labels(b, p->cp->name, p->servers[si]->cs->name);
-            ob_printf(b, " %d\n", sst.ejected ? 1 : 0);
-        }
-    }
-    prom_head(b, "memring_server_live", "gauge",
-              "1 when the server is neither ejected nor in connect backoff");
-    for (pi = 0; pi < npools(a); pi++) {
-        const struct pool *p = ref_pool(a, pi);
-        for (si = 0; si < p->nservers; si++) {
-            server_state(a, pi, si, &sst);
-            ob_str(b, "memring_server_live");
-            prom_labels(b, p->cp->name, p->servers[si]->cs->name);
-            ob_printf(b, " %d\n", sst.live ? 1 : 0);
-        }
-    }
-    hist = "memring_server_request_duration_seconds";
-    prom_head(b, hist, "histogram",
-              "Backend latency, request written to reply read");
-    for (pi = 0; pi < npools(a); pi++) {
-        const struct pool *p = ref_pool(a, pi);
-        for (si = 0; si < p->nservers; si++) {
-            sum_server(a, pi, si, &ss);
-            prom_hist(b, hist, p->cp->name, p->servers[si]->cs->name,
-                      &ss.lat);
-        }
-    }
-}
-
-/* ---------------------------------------------------------------------
- * GET /healthz
- * ------------------------------------------------------------------- */
-
-/* One line per server of pool pi whose latest connect failed (by a
- * request, or by the prober for an idle one), saying why. */
-static void
-healthz_down_servers(struct admin *a, uint32_t pi, struct obuf *b)
-{
-    const struct pool *p = ref_pool(a, pi);
-    uint32_t si;
-
-    for (si = 0; si < p->nservers; si++) {
-        const struct server *s = p->servers[si];
-        int err = health_down(s->health);
-
-        if (err != 0) {
-            ob_str(b, "pool ");
-            ob_text(b, p->cp->name);
-            ob_str(b, ": server ");
-            ob_text(b, s->cs->name);
-            ob_str(b, " (");
-            ob_text(b, s->cs->text);
-            ob_printf(b, "): down: %s\n", uv_strerror(err));
-        }
-    }
-}
-
-static int
-render_healthz(struct admin *a, struct obuf *b)
-{
-    struct obuf why = { 0 };
-    uint32_t pi, nej, nbo, ndn, nbad = 0;
-    int status;
-
-    for (pi = 0; pi < npools(a); pi++) {
-        if (!pool_healthy(a, pi, &nej, &nbo, &ndn)) {
-            nbad++;
-            ob_str(&why, "pool ");
-            ob_text(&why, ref_pool(a, pi)->cp->name);
-            ob_printf(&why, ": no live server (%" PRIu32 " of %" PRIu32
-                      " ejected, %" PRIu32 " in connect backoff, %" PRIu32
-                      " down)\n", nej, ref_pool(a, pi)->nservers, nbo, ndn);
-        }
-        healthz_down_servers(a, pi, &why);
-    }
-    if (nbad == 0) {
-        ob_printf(b, "ok: %" PRIu32 " pools, each with a live server\n",
-                  npools(a));
-        status = 200;
-    } else {
-        ob_printf(b, "unhealthy: %" PRIu32 " of %" PRIu32 " pools have "
-                  "no live server\n", nbad, npools(a));
-        status = 503;
-    }
-    if (why.len > 0) {
-        ob_add(b, why.data, why.len);
-    }
-    b->oom = b->oom || why.oom;
-    ob_free(&why);
-    return status;
-}
-
-/* ---------------------------------------------------------------------
- * GET /config
- * ------------------------------------------------------------------- */
-
-static void
-json_ms(struct jw *j, const char *key, int64_t ms)
-{
-    if (ms < 0) {
-        jw_null(j, key);    /* -1: none, as in the YAML's absence */
-    } else {
-        jw_i64(j, key, ms);
-    }
-}
-
-static void
-json_conf_pool(struct admin *a, struct jw *j, uint32_t pi)
-{
-    const struct pool *p0 = ref_pool(a, pi);
-    const struct conf_pool *cp = p0->cp;
-    struct server_state sst;
-    struct server_sum ss;
-    uint32_t si, w;
-
-    jw_open(j, NULL, '{');
-    jw_str(j, "name", cp->name);
-    jw_str(j, "listen", cp->listen.text);
-    jw_str(j, "hash", hash_name(cp->hash));
-    if (cp->hash_tag[0] != '\0') {
-        jw_str(j, "hash_tag", cp->hash_tag);
-    } else {
-        jw_null(j, "hash_tag");
-    }
-    jw_str(j, "distribution", dist_name(cp->distribution));
-    json_ms(j, "timeout", cp->timeout);
-    jw_i64(j, "backlog", cp->backlog);
-    jw_bool(j, "preconnect", cp->preconnect);
-    jw_i64(j, "client_connections", cp->client_connections);
-    jw_i64(j, "server_connections", cp->server_connections);
-    jw_bool(j, "auto_eject_hosts", cp->auto_eject_hosts);
-    json_ms(j, "server_retry_timeout", cp->server_retry_timeout);
-    jw_i64(j, "server_failure_limit", cp->server_failure_limit);
-    jw_bool(j, "tcpkeepalive", cp->tcpkeepalive);
-
-    /* Each worker has its own ring (ejection is per worker). */
-    jw_open(j, "ring", '[');
-    for (w = 0; w < a->nworkers; w++) {
-        const struct pool *p = worker_pool(a, w, pi);
-        if (p == NULL) {
-            continue;
-        }
-        jw_open(j, NULL, '{');
-        jw_u64(j, "worker", a->workers[w]->id);
-        jw_u64(j, "npoints", p->ring != NULL ? ring_npoints(p->ring) : 0);
-        jw_u64(j, "live_servers", p->nservers - p->nejected);
-        jw_u64(j, "ejected_servers", p->nejected);
-        jw_close(j, '}');
-    }
-    jw_close(j, ']');
-
-    jw_open(j, "servers", '[');
-    for (si = 0; si < p0->nservers; si++) {
-        const struct conf_server *cs = p0->servers[si]->cs;
-        server_state(a, pi, si, &sst);
-        sum_server(a, pi, si, &ss);
-        jw_open(j, NULL, '{');
-        jw_str(j, "name", cs->name);
-        jw_str(j, "host", cs->host);
-        if (cs->is_unix) {
-            jw_null(j, "port");
-        } else {
-            jw_u64(j, "port", cs->port);
-        }
-        jw_u64(j, "weight", cs->weight);
-        jw_bool(j, "alias", cs->has_alias);
-        jw_str(j, "text", cs->text);
-        jw_bool(j, "live", sst.live);
-        jw_bool(j, "ejected", sst.ejected);
-        if (sst.ejected) {
-            jw_u64(j, "retry_in_ms", sst.retry_in_ms);
-        } else {
-            jw_null(j, "retry_in_ms");
-        }
-        jw_u64(j, "ejected_at", ss.st.server_ejected_at);
-        jw_bool(j, "connect_backoff", sst.backoff);
-        jw_close(j, '}');
-    }
-    jw_close(j, ']');
-    jw_close(j, '}');
-}
-
-static void
-render_config(struct admin *a, struct obuf *b)
-{
-    const struct conf *conf = a->workers[0]->conf;
-    struct jw j = { .b = b };
-    char when[32] = "";
-    time_t t = (time_t)(a->conf_loaded_usec / 1000000);
-    struct tm tm;
-    uint32_t pi;
-
-    if (gmtime_r(&t, &tm) != NULL) {
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
-    jw_open(&j, NULL, '{');
-    jw_str(&j, "file", conf->path != NULL ? conf->path : "");
-    jw_u64(&j, "loaded_at", a->conf_loaded_usec / 1000000);
-    jw_str(&j, "loaded_at_utc", when);
-    jw_str(&j, "version", MEMRING_VERSION);
-    jw_u64(&j, "workers", a->nworkers);
-    jw_open(&j, "pools", '[');
-    for (pi = 0; pi < npools(a); pi++) {
-        json_conf_pool(a, &j, pi);
-    }
-    jw_close(&j, ']');
-    jw_close(&j, '}');
-    ob_add(b, "\n", 1);
-}
-
-/* ---------------------------------------------------------------------
  * Routing
  * ------------------------------------------------------------------- */
 
@@ -1274,41 +120,100 @@ static const struct {
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-static void
-reply_text(struct admin_reply *r, struct obuf *b, int status,
+static int
+reply_text(struct admin_reply *r, struct buf *b, int status,
            const char *text)
 {
     r->status = status;
     r->type = TYPE_TEXT;
-    ob_str(b, text);
+    return buf_append_str(b, text);
 }
 
-static void
-respond_reload(struct admin *a, struct admin_reply *r, struct obuf *b)
+static int
+respond_reload(struct admin *a, struct admin_reply *r, struct buf *b)
 {
     char msg[4096] = "";
+    int err;
 
     if (a->reload == NULL) {
-        reply_text(r, b, 501, "reload: not available in this build\n");
-        return;
+        return reply_text(r, b, 501, "reload: not available in this build\n");
     }
     r->type = TYPE_TEXT;
     r->status = a->reload(a->reload_arg, msg, sizeof(msg)) == 0 ? 200 : 500;
-    ob_str(b, msg);
-    if (b->len == 0 || b->data[b->len - 1] != '\n') {
-        ob_add(b, "\n", 1);
+    err = buf_append_str(b, msg);
+    if (err == 0 && (b->len == 0 || b->data[b->len - 1] != '\n')) {
+        err = buf_append(b, "\n", 1);
     }
+    return err;
+}
+
+static int
+render_stats(struct admin *a, const struct snapshot *snap, struct buf *b)
+{
+    const struct admin_stats_source src = {
+        .host = a->host,
+        .now_usec = stats_now_usec(),
+        .started_usec = a->started_usec,
+        .reloads = a->reload_stats,
+    };
+
+    return admin_stats_render(b, snap, &src);
+}
+
+static int
+render_metrics(struct admin *a, const struct snapshot *snap, struct buf *b)
+{
+    const struct metrics_source src = {
+        .now_usec = stats_now_usec(),
+        .started_usec = a->started_usec,
+        .reloads = a->reload_stats,
+        .admin_conns = a->nconns,
+        .admin_served = a->nserved,
+        .admin_refused = a->nrefused,
+        .admin_bad = a->nbad,
+        .admin_timedout = a->ntimedout,
+    };
+
+    return metrics_render(b, snap, &src);
+}
+
+/* A document (GET or HEAD), rendered from one snapshot of the counters. */
+static int
+respond_doc(struct admin *a, enum admin_route route, struct admin_reply *r,
+            struct buf *b)
+{
+    struct snapshot snap;
+    int err = snapshot_take(&snap, a->workers, a->nworkers);
+
+    if (err != 0) {
+        return err;
+    }
+    r->status = 200;
+    r->type = route == ROUTE_METRICS ? TYPE_PROM :
+              route == ROUTE_HEALTHZ ? TYPE_TEXT : TYPE_JSON;
+    if (route == ROUTE_STATS) {
+        err = render_stats(a, &snap, b);
+    } else if (route == ROUTE_METRICS) {
+        err = render_metrics(a, &snap, b);
+    } else if (route == ROUTE_HEALTHZ) {
+        err = admin_health_render(b, &snap, &r->status);
+    } else {
+        err = admin_config_render(b, &snap, a->conf_loaded_usec);
+    }
+    snapshot_free(&snap);
+    return err;
 }
 
 int
 admin_respond(struct admin *a, const char *method, const char *path,
               struct admin_reply *r)
 {
-    struct obuf b = { 0 };
+    struct buf b = BUF_INIT;
     size_t plen = strcspn(path, "?#");
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     enum admin_route route = ROUTE_NONE;
     size_t i;
+    int err;
 
     memset(r, 0, sizeof(*r));
     for (i = 0; i < NROUTES; i++) {
@@ -1319,44 +224,24 @@ admin_respond(struct admin *a, const char *method, const char *path,
         }
     }
     if (route == ROUTE_NONE) {
-        reply_text(r, &b, 404, "not found; try /stats /metrics /healthz "
-                   "/config or POST /reload\n");
+        err = reply_text(r, &b, 404, "not found; try /stats /metrics "
+                         "/healthz /config or POST /reload\n");
     } else if (routes[i].post ? strcmp(method, "POST") != 0 : !get) {
-        reply_text(r, &b, 405, "method not allowed\n");
+        err = reply_text(r, &b, 405, "method not allowed\n");
         r->allow = routes[i].post ? "POST" : "GET, HEAD";
+    } else if (route == ROUTE_RELOAD) {
+        err = respond_reload(a, r, &b);
     } else {
-        r->status = 200;
-        switch (route) {
-        case ROUTE_STATS:
-            r->type = TYPE_JSON;
-            render_stats(a, &b);
-            break;
-        case ROUTE_METRICS:
-            r->type = TYPE_PROM;
-            render_metrics(a, &b);
-            break;
-        case ROUTE_HEALTHZ:
-            r->type = TYPE_TEXT;
-            r->status = render_healthz(a, &b);
-            break;
-        case ROUTE_CONFIG:
-            r->type = TYPE_JSON;
-            render_config(a, &b);
-            break;
-        case ROUTE_RELOAD:
-            respond_reload(a, r, &b);
-            break;
-        case ROUTE_NONE:
-            break;
-        }
+        err = respond_doc(a, route, r, &b);
     }
-    if (b.oom) {
-        ob_free(&b);
+    /* NUL-terminated past len, as a C string for whoever reads it so. */
+    if (err != 0 || buf_append(&b, "", 1) != 0) {
+        buf_free(&b);
         memset(r, 0, sizeof(*r));
         return UV_ENOMEM;
     }
     r->body = b.data;
-    r->len = b.len;
+    r->len = b.len - 1;
     return 0;
 }
 
@@ -1679,29 +564,32 @@ admin_send(struct admin_conn *c, char *out, size_t len)
 static void
 admin_send_http(struct admin_conn *c, const struct admin_reply *r, bool head)
 {
-    struct obuf b = { 0 };
+    struct buf b = BUF_INIT;
+    int err;
 
-    ob_printf(&b, "HTTP/1.1 %d %s\r\n"
-              "Server: memring/" MEMRING_VERSION "\r\n"
-              "Content-Type: %s\r\n"
-              "Content-Length: %zu\r\n"
-              "Cache-Control: no-store\r\n"
-              "Connection: close\r\n",
-              r->status, status_reason(r->status),
-              r->type != NULL ? r->type : TYPE_TEXT, r->len);
-    if (r->allow != NULL) {
-        ob_printf(&b, "Allow: %s\r\n", r->allow);
+    err = buf_printf(&b, "HTTP/1.1 %d %s\r\n"
+                     "Server: memring/" MEMRING_VERSION "\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "Connection: close\r\n",
+                     r->status, status_reason(r->status),
+                     r->type != NULL ? r->type : TYPE_TEXT, r->len);
+    if (err == 0 && r->allow != NULL) {
+        err = buf_printf(&b, "Allow: %s\r\n", r->allow);
     }
-    ob_add(&b, "\r\n", 2);
-    if (!head && r->len > 0) {
-        ob_add(&b, r->body, r->len);
+    if (err == 0) {
+        err = buf_append(&b, "\r\n", 2);
     }
-    if (b.oom) {
-        ob_free(&b);
+    if (err == 0 && !head) {
+        err = buf_append(&b, r->body, r->len);
+    }
+    if (err != 0) {
+        buf_free(&b);
         admin_conn_close(c);
         return;
     }
-    admin_send(c, b.data, b.len);
+    admin_send(c, b.data, b.len);   /* takes the memory */
 }
 
 static void

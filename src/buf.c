@@ -3,6 +3,8 @@
  */
 #include "memring/buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -82,6 +84,27 @@ int
 buf_append_str(struct buf *b, const char *s)
 {
     return buf_append(b, s, strlen(s));
+}
+
+int
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    /* vsnprintf writes n bytes and a NUL: room for both, then len moves
+     * past the n only, so the NUL is free room again. */
+    if (n < 0 || buf_reserve(b, (size_t)n + 1) != 0) {
+        return UV_ENOMEM;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
 }
 
 void

@@ -235,9 +235,8 @@ client_reply_binary(struct client *c, const struct mc_req *m)
     return 0;
 }
 
-/* This client's pool's counters, summed over every worker, as the admin
- * endpoint sums them. Other workers' counters are read while they run:
- * each word is current or a moment old, which is all a counter needs. */
+/* This client's pool's counters, summed over every worker by whoever set
+ * the loop's totals (snapshot.h, as the admin sums them); else its own. */
 static void
 client_pool_stats(const struct client *c, struct pool_stats *sum)
 {

@@ -1,13 +1,15 @@
 /*
  * main: command line (nutcracker's flags, same meanings) and start-up.
  */
-#include "memring/admin.h"
+#include "memring/admin_stats.h"
 #include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/probe.h"
 #include "memring/proxy.h"
 
 #include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +149,127 @@ option_number(const char *name, const char *arg, long lo, long hi)
     return v;
 }
 
+/*
+ * The flags that take a number: the range each accepts and the option it
+ * sets (where in struct proxy_options, and how wide). The number is in the
+ * flag's unit; the field holds scale times it. Size 0: accepted, checked
+ * and ignored, as nutcracker's -i and -m.
+ */
+struct number_flag {
+    int        opt;
+    const char *name;       /* as the error message spells it */
+    long       min;
+    long       max;
+    size_t     off;
+    size_t     size;        /* 0, 2, 4 or 8 bytes */
+    uint64_t   scale;
+};
+
+#define FIELD(f) offsetof(struct proxy_options, f), \
+    sizeof(((struct proxy_options *)NULL)->f)
+#define IGNORED  0, 0
+
+static const struct number_flag number_flags[] = {
+    { 'v', "-v", 0, LOG_LEVEL_MAX, FIELD(log_level), 1 },
+    { 's', "-s (0: off)", 0, 65535, FIELD(stats_port), 1 },
+    { OPT_THREADS, "--threads", 1, 256, FIELD(threads), 1 },
+    { OPT_ITEM_SIZE_MAX, "--item-size-max", 1, 1L << 30,
+      FIELD(limits.item_size_max), 1 },
+    { OPT_OUTPUT_MAX, "--client-output-max", 1, 1L << 30,
+      FIELD(limits.output_max), 1 },
+    { OPT_MAX_CLIENTS, "--max-clients", 1, 1000000,
+      FIELD(limits.max_clients), 1 },
+    { OPT_PENDING_MAX, "--pending-values-max", 1, 1L << 40,
+      FIELD(limits.pending_values_max), 1 },
+    { OPT_REQUESTS_MAX, "--client-requests-max", 1, 1L << 20,
+      FIELD(limits.requests_max), 1 },
+    { OPT_PENDING_OUTPUT_MAX, "--pending-output-max", 1, 1L << 40,
+      FIELD(limits.pending_output_max), 1 },
+    { OPT_GET_KEYS_MAX, "--get-keys-max", 1, 1L << 20,
+      FIELD(limits.get_keys_max), 1 },
+    { OPT_IDLE_TIMEOUT, "--client-idle-timeout", 0, 1L << 30,
+      FIELD(limits.idle_timeout_ms), 1000 },
+    { OPT_PROBE_INTERVAL, "--health-probe-interval", 0, 3600 * 1000,
+      FIELD(probe_interval_ms), 1 },
+    { 'i', "-i", 1, 1L << 30, IGNORED, 1 },
+    { 'm', "-m", 1, 1L << 30, IGNORED, 1 },
+};
+
+#define NNUMBER_FLAGS (sizeof(number_flags) / sizeof(number_flags[0]))
+
+static const struct number_flag *
+number_flag(int opt)
+{
+    size_t i;
+
+    for (i = 0; i < NNUMBER_FLAGS; i++) {
+        if (number_flags[i].opt == opt) {
+            return &number_flags[i];
+        }
+    }
+    return NULL;
+}
+
+/* Sets f's field of o from arg. 0, or -1 (said on stderr). */
+static int
+set_number(struct proxy_options *o, const struct number_flag *f,
+           const char *arg)
+{
+    long v = option_number(f->name, arg, f->min, f->max);
+    char *field = (char *)o + f->off;
+    uint64_t u64;
+    uint32_t u32;
+    uint16_t u16;
+
+    if (v < 0) {
+        return -1;
+    }
+    u64 = (uint64_t)v * f->scale;
+    u32 = (uint32_t)u64;
+    u16 = (uint16_t)u64;
+    if (f->size == sizeof(u16)) {
+        memcpy(field, &u16, sizeof(u16));
+    } else if (f->size == sizeof(u32)) {
+        memcpy(field, &u32, sizeof(u32));   /* log_level: an int >= 0 */
+    } else if (f->size == sizeof(u64)) {
+        memcpy(field, &u64, sizeof(u64));
+    }
+    return 0;
+}
+
+/* -t: 0 when the config at path loads, else 1 (said on stderr). */
+static int
+check_conf(const char *path)
+{
+    char err[CONF_ERR_LEN];
+    struct conf *c = conf_load(path, err, sizeof(err));
+
+    if (c == NULL) {
+        fprintf(stderr, "%s\nmemring: configuration file '%s' syntax is "
+                "invalid\n", err, path);
+        return 1;
+    }
+    conf_destroy(&c);
+    fprintf(stderr, "memring: configuration file '%s' syntax is ok\n",
+            path);
+    return 0;
+}
+
+/* getopt refused argv[optind - 1]: says why, with the usage. Returns 1. */
+static int
+bad_option(char **argv)
+{
+    if (optopt != 0 && strchr("vocsaipm", optopt) != NULL) {
+        fprintf(stderr, "memring: option -%c requires an argument\n",
+                optopt);
+    } else {
+        fprintf(stderr, "memring: invalid option -- '%s'\n",
+                argv[optind - 1]);
+    }
+    usage(stderr);
+    return 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -156,17 +279,22 @@ main(int argc, char **argv)
         .stats_port = PROXY_DEFAULT_STATS_PORT,
         .log_level = LOG_DEFAULT_LEVEL,
     };
+    const struct number_flag *nf;
     bool test_conf = false;
-    int option_index = 0;
-    char name[64];
-    long v;
-    int opt;
+    int opt, rc;
 
     limits_default(&o.limits);
     o.probe_interval_ms = PROBE_DEFAULT_INTERVAL_MS;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, long_options,
-                              &option_index)) != -1) {
+                              NULL)) != -1) {
+        nf = number_flag(opt);
+        if (nf != NULL) {
+            if (set_number(&o, nf, optarg) != 0) {
+                return 1;
+            }
+            continue;
+        }
         switch (opt) {
         case 'h':
             usage(stdout);
@@ -176,7 +304,7 @@ main(int argc, char **argv)
             return 0;
         case 'D':
             printf("This is memring-%s\n\n", MEMRING_VERSION);
-            admin_describe_stats(stdout);
+            admin_stats_describe(stdout);
             return 0;
         case 't':
             test_conf = true;
@@ -184,81 +312,14 @@ main(int argc, char **argv)
         case 'd':
             o.daemonize = true;
             break;
-        case 'v':
-            v = option_number("-v", optarg, 0, LOG_LEVEL_MAX);
-            if (v < 0) {
-                return 1;
-            }
-            o.log_level = (int)v;
-            break;
         case 'o':
             o.log_file = optarg;
             break;
         case 'c':
             o.conf_path = optarg;
             break;
-        case 's':
-            v = option_number("-s (0: off)", optarg, 0, 65535);
-            if (v < 0) {
-                return 1;
-            }
-            o.stats_port = (uint16_t)v;
-            break;
         case OPT_WATCH_CONFIG:
             o.watch_config = true;
-            break;
-        case OPT_THREADS:
-            v = option_number("--threads", optarg, 1, 256);
-            if (v < 0) {
-                return 1;
-            }
-            o.threads = (uint32_t)v;
-            break;
-        case OPT_ITEM_SIZE_MAX:
-        case OPT_OUTPUT_MAX:
-        case OPT_MAX_CLIENTS:
-        case OPT_IDLE_TIMEOUT:
-        case OPT_PENDING_MAX:
-        case OPT_REQUESTS_MAX:
-        case OPT_PENDING_OUTPUT_MAX:
-        case OPT_GET_KEYS_MAX:
-            snprintf(name, sizeof(name), "--%s",
-                     long_options[option_index].name);
-            v = option_number(name, optarg, opt == OPT_IDLE_TIMEOUT ? 0 : 1,
-                              opt == OPT_MAX_CLIENTS ? 1000000 :
-                              opt == OPT_REQUESTS_MAX ||
-                              opt == OPT_GET_KEYS_MAX ? 1L << 20 :
-                              opt == OPT_PENDING_MAX ||
-                              opt == OPT_PENDING_OUTPUT_MAX ? 1L << 40 :
-                              1L << 30);
-            if (v < 0) {
-                return 1;
-            }
-            if (opt == OPT_ITEM_SIZE_MAX) {
-                o.limits.item_size_max = (uint64_t)v;
-            } else if (opt == OPT_OUTPUT_MAX) {
-                o.limits.output_max = (uint64_t)v;
-            } else if (opt == OPT_MAX_CLIENTS) {
-                o.limits.max_clients = (uint32_t)v;
-            } else if (opt == OPT_PENDING_MAX) {
-                o.limits.pending_values_max = (uint64_t)v;
-            } else if (opt == OPT_PENDING_OUTPUT_MAX) {
-                o.limits.pending_output_max = (uint64_t)v;
-            } else if (opt == OPT_REQUESTS_MAX) {
-                o.limits.requests_max = (uint32_t)v;
-            } else if (opt == OPT_GET_KEYS_MAX) {
-                o.limits.get_keys_max = (uint32_t)v;
-            } else {
-                o.limits.idle_timeout_ms = (uint64_t)v * 1000;
-            }
-            break;
-        case OPT_PROBE_INTERVAL:
-            v = option_number("--health-probe-interval", optarg, 0,
-                              3600 * 1000);
-            if (v < 0) {
-                return 1;
-            }
-            o.probe_interval_ms = (uint64_t)v;
             break;
         case OPT_NO_ADMIN:
             o.stats_port = 0;
@@ -269,23 +330,8 @@ main(int argc, char **argv)
         case 'p':
             o.pid_file = optarg;
             break;
-        case 'i':
-        case 'm':
-            if (option_number(opt == 'i' ? "-i" : "-m", optarg, 1,
-                              1L << 30) < 0) {
-                return 1;
-            }
-            break;
         default:
-            if (optopt != 0 && strchr("vocsaipm", optopt) != NULL) {
-                fprintf(stderr, "memring: option -%c requires an argument\n",
-                        optopt);
-            } else {
-                fprintf(stderr, "memring: invalid option -- '%s'\n",
-                        argv[optind - 1]);
-            }
-            usage(stderr);
-            return 1;
+            return bad_option(argv);
         }
     }
     if (optind < argc) {
@@ -293,26 +339,14 @@ main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-
     if (test_conf) {
-        char err[CONF_ERR_LEN];
-        struct conf *c = conf_load(o.conf_path, err, sizeof(err));
-        if (c == NULL) {
-            fprintf(stderr, "%s\nmemring: configuration file '%s' syntax is "
-                    "invalid\n", err, o.conf_path);
-            return 1;
-        }
-        conf_destroy(&c);
-        fprintf(stderr, "memring: configuration file '%s' syntax is ok\n",
-                o.conf_path);
-        return 0;
+        return check_conf(o.conf_path);
     }
-
     if (log_setup(o.log_level, o.log_file) != 0) {
         fprintf(stderr, "memring: cannot open log file '%s'\n", o.log_file);
         return 1;
     }
-    v = proxy_run(&o);
+    rc = proxy_run(&o);
     log_teardown();
-    return (int)v;
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/reload.h"
+#include "memring/snapshot.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
 
@@ -256,6 +257,137 @@ proxy_start(struct proxy *px, const struct proxy_options *o,
     return 0;
 }
 
+/* Frees px and what it holds (the workers deinitialised already). NULL is
+ * a no-op. */
+static void
+proxy_free(struct proxy *px)
+{
+    uint32_t i;
+
+    if (px == NULL) {
+        return;
+    }
+    reload_destroy(&px->reload);
+    for (i = 0; px->workers != NULL && i < px->nworkers; i++) {
+        free(px->workers[i]);
+    }
+    free(px->workers);
+    free(px->threads);
+    free(px);
+}
+
+/* A proxy with room for nworkers workers (not initialised); NULL on OOM. */
+static struct proxy *
+proxy_alloc(uint32_t nworkers)
+{
+    struct proxy *px = calloc(1, sizeof(*px));
+    uint32_t i;
+
+    if (px == NULL) {
+        return NULL;
+    }
+    px->nworkers = nworkers;
+    px->workers = calloc(px->nworkers, sizeof(*px->workers));
+    px->threads = calloc(px->nworkers, sizeof(*px->threads));
+    if (px->workers == NULL || px->threads == NULL) {
+        proxy_free(px);
+        return NULL;
+    }
+    for (i = 0; i < px->nworkers; i++) {
+        px->workers[i] = calloc(1, sizeof(**px->workers));
+        if (px->workers[i] == NULL) {
+            proxy_free(px);
+            return NULL;
+        }
+    }
+    return px;
+}
+
+/* Initialises every worker on the active config, and worker 0's prober.
+ * 0, or nonzero (logged) with px->ninit saying which need deinit. */
+static int
+proxy_init_workers(struct proxy *px, const struct proxy_options *o)
+{
+    uint32_t i;
+    int rc;
+
+    for (i = 0; i < px->nworkers; i++) {
+        rc = worker_init(px->workers[i], i, reload_conf(px->reload),
+                         &o->limits);
+        px->ninit = i + 1;
+        if (rc != 0) {
+            log_error("worker %u: %s", i, uv_strerror(rc));
+            return rc;
+        }
+        px->workers[i]->shared_port = px->nworkers > 1;
+        px->workers[i]->all = px->workers;
+        px->workers[i]->nall = px->nworkers;
+        /* the `stats` command sums its pool over every worker */
+        px->workers[i]->io.totals = snapshot_pool_totals;
+        px->workers[i]->io.totals_arg = px->workers[i];
+    }
+    if (o->probe_interval_ms > 0) {
+        if (worker_start_probe(px->workers[0], o->probe_interval_ms) != 0) {
+            return UV_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Signals are caught before the ports open: a SIGHUP sent as soon as a
+ * port answers must reload, not kill the process (the default). Their
+ * callbacks run once worker 0's loop does, after every worker started.
+ */
+static void
+proxy_catch_signals(struct proxy *px)
+{
+    uv_signal_init(&px->workers[0]->io.loop, &px->sigint);
+    uv_signal_init(&px->workers[0]->io.loop, &px->sigterm);
+    uv_signal_init(&px->workers[0]->io.loop, &px->sighup);
+    px->sigint.data = px->sigterm.data = px->sighup.data = px;
+    uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
+    uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
+    uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
+}
+
+/* Starts workers 1.. on their threads, runs worker 0 here until a stop,
+ * and joins them. 0 when all of them started, else 1 (those that did are
+ * stopped). */
+static int
+proxy_serve(struct proxy *px, const struct proxy_options *o)
+{
+    uint32_t i;
+    int status = 1, rc;
+
+    for (i = 1; i < px->nworkers; i++) {
+        rc = uv_thread_create(&px->threads[i], worker_thread,
+                              px->workers[i]);
+        if (rc != 0) {
+            log_error("worker %u: thread: %s", i, uv_strerror(rc));
+            break;
+        }
+        px->nthreads = i;
+    }
+    if (px->nthreads + 1 < px->nworkers) {
+        proxy_shutdown(px);
+    } else {
+        log_notice("memring %s started on pid %ld with %s, %u worker%s",
+                   MEMRING_VERSION, (long)getpid(), o->conf_path,
+                   px->nworkers, px->nworkers > 1 ? "s" : "");
+        status = 0;
+    }
+    worker_run(px->workers[0]);
+    for (i = 1; i <= px->nthreads; i++) {
+        uv_thread_join(&px->threads[i]);
+    }
+    log_notice("memring stopped");
+    if (o->pid_file != NULL) {
+        unlink(o->pid_file);
+    }
+    return status;
+}
+
 int
 proxy_run(const struct proxy_options *o)
 {
@@ -282,21 +414,9 @@ proxy_run(const struct proxy_options *o)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(o);
     tune_malloc();
-    px = calloc(1, sizeof(*px));
+    px = proxy_alloc(o->threads > 0 ? o->threads : default_workers());
     if (px == NULL) {
         goto out;
-    }
-    px->nworkers = o->threads > 0 ? o->threads : default_workers();
-    px->workers = calloc(px->nworkers, sizeof(*px->workers));
-    px->threads = calloc(px->nworkers, sizeof(*px->threads));
-    if (px->workers == NULL || px->threads == NULL) {
-        goto out;
-    }
-    for (i = 0; i < px->nworkers; i++) {
-        px->workers[i] = calloc(1, sizeof(**px->workers));
-        if (px->workers[i] == NULL) {
-            goto out;
-        }
     }
     px->reload = reload_create(&px->workers[0]->io.loop, o->conf_path, conf,
                                px->workers, px->nworkers);
@@ -305,33 +425,10 @@ proxy_run(const struct proxy_options *o)
     }
     conf = NULL;                /* the reload module owns it now */
     reload_on_apply(px->reload, proxy_applied_cb, px);
-    for (i = 0; i < px->nworkers; i++) {
-        rc = worker_init(px->workers[i], i, reload_conf(px->reload),
-                         &o->limits);
-        px->ninit = i + 1;
-        if (rc != 0) {
-            log_error("worker %u: %s", i, uv_strerror(rc));
-            goto deinit;
-        }
-        px->workers[i]->shared_port = px->nworkers > 1;
-        px->workers[i]->all = px->workers;
-        px->workers[i]->nall = px->nworkers;
+    if (proxy_init_workers(px, o) != 0) {
+        goto deinit;
     }
-    if (o->probe_interval_ms > 0) {
-        if (worker_start_probe(px->workers[0], o->probe_interval_ms) != 0) {
-            goto deinit;
-        }
-    }
-    /* Signals are caught before the ports open: a SIGHUP sent as soon as
-     * a port answers must reload, not kill the process (the default). Their
-     * callbacks run once worker 0's loop does, after every worker started. */
-    uv_signal_init(&px->workers[0]->io.loop, &px->sigint);
-    uv_signal_init(&px->workers[0]->io.loop, &px->sigterm);
-    uv_signal_init(&px->workers[0]->io.loop, &px->sighup);
-    px->sigint.data = px->sigterm.data = px->sighup.data = px;
-    uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
-    uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
-    uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
+    proxy_catch_signals(px);
     if (proxy_start(px, o, loaded_at) != 0) {
         /* Close what did open through the workers' own stop path, so that
          * heap handles (listeners) are freed by their close callbacks. No
@@ -342,31 +439,7 @@ proxy_run(const struct proxy_options *o)
         }
         goto deinit;
     }
-    for (i = 1; i < px->nworkers; i++) {
-        rc = uv_thread_create(&px->threads[i], worker_thread,
-                              px->workers[i]);
-        if (rc != 0) {
-            log_error("worker %u: thread: %s", i, uv_strerror(rc));
-            break;
-        }
-        px->nthreads = i;
-    }
-    if (px->nthreads + 1 < px->nworkers) {
-        proxy_shutdown(px);
-    } else {
-        log_notice("memring %s started on pid %ld with %s, %u worker%s",
-                   MEMRING_VERSION, (long)getpid(), o->conf_path,
-                   px->nworkers, px->nworkers > 1 ? "s" : "");
-        status = 0;
-    }
-    worker_run(px->workers[0]);
-    for (i = 1; i <= px->nthreads; i++) {
-        uv_thread_join(&px->threads[i]);
-    }
-    log_notice("memring stopped");
-    if (o->pid_file != NULL) {
-        unlink(o->pid_file);
-    }
+    status = proxy_serve(px, o);
 deinit:
     /* The admin's handles close with their own callbacks, which the loop
      * runs inside worker_deinit(); only then may the admin be freed. */
@@ -376,15 +449,7 @@ deinit:
     }
     admin_destroy(&px->admin);
 out:
-    if (px != NULL) {
-        reload_destroy(&px->reload);
-        for (i = 0; px->workers != NULL && i < px->nworkers; i++) {
-            free(px->workers[i]);
-        }
-        free(px->workers);
-        free(px->threads);
-    }
-    free(px);
+    proxy_free(px);
     conf_destroy(&conf);
     return status;
 }

@@ -4,7 +4,51 @@
 #include "memring/stats.h"
 
 #include <stddef.h>
+#include <string.h>
 #include <sys/time.h>
+
+#define POOL_FIELD(n, t, d) { #n, t, d, offsetof(struct pool_stats, n) },
+#define SERVER_FIELD(n, t, d) { #n, t, d, offsetof(struct server_stats, n) },
+
+const struct stats_field stats_pool_fields[STATS_NPOOL_FIELDS] = {
+    POOL_METRICS(POOL_FIELD)
+};
+
+const struct stats_field stats_server_fields[STATS_NSERVER_FIELDS] = {
+    SERVER_METRICS(SERVER_FIELD)
+};
+
+uint64_t
+stats_field_get(const struct stats_field *f, const void *st)
+{
+    /* every field is an _Atomic uint64_t (stats.h): read it as one */
+    const _Atomic uint64_t *v = (const void *)((const char *)st + f->off);
+
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static uint64_t
+fold(enum stats_type type, uint64_t a, uint64_t b)
+{
+    if (type == STATS_TIMESTAMP) {
+        return a > b ? a : b;
+    }
+    return a + b;
+}
+
+#define FOLD(n, t, d) into->n = fold(t, into->n, from->n);
+
+void
+stats_pool_fold(struct pool_stats *into, const struct pool_stats *from)
+{
+    POOL_METRICS(FOLD)
+}
+
+void
+stats_server_fold(struct server_stats *into, const struct server_stats *from)
+{
+    SERVER_METRICS(FOLD)
+}
 
 uint64_t
 stats_now_usec(void)

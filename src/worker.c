@@ -92,33 +92,6 @@ worker_reconfigure_remote(struct worker *w, const struct conf *conf,
     return w->reconf_rc;
 }
 
-/* The `stats` command's counters: pool p's summed over every worker.
- * Other workers' counters are read while they run: each word is current
- * or a moment old, which is all a counter needs. */
-static int
-worker_pool_totals(void *arg, const struct pool *p, struct pool_stats *sum)
-{
-    struct worker *w = arg;
-    uint32_t i;
-
-    if (w->all == NULL) {
-        return UV_ENOENT;
-    }
-    memset(sum, 0, sizeof(*sum));
-    for (i = 0; i < w->nall; i++) {
-        const struct pool *q;
-        uv_mutex_lock(&w->all[i]->pools_lock);
-        q = w->all[i] == w ? p : worker_find_pool(w->all[i], p->cp->name);
-        if (q != NULL) {
-#define STATS_ADD(name, type, desc) sum->name += q->stats.name;
-            POOL_METRICS(STATS_ADD)
-#undef STATS_ADD
-        }
-        uv_mutex_unlock(&w->all[i]->pools_lock);
-    }
-    return 0;
-}
-
 /* What a pool of w's needs of it. */
 static void
 worker_pool_env(struct worker *w, struct pool_env *env)
@@ -148,8 +121,6 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
     if (err != 0) {
         return err;
     }
-    w->io.totals = worker_pool_totals;
-    w->io.totals_arg = w;
     w->pools = calloc(conf->npools, sizeof(*w->pools));
     if (w->pools == NULL) {
         return UV_ENOMEM;

@@ -1,9 +1,10 @@
 /*
  * admin: the HTTP endpoint on its own port (twemproxy's stats port):
  * /stats (twemproxy's JSON), /metrics (Prometheus), /healthz, /config,
- * POST /reload. Runs on one worker's loop and reads every worker's
- * counters without locks; a client that sends nothing gets /stats, the
- * way twemproxy's stats port answers.
+ * POST /reload. Runs on one worker's loop, the one that applies reloads,
+ * and renders each document from one snapshot of every worker's counters
+ * (snapshot.h); a client that sends nothing gets /stats, the way
+ * twemproxy's stats port answers.
  */
 #ifndef MEMRING_ADMIN_H
 #define MEMRING_ADMIN_H
@@ -12,7 +13,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <uv.h>
 
 struct worker;
@@ -120,13 +120,11 @@ void admin_close(struct admin *a);
  * NULL-safe; *a = NULL. */
 void admin_destroy(struct admin **a);
 
-/* -D: every /stats field with its meaning, in twemproxy's layout. */
-void admin_describe_stats(FILE *f);
-
 /*
  * The reply for method and path (a query string is ignored), as the HTTP
  * side sends it: 200/503/404/405/500/501. 0, or UV_ENOMEM with r->body
- * NULL. Exposed for tests; the caller frees r with admin_reply_free().
+ * NULL. The body is NUL-terminated past len. Exposed for tests; the
+ * caller frees r with admin_reply_free().
  */
 int admin_respond(struct admin *a, const char *method, const char *path,
                   struct admin_reply *r);

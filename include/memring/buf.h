@@ -27,6 +27,11 @@ int buf_append(struct buf *b, const void *p, size_t n);
 /* Appends a NUL-terminated string. 0 or UV_ENOMEM. */
 int buf_append_str(struct buf *b, const char *s);
 
+/* Appends printf(fmt, ...) without its NUL. 0, or UV_ENOMEM (also for an
+ * output error of vsnprintf) with the buffer as it was. */
+int buf_printf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Drops n unread bytes from the front; compacts lazily. */
 void buf_consume(struct buf *b, size_t n);
 

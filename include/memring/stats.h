@@ -9,6 +9,7 @@
 #define MEMRING_STATS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum stats_type {
@@ -88,6 +89,34 @@ struct pool_stats {
 struct server_stats {
     SERVER_METRICS(STATS_FIELD)
 };
+
+/*
+ * The same tables as data, for whoever walks every field (the documents):
+ * name, type and description as in the X-macros, and where the field is.
+ */
+struct stats_field {
+    const char      *name;
+    enum stats_type type;
+    const char      *desc;
+    size_t          off;        /* in struct pool_stats / server_stats */
+};
+
+#define STATS_COUNT(name, type, desc) + 1
+#define STATS_NPOOL_FIELDS   (0 POOL_METRICS(STATS_COUNT))
+#define STATS_NSERVER_FIELDS (0 SERVER_METRICS(STATS_COUNT))
+
+extern const struct stats_field stats_pool_fields[STATS_NPOOL_FIELDS];
+extern const struct stats_field stats_server_fields[STATS_NSERVER_FIELDS];
+
+/* The value of field f in st (a struct pool_stats or server_stats). */
+uint64_t stats_field_get(const struct stats_field *f, const void *st);
+
+/* Adds from into into, field by field, the way every reader sums the
+ * workers' copies: counters and gauges add up, timestamps keep the
+ * latest. */
+void stats_pool_fold(struct pool_stats *into, const struct pool_stats *from);
+void stats_server_fold(struct server_stats *into,
+                       const struct server_stats *from);
 
 /*
  * Latency histogram: fixed buckets from 10 us to 5 s (upper bounds, in

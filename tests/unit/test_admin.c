@@ -22,15 +22,7 @@
 
 #include <cmocka.h>
 
-#define NWORKERS 2
-
-static const char conf_yaml[] =
-    "alpha:\n"
-    "  listen: 127.0.0.1:22121\n"
-    "  auto_eject_hosts: true\n"
-    "  servers:\n"
-    "   - 127.0.0.1:11211:1\n"
-    "   - 127.0.0.1:11212:1 beta\n";
+#include "workers_fixture.h"
 
 /* Names with every kind of byte JSON and Prometheus must escape. */
 static const char weird_yaml[] =
@@ -40,13 +32,11 @@ static const char weird_yaml[] =
     "  servers:\n"
     "   - 127.0.0.1:11211:1 a\"b\\c\n";
 
+/* The workers are wf's (workers_fixture.h); the admin reads them. */
 struct fixture {
-    struct conf   *conf;
-    struct worker w[NWORKERS];
-    struct worker *wp[NWORKERS];
-    uint32_t      nworkers;
-    struct admin  *admin;
+    struct admin       *admin;
     struct admin_reply r;
+    struct worker      *w;      /* wf.w */
 };
 
 static struct fixture fx;
@@ -54,25 +44,12 @@ static struct fixture fx;
 static int
 setup_with(void **state, const char *yaml, uint32_t nworkers)
 {
-    char err[CONF_ERR_LEN];
-    struct limits limits;
-    uint32_t i;
-
     memset(&fx, 0, sizeof(fx));
-    fx.conf = conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err));
-    if (fx.conf == NULL) {
-        fprintf(stderr, "%s\n", err);
+    if (wf_setup_yaml(yaml, nworkers) != 0) {
         return -1;
     }
-    limits_default(&limits);
-    for (i = 0; i < nworkers; i++) {
-        if (worker_init(&fx.w[i], i, fx.conf, &limits) != 0) {
-            return -1;
-        }
-        fx.wp[i] = &fx.w[i];
-        fx.nworkers = i + 1;
-    }
-    fx.admin = admin_create(&fx.w[0].io.loop, fx.wp, nworkers);
+    fx.w = wf.w;
+    fx.admin = admin_create(&wf.w[0].io.loop, wf.wp, nworkers);
     if (fx.admin == NULL) {
         return -1;
     }
@@ -84,13 +61,13 @@ setup_with(void **state, const char *yaml, uint32_t nworkers)
 static int
 setup_one(void **state)
 {
-    return setup_with(state, conf_yaml, 1);
+    return setup_with(state, wf_yaml, 1);
 }
 
 static int
 setup_two(void **state)
 {
-    return setup_with(state, conf_yaml, 2);
+    return setup_with(state, wf_yaml, 2);
 }
 
 static int
@@ -102,16 +79,10 @@ setup_weird(void **state)
 static int
 teardown(void **state)
 {
-    uint32_t i;
-
-    (void)state;
     admin_reply_free(&fx.r);
     admin_close(fx.admin);
-    for (i = 0; i < fx.nworkers; i++) {
-        worker_deinit(&fx.w[i]);
-    }
+    wf_teardown(state);         /* the loops run the admin's close_cbs */
     admin_destroy(&fx.admin);
-    conf_destroy(&fx.conf);
     return 0;
 }
 
@@ -125,18 +96,16 @@ get(const char *method, const char *path)
     return fx.r.body;
 }
 
-/* Servers in ring order (by name, shorter first): 0 is "beta", 1 is
- * "127.0.0.1". */
 static struct server *
 server(uint32_t w, uint32_t si)
 {
-    return fx.w[w].pools[0]->servers[si];
+    return wf_server(w, si);
 }
 
 static uint64_t
 now(uint32_t w)
 {
-    return uv_now(&fx.w[w].io.loop);
+    return wf_now(w);
 }
 
 /* Ejects server si of pool alpha, in every worker (the state is shared),
@@ -144,9 +113,7 @@ now(uint32_t w)
 static void
 eject_for(uint32_t si, uint64_t ms)
 {
-    const struct eject_policy once = { true, 1, ms };
-
-    assert_true(health_failure(server(0, si)->health, &once, now(0)));
+    assert_true(wf_eject_for(si, ms));
 }
 
 /* Puts server si back on the ring and ends its probation. */
@@ -655,25 +622,6 @@ test_escaping(void **state)
     assert_non_null(strstr(b, "\"text\":\"127.0.0.1:11211:1 a\\\"b\\\\c\""));
 }
 
-/* The describe table lists each twemproxy field once, unprefixed. */
-static void
-test_describe(void **state)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-
-    (void)state;
-    assert_non_null(f);
-    admin_describe_stats(f);
-    fclose(f);
-    assert_non_null(strstr(text, "pool stats:\n  client_eof "));
-    assert_non_null(strstr(text, "\nserver stats:\n  server_eof "));
-    assert_non_null(strstr(text, "  memring_cmd_get "));
-    assert_null(strstr(text, "memring_client_eof"));
-    free(text);
-}
-
 int
 main(void)
 {
@@ -693,7 +641,6 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup_weird,
                                         teardown),
-        cmocka_unit_test(test_describe),
         cmocka_unit_test(test_http_split),
         cmocka_unit_test(test_http_bounds),
         cmocka_unit_test(test_http_body),
