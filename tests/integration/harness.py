@@ -36,8 +36,25 @@ API (stable; it_placement.py relies on it):
     setUpModule, stopped by module cleanups; hash md5 by default
   FakeMemcached()              a memcached look-alike thread: .mode .seen
                                .port .addr .stop(); subclass ._answer()
+  start_on_free_ports(make, timeout=5) -> started proxy (make() picks
+                               ports and builds it; again on "in use")
+  pool_yaml(name, listen, servers, **keys) -> one pool's YAML section
+  write_conf(path, text) -> path
   parse_values(get_reply) -> [(key, flags, value)]; strip_cas(reply)
+  parse_stats(stats_reply) -> {name: str}
   proxy_stats(port) -> {name: int} (the `stats` command); stats_delta(a, b)
+  http_request(port, path, method="GET") -> (status | None, body)
+  admin_stats(stats_port) -> the /stats JSON as a dict
+  set_cmd(key, value, noreply=False), value_block(key, value, flags=0),
+  value_reply(key, value, flags=0), binary_request(opcode, key, value,
+                               extras, opaque) -> request/reply bytes
+  accepts(target) -> bool; wait_accepting(target, timeout=5)
+  wait_for(pred, timeout=5, step=0.02, what=None) -> pred's first truthy
+                               value (else its last, or AssertionError
+                               naming `what` when given)
+  read_to_eof(sock, timeout, until=None) -> (bytes, "eof" | "reset" |
+                               "timeout" | "until")
+  proc_kib(pid, field="VmRSS") -> KiB from /proc/PID/status
   memring_bin(), source_dir(), conf_template(name)
   run_tests(module_globals) -> exit status; prints "N passed, N failed"
 
@@ -48,6 +65,7 @@ line of a test file select tests by substring of their id.
 """
 
 import atexit
+import json
 import os
 import re
 import shutil
@@ -119,12 +137,62 @@ def _connect(target, timeout):
     return s
 
 
-def _accepts(target):
+def accepts(target):
+    """True when target (port, (host, port) or unix path) takes a
+    connection within 0.2 s."""
     try:
         with _connect(target, 0.2):
             return True
     except OSError:
         return False
+
+
+def wait_for(pred, timeout=5.0, step=0.02, what=None):
+    """pred()'s first truthy value, polled every `step` s for `timeout` s.
+    When time runs out: AssertionError "timed out waiting for WHAT" if
+    `what` is given, else pred()'s last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            if what is not None:
+                raise AssertionError("timed out waiting for " + what)
+            return got
+        time.sleep(step)
+
+
+def wait_accepting(target, timeout=START_TIMEOUT):
+    """Waits until target accepts (e.g. a proxy's stats_port, which
+    _Proxy.start does not wait for); AssertionError after timeout."""
+    wait_for(lambda: accepts(target), timeout,
+             what="%s to accept" % (target,))
+
+
+def read_to_eof(sock, timeout, until=None):
+    """Reads sock until the peer closes or `timeout` s pass; with `until`,
+    also stops once those bytes arrived. Returns (bytes, how), how being
+    "eof", "reset", "timeout" (the bytes so far), or "until" (the bytes
+    up to and including the first `until`; any later ones are dropped)."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while True:
+        if until is not None and until in buf:
+            return bytes(buf[:buf.index(until) + len(until)]), "until"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(buf), "timeout"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 16)
+        except socket.timeout:
+            return bytes(buf), "timeout"
+        except ConnectionResetError:
+            return bytes(buf), "reset"
+        if not chunk:
+            return bytes(buf), "eof"
+        buf += chunk
 
 
 # ---------------------------------------------------------------- client
@@ -279,6 +347,33 @@ def read_replies(conn, n, timeout=None):
     return conn.read_replies(n, timeout)
 
 
+# ---------------------------------------------------------------- admin port
+
+def http_request(port, path, method="GET", timeout=IO_TIMEOUT):
+    """(status, body) of one HTTP/1.1 request on a raw socket
+    (Connection: close; read until the close); (None, all bytes) when the
+    answer is not HTTP: a request that reaches the admin port more than
+    250 ms after the connect (a loaded box) gets twemproxy's bare JSON."""
+    req = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+           % (method, path, HOST)).encode()
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(req)
+        data, _ = read_to_eof(s, timeout)
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep or not head.startswith(b"HTTP/1."):
+        return None, data
+    return int(head.split(b" ", 2)[1]), body
+
+
+def admin_stats(port, timeout=IO_TIMEOUT):
+    """The admin port's /stats JSON as a dict (status 200, or the bare
+    JSON of a late request, see http_request)."""
+    status, body = http_request(port, "/stats", timeout=timeout)
+    if status not in (None, 200):
+        raise AssertionError("GET /stats: %s %r" % (status, body[:200]))
+    return json.loads(body)
+
+
 # ---------------------------------------------------------------- processes
 
 class Process:
@@ -316,7 +411,7 @@ class Process:
         while pending and time.monotonic() < deadline:
             if not self.alive():
                 return False
-            if _accepts(pending[0]):
+            if accepts(pending[0]):
                 pending.pop(0)
                 continue
             time.sleep(0.02)
@@ -386,6 +481,16 @@ def freeze(test, pid):
             return
         time.sleep(0.005)
     raise AssertionError("pid %d did not stop: %s" % (pid, states))
+
+
+def proc_kib(pid, field="VmRSS"):
+    """A size line of /proc/PID/status (VmRSS, VmHWM ...), in KiB;
+    AssertionError when the line is missing (e.g. a zombie)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
 
 
 @atexit.register
@@ -491,6 +596,22 @@ class _Proxy(Process):
             return ""
 
 
+def start_on_free_ports(make, timeout=START_TIMEOUT, tries=3):
+    """Starts the proxy that make() returns (make picks free ports, writes
+    the config, builds the _Proxy); when a listen port was taken meanwhile
+    (its log says "in use"), makes and starts it again. The started
+    proxy; RuntimeError when it fails otherwise or keeps colliding."""
+    for _ in range(tries):
+        proxy = make()
+        try:
+            return proxy.start(timeout)
+        except RuntimeError:
+            if "in use" not in proxy.output() + proxy.log_text():
+                raise
+    raise RuntimeError("%s listen ports kept colliding"
+                       % type(proxy).__name__)
+
+
 class Memring(_Proxy):
     """The built memring binary (see memring_bin())."""
 
@@ -512,10 +633,7 @@ def render_conf(template, out_dir, name=None, **subs):
             {k: str(v) for k, v in subs.items()})
     if name is None:
         name = template[:-3] if template.endswith(".in") else template
-    path = os.path.join(out_dir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return write_conf(os.path.join(out_dir, name), text)
 
 
 def servers_yaml(servers, weights=None, names=None, indent=4):
@@ -530,6 +648,33 @@ def servers_yaml(servers, weights=None, names=None, indent=4):
             item += " " + names[i]
         lines.append(" " * indent + "- " + item)
     return "\n".join(lines)
+
+
+def pool_yaml(name, listen, servers, **keys):
+    """One pool's YAML section: `name:`, `listen:` (a port on HOST, or
+    any listen string), each of **keys as `key: value` in the order given
+    (True/False as true/false; None left out), then `servers:`: a str
+    of rendered lines, or a list for servers_yaml()."""
+    if isinstance(listen, int):
+        listen = "%s:%d" % (HOST, listen)
+    lines = ["%s:" % name, "  listen: %s" % listen]
+    for key, value in keys.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        lines.append("  %s: %s" % (key, value))
+    if not isinstance(servers, str):
+        servers = servers_yaml(servers)
+    lines += ["  servers:", servers]
+    return "\n".join(lines) + "\n"
+
+
+def write_conf(path, text):
+    """Writes a config file's text to path (in place); returns path."""
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 # ---------------------------------------------------------------- cluster
@@ -581,7 +726,8 @@ class Cluster:
             self.proxy, self.port = self.servers[0], self.servers[0].port
             return
         cls = Memring if proxy == "memring" else Nutcracker
-        for _ in range(3):          # retry a listen-port collision
+
+        def make():
             if listen == "unix":
                 self.port = os.path.join(self.dir, "memring.sock")
                 subs["listen"] = self.port + " 0666"
@@ -590,14 +736,9 @@ class Cluster:
                 subs["listen"] = listen or "%s:%d" % (HOST, self.port)
             self.conf = render_conf(template, self.dir, **subs)
             self.proxy = cls(self.conf, wait=[self.port], args=args)
-            try:
-                self.proxy.start()
-                return
-            except RuntimeError:
-                if "in use" not in self.proxy.output() + \
-                        self.proxy.log_text():
-                    raise
-        raise RuntimeError("proxy listen port kept colliding")
+            return self.proxy
+
+        start_on_free_ports(make)
 
     def conn(self, timeout=IO_TIMEOUT):
         return Conn(self.port, timeout)
@@ -750,6 +891,32 @@ class FakeMemcached:
             t.join(2)
 
 
+# ---------------------------------------------------------------- requests
+
+def set_cmd(key, value, noreply=False):
+    """A text-protocol set of key to value (flags 0, no expiry)."""
+    return b"set %s 0 0 %d%s\r\n%s\r\n" % (
+        key, len(value), b" noreply" if noreply else b"", value)
+
+
+def value_block(key, value, flags=0):
+    """One VALUE line and its data block, as a get reply holds it."""
+    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(value), value)
+
+
+def value_reply(key, value, flags=0):
+    """A whole one-key get reply: value_block + END."""
+    return value_block(key, value, flags) + b"END\r\n"
+
+
+def binary_request(opcode, key=b"", value=b"", extras=b"", opaque=0):
+    """A memcached binary-protocol request: 24-byte header, then extras,
+    key and value."""
+    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras),
+                       0, 0, len(extras) + len(key) + len(value), opaque,
+                       0) + extras + key + value
+
+
 # ---------------------------------------------------------------- parsing
 
 # A VALUE line: fields split on spaces only (a key may hold tabs, \r ...);
@@ -757,16 +924,27 @@ class FakeMemcached:
 _VALUE = re.compile(rb"VALUE ([^ \n]+) (\d+) (\d+)(?: ([^ \r\n]+))?\r\n")
 
 
+def parse_stats(reply):
+    """{name: value text} of a `stats` reply; ProtocolError unless every
+    line is "STAT name value" and the reply ends in END."""
+    lines = reply.split(b"\r\n")
+    if lines[-2:] != [b"END", b""]:
+        raise ProtocolError("stats reply does not end in END: %r"
+                            % reply[-200:])
+    out = {}
+    for line in lines[:-2]:
+        parts = line.split(b" ", 2)
+        if len(parts) != 3 or parts[0] != b"STAT":
+            raise ProtocolError("not a STAT line: %r" % line[:200])
+        out[parts[1].decode()] = parts[2].decode()
+    return out
+
+
 def proxy_stats(port):
-    """The proxy's `stats` counters, as {name: int}."""
+    """The proxy's numeric `stats` counters, as {name: int}."""
     with Conn(port) as c:
         reply = c.call(b"stats\r\n")
-    out = {}
-    for line in reply.split(b"\r\n"):
-        parts = line.split(b" ")
-        if len(parts) == 3 and parts[0] == b"STAT" and parts[2].isdigit():
-            out[parts[1].decode()] = int(parts[2])
-    return out
+    return {k: int(v) for k, v in parse_stats(reply).items() if v.isdigit()}
 
 
 def stats_delta(before, after):

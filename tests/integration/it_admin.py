@@ -30,20 +30,6 @@ TWEMPROXY_SERVER = {"server_eof", "server_err", "server_timedout",
                     "in_queue", "in_queue_bytes", "out_queue",
                     "out_queue_bytes"}
 
-POOL_YAML = """\
-%(name)s:
-  listen: %(listen)s
-  hash: fnv1a_64
-  distribution: ketama
-  timeout: 2000
-  auto_eject_hosts: %(eject)s
-  server_retry_timeout: 30000
-  server_failure_limit: 1
-  servers:
-%(servers)s
-"""
-
-
 # ---------------------------------------------------------------- helpers
 
 def raw(port, data=b"", timeout=5.0, shut=False, pause=0.0):
@@ -53,7 +39,6 @@ def raw(port, data=b"", timeout=5.0, shut=False, pause=0.0):
     ignored; the read is bounded by timeout."""
     deadline = time.monotonic() + timeout
     s = socket.create_connection((h.HOST, port), timeout=timeout)
-    out = b""
     try:
         for chunk in (data if isinstance(data, list) else [data]):
             try:
@@ -65,18 +50,10 @@ def raw(port, data=b"", timeout=5.0, shut=False, pause=0.0):
                 time.sleep(pause)
         if shut:
             s.shutdown(socket.SHUT_WR)
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            except socket.timeout:
-                raise AssertionError("no close within %.1f s; got %r"
-                                     % (timeout, out[:300])) from None
-            if not chunk:
-                break
-            out += chunk
+        out, how = h.read_to_eof(s, max(0.01, deadline - time.monotonic()))
+        if how == "timeout":
+            raise AssertionError("no close within %.1f s; got %r"
+                                 % (timeout, out[:300]))
     finally:
         s.close()
     return out
@@ -119,12 +96,6 @@ def curl(port, path, method="GET"):
     return int(code), body
 
 
-def stats(port):
-    status, body = curl(port, "/stats")
-    assert status == 200, status
-    return json.loads(body)
-
-
 def servers_of(pool):
     """The server objects of a /stats pool: its dict-valued members."""
     return {k: v for k, v in pool.items() if isinstance(v, dict)}
@@ -137,23 +108,13 @@ def promtool(text):
     return proc.returncode, (proc.stdout + proc.stderr).decode()
 
 
-def write_conf(path, name, listen, servers, eject=False):
-    lines = "\n".join("   - %s" % s for s in servers)
-    with open(path, "w") as f:
-        f.write(POOL_YAML % {"name": name, "listen": listen,
-                             "eject": "true" if eject else "false",
-                             "servers": lines})
-    return path
-
-
-def wait_for(pred, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+def pool_yaml(name, listen, servers, eject=False):
+    """The one pool these tests run: eject on the first failure when
+    eject is set, servers back after 30 s."""
+    return h.pool_yaml(name, listen, servers, hash="fnv1a_64",
+                       distribution="ketama", timeout=2000,
+                       auto_eject_hosts=eject, server_retry_timeout=30000,
+                       server_failure_limit=1)
 
 
 class Setup:
@@ -173,19 +134,16 @@ class Setup:
             m = h.Memcached().start()
             add(m.stop)
             self.servers.append(m)
-        entries = []
-        for i, m in enumerate(self.servers):
-            e = "%s:1" % m.addr
-            if names and names[i]:
-                e += " " + names[i]
-            entries.append(e)
         self.port = h.free_port()
-        self.conf = write_conf(os.path.join(self.dir, "memring.yml"), name,
-                               "%s:%d" % (h.HOST, self.port), entries, eject)
+        self.conf = h.write_conf(
+            os.path.join(self.dir, "memring.yml"),
+            pool_yaml(name, self.port,
+                      h.servers_yaml(self.servers, names=names, indent=3),
+                      eject))
         self.mr = h.Memring(self.conf, wait=[self.port], args=args)
         add(self.mr.stop)
         self.mr.start()
-        wait_for(lambda: h._accepts(self.mr.stats_port), what="admin port")
+        h.wait_accepting(self.mr.stats_port)
         self.admin = self.mr.stats_port
 
     def conn(self):
@@ -201,7 +159,7 @@ class TestStats(unittest.TestCase):
         cls.s = Setup(cls)
 
     def test_counters_move(self):
-        before = stats(self.s.admin)
+        before = h.admin_stats(self.s.admin)
         n = 20
         with self.s.conn() as c:
             for i in range(n):
@@ -210,8 +168,8 @@ class TestStats(unittest.TestCase):
             for i in range(n):
                 self.assertIn(b"VALUE", c.call(b"get k%d\r\n" % i))
             c.call(b"get nosuchkey\r\n")
-            during = stats(self.s.admin)
-        after = stats(self.s.admin)
+            during = h.admin_stats(self.s.admin)
+        after = h.admin_stats(self.s.admin)
         p0, p1 = before["alpha"], after["alpha"]
 
         def delta(key):
@@ -477,7 +435,7 @@ class TestBadHttp(unittest.TestCase):
         finally:
             for s in held:
                 s.close()
-        wait_for(lambda: curl(self.s.admin, "/healthz")[0] == 200,
+        h.wait_for(lambda: curl(self.s.admin, "/healthz")[0] == 200,
                  what="admin to recover")
         text = curl(self.s.admin, "/metrics")[1].decode()
         self.assertRegex(text, r"\nmemring_admin_refused_total [1-9]")
@@ -491,7 +449,7 @@ class TestEjection(unittest.TestCase):
         s = Setup(self, nservers=2, eject=True)
         a, b = s.servers
         a.stop()
-        before = stats(s.admin)["alpha"]
+        before = h.admin_stats(s.admin)["alpha"]
 
         def send_until_error(c, start):
             for i in range(start, start + 500):
@@ -501,7 +459,7 @@ class TestEjection(unittest.TestCase):
 
         with s.conn() as c:
             nxt = send_until_error(c, 0)
-            doc = stats(s.admin)
+            doc = h.admin_stats(s.admin)
             pool = doc["alpha"]
             self.assertGreater(pool["server_ejects"], before["server_ejects"])
             self.assertGreater(pool["forward_error"], 0)
@@ -561,8 +519,9 @@ class TestShape(unittest.TestCase):
         nc = h.Nutcracker(nconf, wait=[nport])
         self.addCleanup(nc.stop)
         nc.start()
-        want = json.loads(raw(wait_for(lambda: h._accepts(nc.stats_port) and
-                                       nc.stats_port), timeout=3))
+        want = json.loads(raw(h.wait_for(lambda: h.accepts(nc.stats_port) and
+                                         nc.stats_port, what="admin port"),
+                              timeout=3))
         got = json.loads(raw(s.admin, timeout=3))
 
         self.assertTrue(TWEMPROXY_TOP <= set(want))
@@ -603,7 +562,7 @@ class TestShape(unittest.TestCase):
         pool = 'we"ird\\pool\tü\x01'
         yaml_name = '"we\\"ird\\\\pool\\tü\\x01"'
         s = Setup(self, nservers=2, name=yaml_name, names=['a"b\\c', "ö"])
-        doc = stats(s.admin)
+        doc = h.admin_stats(s.admin)
         self.assertIn(pool, doc)
         self.assertEqual(set(servers_of(doc[pool])), {'a"b\\c', "ö"})
         cfg = json.loads(curl(s.admin, "/config")[1])
@@ -623,8 +582,8 @@ class TestFlags(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="memring-admin-")
         self.addCleanup(shutil.rmtree, d, True)
         port = h.free_port()
-        conf = write_conf(os.path.join(d, "m.yml"), "alpha",
-                          "%s:%d" % (h.HOST, port), ["127.0.0.1:1:1"])
+        conf = h.write_conf(os.path.join(d, "m.yml"), pool_yaml(
+            "alpha", port, h.servers_yaml(["127.0.0.1:1"], indent=3)))
         mr = h.Memring(conf, wait=[port], args=args)
         self.addCleanup(mr.stop)
         return mr
@@ -641,7 +600,7 @@ class TestFlags(unittest.TestCase):
         port = h.free_port()
         mr = self.start("--admin-port", str(port), "--admin-addr", h.HOST)
         mr.start()
-        wait_for(lambda: h._accepts(port), what="admin port")
+        h.wait_accepting(port)
         self.assertEqual(curl(port, "/healthz")[0], 200)
 
     def test_port_taken_is_fatal(self):
@@ -660,7 +619,7 @@ class TestFlags(unittest.TestCase):
     def test_beyond_loopback_warns(self):
         mr = self.start("-a", "0.0.0.0")
         mr.start()
-        wait_for(lambda: "beyond loopback" in mr.log_text(),
+        h.wait_for(lambda: "beyond loopback" in mr.log_text(),
                  what="the warning")
 
 

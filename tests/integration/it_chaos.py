@@ -544,57 +544,40 @@ class Run:
         return [byname[n] for n in self.c_members]
 
     def write_conf(self):
-        common = ("  hash: md5\n  distribution: ketama\n"
-                  "  timeout: %d\n" % TIMEOUT_MS)
+        common = dict(hash="md5", distribution="ketama", timeout=TIMEOUT_MS)
         text = ("# it_chaos.py: rewritten by the chaos driver; only pool "
-                "chaos changes.\n"
-                "strict:\n  listen: %s:%d\n%s"
-                "  auto_eject_hosts: false\n"
-                "  server_retry_timeout: 1000\n"
-                "  server_failure_limit: 2\n"
-                "  server_connections: 1\n"
-                "  servers:\n%s\n"
-                "chaos:\n  listen: %s:%d\n%s"
-                "  auto_eject_hosts: true\n"
-                "  server_retry_timeout: %d\n"
-                "  server_failure_limit: 2\n"
-                "  server_connections: 2\n"
-                "  servers:\n%s\n"
-                % (h.HOST, self.strict.port, common,
-                   h.servers_yaml([b.addr for b in self.s_backends]),
-                   h.HOST, self.chaos.port, common, RETRY_MS,
-                   h.servers_yaml(self.c_addrs())))
-        tmp = self.conf + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.conf)
+                "chaos changes.\n" +
+                h.pool_yaml("strict", self.strict.port,
+                            [b.addr for b in self.s_backends], **common,
+                            auto_eject_hosts=False,
+                            server_retry_timeout=1000,
+                            server_failure_limit=2, server_connections=1) +
+                h.pool_yaml("chaos", self.chaos.port, self.c_addrs(),
+                            **common, auto_eject_hosts=True,
+                            server_retry_timeout=RETRY_MS,
+                            server_failure_limit=2, server_connections=2))
+        os.replace(h.write_conf(self.conf + ".tmp", text), self.conf)
 
     def start_memring(self):
-        for _ in range(3):          # a listen port taken meanwhile: retry
+        def make():
             self.strict.port, self.chaos.port = h.free_port(), h.free_port()
             self.write_conf()
             self.mr = h.Memring(self.conf, wait=[self.strict.port,
                                                  self.chaos.port],
                                 log=os.path.join(self.dir, "memring.log"))
             self.test.addCleanup(self.mr.stop)
-            try:
-                self.mr.start(timeout=10)
-                break
-            except RuntimeError:
-                if "in use" not in self.mr.output() + self.mr.log_text():
-                    raise
-        else:
-            raise RuntimeError("memring listen ports kept colliding")
+            return self.mr
+
+        h.start_on_free_ports(make, timeout=10)
         self.tail = LogTail(self.mr.log)
         with open(self.mr.argv[0], "rb") as f:
             self.asan = b"__asan_init" in f.read()
 
     def rss_kib(self):
-        with open("/proc/%d/status" % self.mr.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        try:
+            return h.proc_kib(self.mr.pid, "VmRSS")
+        except AssertionError:      # exiting: no VmRSS line any more
+            return 0
 
     def reload(self):
         """Rewrites the config, SIGHUP, waits for the 'applied' line."""

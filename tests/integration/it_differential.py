@@ -1016,16 +1016,8 @@ class TestRandom(DiffCase):
 
 # ---------------------------------------------------------------- smuggling
 
-def binary_request(opcode, key=b"", value=b"", extras=b"", opaque=0):
-    """A memcached binary-protocol request: 24-byte header, then extras,
-    key and value."""
-    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras),
-                       0, 0, len(extras) + len(key) + len(value), opaque,
-                       0) + extras + key + value
-
-
 def binary_set(key, value, opaque):
-    return binary_request(0x01, key, value, struct.pack(">II", 0, 0),
+    return h.binary_request(0x01, key, value, struct.pack(">II", 0, 0),
                           opaque)
 
 
@@ -1084,7 +1076,7 @@ class TestSmuggling(unittest.TestCase):
             self.assert_unknown(c, 0x01, 0xdeadbeef)
             # still open, still in step: another binary request, in
             # three writes
-            get = binary_request(0x00, b"victim", opaque=7)
+            get = h.binary_request(0x00, b"victim", opaque=7)
             for piece in (get[:5], get[5:24], get[24:]):
                 c.send(piece)
                 time.sleep(0.01)

@@ -38,11 +38,6 @@ def make_cluster(test, nservers=3, **knobs):
                      **subs)
 
 
-def value_reply(key, value, flags=0):
-    return b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, flags, len(value),
-                                                 value)
-
-
 def assert_fast(test, tooks, what=""):
     """Requests that need no timer came back fast: at most one of tooks
     (seconds) over FAST, none past a timeout. One may be slow because
@@ -140,7 +135,7 @@ class Sampler(threading.Thread):
                     k, v = self.items[i % len(self.items)]
                     reply, took = timed_call(c, b"get %s\r\n" % k)
                     self.latencies.append(took)
-                    if reply != value_reply(k, v):
+                    if reply != h.value_reply(k, v):
                         self.errors.append((k, reply))
                     time.sleep(0.003)
         except Exception as e:          # reported by the test
@@ -216,7 +211,7 @@ class TestStoppedServer(unittest.TestCase):
         k = vkeys[0]
         self.assertEqual(c.call(b"set %s 0 0 3\r\nnew\r\n" % k),
                          b"STORED\r\n")
-        self.assertEqual(c.call(b"get %s\r\n" % k), value_reply(k, b"new"))
+        self.assertEqual(c.call(b"get %s\r\n" % k), h.value_reply(k, b"new"))
         landed = [s for s in cl.servers[1:] if s.raw_get(k) == b"new"]
         self.assertEqual(len(landed), 1)
         # Healthy keys did not move.
@@ -265,14 +260,14 @@ class TestStoppedServer(unittest.TestCase):
         reply, took = timed_call(c, b"get %s\r\nget %s\r\n"
                                  % (vk[3], hk[3]), count=2, timeout=5)
         self.assertEqual(reply, b"SERVER_ERROR connection timed out\r\n" +
-                         value_reply(hk[3], values[hk[3]]))
+                         h.value_reply(hk[3], values[hk[3]]))
         self.assertLess(took, TIMEOUT_MS / 1000 + SLACK)
         time.sleep(0.1)
         self.assertTrue(cl.proxy.alive(), cl.proxy.log_text()[-2000:])
         os.kill(victim.pid, signal.SIGCONT)
         for k in vk[:4] + hk[:4]:
             self.assertEqual(c.call(b"get %s\r\n" % k, timeout=5),
-                             value_reply(k, values[k]))
+                             h.value_reply(k, values[k]))
         self.assertEqual(h.proxy_stats(cl.port)["client_connections"], 2)
 
 
@@ -344,7 +339,7 @@ class TestKilledServer(unittest.TestCase):
                          {k: b"home" for k in vkeys})
         for k in vkeys:
             self.assertEqual(c.call(b"get %s\r\n" % k),
-                             value_reply(k, b"home"))
+                             h.value_reply(k, b"home"))
         for s in cl.servers:
             if s is not victim:
                 self.assertEqual(s.raw_get_many(owners[s]),
@@ -442,7 +437,7 @@ class TestWithoutEjection(unittest.TestCase):
         for s in cl.servers[:2]:
             for k in owners[s]:
                 self.assertEqual(c.call(b"get %s\r\n" % k),
-                                 value_reply(k, values[k]))
+                                 h.value_reply(k, values[k]))
         d = h.stats_delta(before, h.proxy_stats(cl.port))
         self.assertEqual(d["server_ejects"], 0, d)
         self.assertEqual(d["forward_error"], n, d)
@@ -453,7 +448,7 @@ class TestWithoutEjection(unittest.TestCase):
         self.assertEqual(c.call(b"set %s 0 0 1 noreply\r\nx\r\n"
                                 b"delete %s noreply\r\nget %s\r\n"
                                 % (vkeys[1], vkeys[2], hk)),
-                         value_reply(hk, values[hk]))
+                         h.value_reply(hk, values[hk]))
         # flush_all reaches the live servers and reports the dead one
         reply = c.call(b"flush_all\r\n")
         self.assertTrue(reply.startswith(b"SERVER_ERROR "), reply)
@@ -518,7 +513,7 @@ class TestNoTimeout(unittest.TestCase):
         with self.assertRaises(h.ProtocolError):
             c.read_reply(timeout=0.5)
         os.kill(victim.pid, signal.SIGCONT)
-        self.assertEqual(c.read_reply(timeout=5), value_reply(k, values[k]))
+        self.assertEqual(c.read_reply(timeout=5), h.value_reply(k, values[k]))
 
 
 # ------------------------------------------------------------ bad replies
@@ -579,8 +574,8 @@ class TestBadReplies(unittest.TestCase):
                 b"get %s\r\n" % rk[1])
         replies, took = timed_call(self.c, data, count=5, timeout=5)
         err = b"SERVER_ERROR " + line + b"\r\n"
-        self.assertEqual(replies, err + value_reply(rk[0], rk[0]) + err +
-                         err + value_reply(rk[1], rk[1]))
+        self.assertEqual(replies, err + h.value_reply(rk[0], rk[0]) + err +
+                         err + h.value_reply(rk[1], rk[1]))
         if slow:
             self.assertGreaterEqual(took, TIMEOUT_MS / 1000 - 0.02)
             self.assertLess(took, TIMEOUT_MS / 1000 + SLACK)
@@ -591,7 +586,7 @@ class TestBadReplies(unittest.TestCase):
         self.fake.mode = "ok"
         self.assertEqual(self.c.call(b"get %s\r\nget %s\r\n"
                                      % (fk[3], rk[2]), count=2),
-                         b"END\r\n" + value_reply(rk[2], rk[2]))
+                         b"END\r\n" + h.value_reply(rk[2], rk[2]))
         d = h.stats_delta(self.before, h.proxy_stats(self.cl.port))
         self.assertEqual(d["forward_error"], 3, d)
         self.assertEqual(d["server_ejects"], 0, d)
@@ -692,7 +687,7 @@ class TestEjectionRules(unittest.TestCase):
         self.assertGreaterEqual(away, self.RETRY_MS / 1000 - 0.05)
         self.assertLess(away, self.RETRY_MS / 1000 + 0.5)
         self.assertEqual(self.ejects(), 2)
-        self.assertEqual(self.request("garbage"), value_reply(k, b"ok"))
+        self.assertEqual(self.request("garbage"), h.value_reply(k, b"ok"))
 
         # back again; a success ends probation: a streak of two again
         _, reply = self.wait_return(t_ejected, "ok")
@@ -807,7 +802,7 @@ class TestPipelineWhileServerDies(unittest.TestCase):
         # The connection is still in step.
         self.assertEqual(c.call(b"set after 0 0 2\r\nok\r\nget after\r\n",
                                 count=2),
-                         b"STORED\r\n" + value_reply(b"after", b"ok"))
+                         b"STORED\r\n" + h.value_reply(b"after", b"ok"))
         self.assertEqual(h.proxy_stats(cl.port)["server_ejects"], 1)
 
 

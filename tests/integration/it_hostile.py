@@ -377,19 +377,11 @@ def split_cases():
 def read_answer(sock, until, deadline):
     """(bytes up to and including until, False), or (all bytes, True) when
     the peer closes first (or until is None); ProtocolError at deadline."""
-    buf = b""
-    while until is None or until not in buf:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(1 << 16)
-        except ConnectionResetError:
-            return buf, True
-        except socket.timeout:
-            raise h.ProtocolError("timeout; got %r" % buf[-300:]) from None
-        if not chunk:
-            return buf, True
-        buf += chunk
-    return buf[:buf.index(until) + len(until)], False
+    buf, how = h.read_to_eof(sock, max(0.05, deadline - time.monotonic()),
+                             until)
+    if how == "timeout":
+        raise h.ProtocolError("timeout; got %r" % buf[-300:])
+    return buf, how != "until"
 
 
 def run_side_by_side(port, writes, sentinels, timeout=5.0):

@@ -30,7 +30,6 @@ socket has a timeout, every loop a bound; the file runs in about 15 s.
 Numbers measured are printed to stderr.
 """
 
-import json
 import os
 import resource
 import shutil
@@ -75,7 +74,8 @@ class Proxy:
             else owner.addCleanup
         self.dir = tempfile.mkdtemp(prefix="memring-limits-")
         add(shutil.rmtree, self.dir, True)
-        for _ in range(3):      # retry a listen-port collision
+
+        def make():
             self.port, self.port_b = h.free_port(), h.free_port()
             conf = h.render_conf(
                 "limits.yml.in", self.dir,
@@ -84,22 +84,11 @@ class Proxy:
                 servers=h.servers_yaml([MC], indent=3),
                 servers_b=h.servers_yaml(servers_b or [MC], indent=3),
                 conns_a=conns_a, conns_b=conns_b, timeout_b=timeout_b)
-            self.mr = h.Memring(conf, wait=[self.port, self.port_b],
-                                args=args)
-            try:
-                self.mr.start()
-                break
-            except RuntimeError:
-                if "in use" not in self.mr.output() + self.mr.log_text():
-                    raise
-        else:
-            raise RuntimeError("listen port kept colliding")
+            return h.Memring(conf, wait=[self.port, self.port_b], args=args)
+
+        self.mr = h.start_on_free_ports(make)
         add(self.mr.stop)
-        deadline = time.monotonic() + h.START_TIMEOUT
-        while not h._accepts(self.mr.stats_port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("admin port not up")
-            time.sleep(0.02)
+        h.wait_accepting(self.mr.stats_port)
         self.settle()
 
     def settle(self, limit=5.0):
@@ -124,23 +113,8 @@ class Proxy:
                       timeout)
 
     def stats(self):
-        """The admin endpoint's GET /stats, parsed. A request that reaches
-        memring more than 250 ms after the connect (a loaded box) gets
-        twemproxy's bare JSON instead of HTTP: taken as well."""
-        with socket.create_connection((h.HOST, self.mr.stats_port),
-                                      timeout=5) as s:
-            s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                chunk = s.recv(1 << 16)
-                if not chunk:
-                    break
-                data += chunk
-        if data.startswith(b"HTTP/1.1 "):
-            head, _, data = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200 "), head[:200]
-        return json.loads(data)
+        """The admin endpoint's GET /stats, parsed (h.admin_stats)."""
+        return h.admin_stats(self.mr.stats_port)
 
     def stat(self, key, pool="alpha"):
         """One pool counter, e.g. "memring_client_refused"."""
@@ -149,26 +123,18 @@ class Proxy:
     def wait_stat(self, key, pred, pool="alpha", timeout=5.0):
         """Polls a pool counter until pred(value); returns the value, or
         fails with the last one seen."""
-        deadline = time.monotonic() + timeout
-        while True:
-            v = self.stat(key, pool)
-            if pred(v):
-                return v
-            if time.monotonic() > deadline:
-                raise AssertionError("%s.%s stuck at %d" % (pool, key, v))
-            time.sleep(0.02)
+        seen = []
 
-    def proc_kib(self, field):
-        """VmRSS, VmHWM ... of memring, in KiB."""
-        with open("/proc/%d/status" % self.mr.pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-        raise AssertionError("no %s in /proc/%d/status"
-                             % (field, self.mr.pid))
+        def ok():
+            seen.append(self.stat(key, pool))
+            return pred(seen[-1])
+
+        if not h.wait_for(ok, timeout):
+            raise AssertionError("%s.%s stuck at %d" % (pool, key, seen[-1]))
+        return seen[-1]
 
     def rss(self):
-        return self.proc_kib("VmRSS")
+        return h.proc_kib(self.mr.pid, "VmRSS")
 
     def reset_peak(self):
         """Restarts VmHWM (peak RSS) from the current RSS."""
@@ -176,7 +142,7 @@ class Proxy:
             f.write("5")
 
     def peak(self):
-        return self.proc_kib("VmHWM")
+        return h.proc_kib(self.mr.pid, "VmHWM")
 
 
 def pending(c):
@@ -198,15 +164,6 @@ def wrap(sock, port, timeout=5):
     return c
 
 
-def set_cmd(key, value, noreply=False):
-    return b"set %s 0 0 %d%s\r\n%s\r\n" % (
-        key, len(value), b" noreply" if noreply else b"", value)
-
-
-def value_reply(key, value):
-    return b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key, len(value), value)
-
-
 def set_when_room(test, p, key, value, pool="alpha", limit=5.0):
     """Sets key on a new connection until it is STORED (within limit s):
     a value's room is given back when memring frees its request, which
@@ -217,7 +174,7 @@ def set_when_room(test, p, key, value, pool="alpha", limit=5.0):
     refused = 0
     while True:
         with p.conn(pool, timeout=10) as c:
-            got = c.call(set_cmd(key, value))
+            got = c.call(h.set_cmd(key, value))
         if got == b"STORED\r\n" or time.monotonic() > t0 + limit:
             break
         refused += 1
@@ -227,8 +184,8 @@ def set_when_room(test, p, key, value, pool="alpha", limit=5.0):
 
 
 def check_set_get(test, c, key, value):
-    test.assertEqual(c.call(set_cmd(key, value)), b"STORED\r\n")
-    test.assertEqual(c.call(b"get %s\r\n" % key), value_reply(key, value))
+    test.assertEqual(c.call(h.set_cmd(key, value)), b"STORED\r\n")
+    test.assertEqual(c.call(b"get %s\r\n" % key), h.value_reply(key, value))
 
 
 class Worker(threading.Thread):
@@ -251,13 +208,13 @@ class Worker(threading.Thread):
                         break
                     v = b"v%d" % i
                     t = time.monotonic()
-                    got = c.call(set_cmd(self.key, v))
+                    got = c.call(h.set_cmd(self.key, v))
                     self.lat.append(time.monotonic() - t)
                     assert got == b"STORED\r\n", got
                     t = time.monotonic()
                     got = c.call(b"get %s\r\n" % self.key)
                     self.lat.append(time.monotonic() - t)
-                    assert got == value_reply(self.key, v), got
+                    assert got == h.value_reply(self.key, v), got
                     time.sleep(0.002)
         except Exception as e:      # reported by finish()
             self.error = e
@@ -279,10 +236,10 @@ def timed_ops(test, c, n, key=b"probe"):
     for i in range(n):
         v = b"x%d" % i
         t = time.monotonic()
-        test.assertEqual(c.call(set_cmd(key, v)), b"STORED\r\n")
+        test.assertEqual(c.call(h.set_cmd(key, v)), b"STORED\r\n")
         lat.append((time.monotonic() - t) * 1000)
         t = time.monotonic()
-        test.assertEqual(c.call(b"get %s\r\n" % key), value_reply(key, v))
+        test.assertEqual(c.call(b"get %s\r\n" % key), h.value_reply(key, v))
         lat.append((time.monotonic() - t) * 1000)
     return sorted(lat)
 
@@ -307,7 +264,7 @@ class TestItemSize(unittest.TestCase):
 
     def test_one_byte_over_then_usable(self):
         with self.p.conn() as c:
-            got = c.call(set_cmd(b"big", b"x" * (ITEM_MAX + 1)))
+            got = c.call(h.set_cmd(b"big", b"x" * (ITEM_MAX + 1)))
             self.assertEqual(got, TOO_LARGE)
             check_set_get(self, c, b"after", b"fine")
             self.assertEqual(c.call(b"get big\r\n"), b"END\r\n")
@@ -337,17 +294,17 @@ class TestItemSize(unittest.TestCase):
 
     def test_noreply_says_nothing(self):
         with self.p.conn() as c:
-            c.send(set_cmd(b"quiet", b"q" * (ITEM_MAX + 1), noreply=True))
-            c.send(set_cmd(b"quiet2", b"ok") + b"get quiet quiet2\r\n")
+            c.send(h.set_cmd(b"quiet", b"q" * (ITEM_MAX + 1), noreply=True))
+            c.send(h.set_cmd(b"quiet2", b"ok") + b"get quiet quiet2\r\n")
             self.assertEqual(c.read_reply(), b"STORED\r\n")
-            self.assertEqual(c.read_reply(), value_reply(b"quiet2", b"ok"))
+            self.assertEqual(c.read_reply(), h.value_reply(b"quiet2", b"ok"))
             self.assertEqual(c.read_all(quiet=0.1), b"")
         self.assertEqual(self.refused(), 1)
 
     def test_pipelined_between_good_requests(self):
-        data = (set_cmd(b"p1", b"one") +
-                set_cmd(b"p2", b"z" * (ITEM_MAX + 1)) +
-                set_cmd(b"p3", b"three") + b"get p1 p2 p3\r\n")
+        data = (h.set_cmd(b"p1", b"one") +
+                h.set_cmd(b"p2", b"z" * (ITEM_MAX + 1)) +
+                h.set_cmd(b"p3", b"three") + b"get p1 p2 p3\r\n")
         with self.p.conn() as c:
             got = c.call(data, count=4)
         self.assertEqual(got, b"STORED\r\n" + TOO_LARGE + b"STORED\r\n" +
@@ -358,7 +315,7 @@ class TestItemSize(unittest.TestCase):
     def test_data_that_looks_like_commands_is_dropped(self):
         # The dropped block is data, not requests: memring must count its
         # bytes, not parse them (memcached swallows vlen + 2 bytes).
-        inner = set_cmd(b"smuggled", b"no") + b"get smuggled\r\n"
+        inner = h.set_cmd(b"smuggled", b"no") + b"get smuggled\r\n"
         block = (inner * (ITEM_MAX // len(inner) + 1))[:ITEM_MAX + 1]
         with self.p.conn() as c:
             got = c.call(b"set k 0 0 %d\r\n%s\r\n" % (len(block), block))
@@ -371,9 +328,9 @@ class TestItemSize(unittest.TestCase):
         # alloc"), noreply or not; memring refuses the set itself, so it
         # sends the server a delete that nobody sees the reply of.
         with self.p.conn() as c:
-            self.assertEqual(c.call(set_cmd(b"stale", b"old")),
+            self.assertEqual(c.call(h.set_cmd(b"stale", b"old")),
                              b"STORED\r\n")
-            self.assertEqual(c.call(set_cmd(b"stale", b"n" *
+            self.assertEqual(c.call(h.set_cmd(b"stale", b"n" *
                                             (ITEM_MAX + 1))), TOO_LARGE)
             self.assertEqual(c.call(b"get stale\r\n"), b"END\r\n")
 
@@ -441,20 +398,8 @@ def slow_socket(port):
 
 def drain(s, timeout):
     """(bytes read, closed?) reading s until EOF/reset or timeout."""
-    total = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(1 << 16)
-        except ConnectionResetError:
-            return total, True
-        except socket.timeout:
-            return total, False
-        if not chunk:
-            return total, True
-        total += len(chunk)
-    return total, False
+    data, how = h.read_to_eof(s, timeout)
+    return len(data), how != "timeout"
 
 
 class TestPendingValues(unittest.TestCase):
@@ -486,18 +431,18 @@ class TestPendingValues(unittest.TestCase):
         h.freeze(self, self.mc.pid)
         vals = [bytes([ord("p") + i]) * 400000 for i in range(3)]
         with p.conn("beta", timeout=10) as c:
-            c.send(b"".join(set_cmd(b"pv:s%d" % i, v)
+            c.send(b"".join(h.set_cmd(b"pv:s%d" % i, v)
                             for i, v in enumerate(vals)))
             p.wait_stat("memring_request_no_memory",
                         lambda v: v > before, "beta")
             with p.conn(timeout=10) as other:
-                self.assertEqual(other.call(set_cmd(b"pv:o", b"o" * 300000)),
+                self.assertEqual(other.call(h.set_cmd(b"pv:o", b"o" * 300000)),
                                  self.OOM)
             os.kill(self.mc.pid, signal.SIGCONT)
             self.assertEqual(c.read_replies(3, timeout=10),
                              [b"STORED\r\n"] * 2 + [self.OOM])
             self.assertEqual(c.call(b"get pv:s1\r\n"),
-                             value_reply(b"pv:s1", vals[1]))
+                             h.value_reply(b"pv:s1", vals[1]))
             self.assertEqual(c.call(b"get pv:s2\r\n"), b"END\r\n")
         set_when_room(self, p, b"pv:o", b"o" * 300000)
 
@@ -522,7 +467,7 @@ class TestPendingValues(unittest.TestCase):
             self.assertEqual(a.read_line(timeout=5), b"STORED\r\n")
             retried = set_when_room(self, p, b"pv:b", b_value)
             self.assertEqual(b.call(b"get pv:b\r\n"),
-                             value_reply(b"pv:b", b_value))
+                             h.value_reply(b"pv:b", b_value))
         self.assertEqual(p.stat("memring_request_no_memory") - before,
                          1 + retried)
 
@@ -582,7 +527,7 @@ class TestClientRequestsMax(unittest.TestCase):
             check_set_get(self, other, b"rq:other", b"x")
         os.kill(self.mc.pid, signal.SIGCONT)
         t0 = time.monotonic()
-        want = value_reply(b"rq:k", b"v")
+        want = h.value_reply(b"rq:k", b"v")
         got = c.read_exact(len(want) * self.N, timeout=30)
         took = time.monotonic() - t0
         self.assertEqual(got, want * self.N)
@@ -604,7 +549,7 @@ class TestSlowReader(unittest.TestCase):
     def setUpClass(cls):
         cls.p = Proxy(cls, args=["--client-output-max=%d" % OUTPUT_MAX])
         with cls.p.conn() as c:
-            assert c.call(set_cmd(b"big", b"b" * BIG)) == b"STORED\r\n"
+            assert c.call(h.set_cmd(b"big", b"b" * BIG)) == b"STORED\r\n"
 
     def test_reader_that_never_reads_is_paused(self):
         # As memcached: a client that does not read is no longer read, so
@@ -682,7 +627,7 @@ class TestSlowReader(unittest.TestCase):
         time.sleep(1.0)
         c = wrap(s, p.port)
         for _ in range(5):
-            self.assertEqual(c.read_reply(), value_reply(b"big", b"b" * BIG))
+            self.assertEqual(c.read_reply(), h.value_reply(b"big", b"b" * BIG))
         self.assertEqual(c.call(b"version\r\n")[:8], b"VERSION ")
         self.assertEqual(p.stat("memring_client_overflow"), before)
 
@@ -699,7 +644,7 @@ class TestPendingOutput(unittest.TestCase):
     def setUpClass(cls):
         cls.p = Proxy(cls, args=["--pending-output-max=%d" % cls.LIMIT])
         with cls.p.conn() as c:
-            assert c.call(set_cmd(b"big", b"b" * BIG)) == b"STORED\r\n"
+            assert c.call(h.set_cmd(b"big", b"b" * BIG)) == b"STORED\r\n"
 
     def test_clients_behind_are_cut_past_the_total(self):
         p = self.p
@@ -1075,7 +1020,7 @@ class TestGetLine(unittest.TestCase):
         keys = [b"%04d" % i + b"x" * 196 for i in range(self.KEYS_MAX)]
         line = b"get " + b" ".join(keys) + b"\r\n"
         with self.p.conn(timeout=10) as c:
-            c.send(set_cmd(keys[0], b"first") + set_cmd(keys[-1], b"last"))
+            c.send(h.set_cmd(keys[0], b"first") + h.set_cmd(keys[-1], b"last"))
             self.assertEqual(c.read_replies(2), [b"STORED\r\n"] * 2)
             for i in range(0, len(line), 7000):
                 c.send(line[i:i + 7000])

@@ -282,7 +282,7 @@ class NetCase(unittest.TestCase):
         return (conn or self.c).call(b"get %s\r\n" % key, timeout=timeout)
 
     def expect(self, key):
-        return itf.value_reply(key, self.values[key])
+        return h.value_reply(key, self.values[key])
 
     def assertOnTime(self, took, what=""):
         self.assertGreaterEqual(took, TIMEOUT_MS / 1000 - 0.02, what)

@@ -69,25 +69,18 @@ def pool_yaml(listen, servers, hash_name="fnv1a_64", dist="ketama",
     """A one-pool nutcracker config. servers: [(addr, weight, alias|None)].
     eject=True ejects a server on its first failure for an hour, so that
     dead servers leave the ring and stay out while keys are recorded."""
-    lines = ["%s:" % pool,
-             "  listen: %s" % listen,
-             "  hash: %s" % hash_name,
-             "  distribution: %s" % dist,
-             "  timeout: 2000",
-             "  preconnect: false"]
+    keys = dict(hash=hash_name, distribution=dist, timeout=2000,
+                preconnect=False)
     if hash_tag:
-        lines.append('  hash_tag: "%s"' % hash_tag)
+        keys["hash_tag"] = '"%s"' % hash_tag
     if eject:
-        lines += ["  auto_eject_hosts: true",
-                  "  server_retry_timeout: 3600000",
-                  "  server_failure_limit: 1"]
+        keys.update(auto_eject_hosts=True, server_retry_timeout=3600000,
+                    server_failure_limit=1)
     else:
-        lines.append("  auto_eject_hosts: false")
-    lines.append("  servers:")
-    for addr, weight, alias in servers:
-        lines.append("    - %s:%d%s" % (addr, weight,
-                                        " " + alias if alias else ""))
-    return "\n".join(lines) + "\n"
+        keys["auto_eject_hosts"] = False
+    return harness.pool_yaml(pool, listen, harness.servers_yaml(
+        [a for a, _, _ in servers], [w for _, w, _ in servers],
+        [n for _, _, n in servers]), **keys)
 
 
 def short_port_memcached(tries=200):
@@ -161,10 +154,8 @@ def record_placement(proxy_port, backends, keys, ndead=0):
 
 
 def write_conf(work_dir, name, text):
-    path = os.path.join(work_dir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    """work_dir/name holding text (scripts/gen-placement-vectors uses it)."""
+    return harness.write_conf(os.path.join(work_dir, name), text)
 
 
 def run_proxy(cls, conf, port, backends, keys, ndead=0):

@@ -24,10 +24,6 @@ def setUpModule():
     CL, REF = h.start_shared()
 
 
-def value_block(key, flags, value):
-    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(value), value)
-
-
 class ProxyCase(unittest.TestCase):
     """A fresh connection to memring (self.mr) and to the reference
     (self.mc) per test; all servers flushed directly first."""
@@ -99,9 +95,8 @@ class TestStorage(ProxyCase):
                              b"STORED\r\n")
             self.assertEqual(conn.call(b"cas c 0 0 1 %d\r\n3\r\n" % unique),
                              b"EXISTS\r\n")
-            self.assertEqual(conn.call(b"get c\r\n"), value_block(b"c", 0,
-                                                                  b"2")
-                             + b"END\r\n")
+            self.assertEqual(conn.call(b"get c\r\n"),
+                             h.value_reply(b"c", b"2"))
 
     def test_cas_unique_is_the_servers(self):
         self.mr.call(b"set u 0 0 1\r\nx\r\n")
@@ -143,7 +138,7 @@ class TestStorage(ProxyCase):
     def test_noreply_effect_is_on_the_owning_server(self):
         self.mr.send(b"set nr 9 0 3 noreply\r\nabc\r\n")
         self.assertEqual(self.mr.call(b"get nr\r\n"),
-                         value_block(b"nr", 9, b"abc") + b"END\r\n")
+                         h.value_reply(b"nr", b"abc", 9))
         self.assertEqual(CL.owner_of(b"nr").raw_get(b"nr"), b"abc")
 
 
@@ -159,7 +154,7 @@ class TestMultiGet(ProxyCase):
     def test_get_many_keys_across_servers_in_request_order(self):
         keys = self.spread_keys()
         req = self.request(keys)
-        want = b"".join(value_block(k, 5, k) for k in req
+        want = b"".join(h.value_block(k, k, 5) for k in req
                         if not k.startswith(b"miss:")) + b"END\r\n"
         self.assertEqual(self.mr.call(b"get " + b" ".join(req) + b"\r\n"),
                          want)
@@ -241,7 +236,7 @@ class TestPipeline(ProxyCase):
 
     @staticmethod
     def values(store, ks):
-        return b"".join(value_block(k, *store[k]) for k in ks
+        return b"".join(h.value_block(k, store[k][1], store[k][0]) for k in ks
                         if k in store) + b"END\r\n"
 
     def pipeline(self, conn, data, n):
@@ -306,7 +301,7 @@ class TestValues(ProxyCase):
         req = b"set %s %d 0 %d\r\n%s\r\n" % (key, flags, len(value), value)
         self.assertEqual(self.mc.call(req), b"STORED\r\n", "reference")
         self.assertEqual(self.mr.call(req), b"STORED\r\n")
-        want = value_block(key, flags, value) + b"END\r\n"
+        want = h.value_reply(key, value, flags)
         self.assertEqual(self.mr.call(b"get %s\r\n" % key), want)
         self.assertEqual(CL.owner_of(key).raw_get(key), value)
 
@@ -358,15 +353,7 @@ class TestAdmin(ProxyCase):
         self.assertSame(b"verbosity 1\r\n")
 
     def stats(self):
-        got = self.mr.call(b"stats\r\n")
-        lines = got.split(b"\r\n")
-        self.assertEqual(lines[-2:], [b"END", b""])
-        out = {}
-        for line in lines[:-2]:
-            parts = line.split(b" ", 2)
-            self.assertEqual((len(parts), parts[0]), (3, b"STAT"), line)
-            out[parts[1].decode()] = parts[2].decode()
-        return out
+        return h.parse_stats(self.mr.call(b"stats\r\n"))
 
     def test_stats(self):
         before = self.stats()
@@ -445,7 +432,7 @@ class TestBadInput(ProxyCase):
 
     def test_broken_client_does_not_affect_another(self):
         keys = self.spread_keys(12)
-        want = b"".join(value_block(k, 5, k) for k in keys) + b"END\r\n"
+        want = b"".join(h.value_block(k, k, 5) for k in keys) + b"END\r\n"
         getall = b"get " + b" ".join(keys) + b"\r\n"
         bad = CL.conn()
         self.addCleanup(bad.close)

@@ -66,40 +66,10 @@ def note(fmt, *args):
 
 # ---------------------------------------------------------------- helpers
 
-def set_cmd(key, value, noreply=False):
-    return b"set %s 0 0 %d%s\r\n%s\r\n" % (
-        key, len(value), b" noreply" if noreply else b"", value)
-
-
-def value_block(key, value, flags=0):
-    return b"VALUE %s %d %d\r\n%s\r\n" % (key, flags, len(value), value)
-
-
 def values_of(reply):
     """[(key, value)] of a get/gets reply; ProtocolError (an
     AssertionError) when it does not end in END."""
     return [(k, v) for k, _, v in h.parse_values(reply)]
-
-
-def read_to_eof(sock, timeout):
-    """Everything until the peer closes: (bytes, how), how being "eof",
-    "reset" or "timeout" (then the bytes so far)."""
-    deadline = time.monotonic() + timeout
-    out = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return b"".join(out), "timeout"
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(1 << 16)
-        except socket.timeout:
-            return b"".join(out), "timeout"
-        except ConnectionResetError:
-            return b"".join(out), "reset"
-        if not chunk:
-            return b"".join(out), "eof"
-        out.append(chunk)
 
 
 def half_close(port, data, timeout=10.0, shut=True):
@@ -109,37 +79,7 @@ def half_close(port, data, timeout=10.0, shut=True):
         s.sendall(data)
         if shut:
             s.shutdown(socket.SHUT_WR)
-        return read_to_eof(s, timeout)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
-
-def http_get(port, path, timeout=3.0):
-    """(status, body) of one raw HTTP/1.1 GET; (None, bytes) when the
-    answer is not HTTP."""
-    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-           % path).encode()
-    with socket.create_connection((h.HOST, port), timeout=timeout) as s:
-        s.sendall(req)
-        data, _ = read_to_eof(s, timeout)
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep or not head.startswith(b"HTTP/1."):
-        return None, data
-    return int(head.split(b" ", 2)[1]), body
-
-
-def wait_accepting(port, timeout=h.START_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not h._accepts(port):
-        if time.monotonic() > deadline:
-            raise AssertionError("port %d not accepting" % port)
-        time.sleep(0.02)
+        return h.read_to_eof(s, timeout)
 
 
 class Ring:
@@ -223,7 +163,7 @@ class TestHalfClose(unittest.TestCase):
                 self.assertEqual(how, "eof")
 
     def test_pipelined_sets(self):
-        data = b"".join(set_cmd(b"hc:set:%d" % i, b"v%d" % i)
+        data = b"".join(h.set_cmd(b"hc:set:%d" % i, b"v%d" % i)
                         for i in range(2000))
         self.both_endings(data, b"STORED\r\n" * 2000)
 
@@ -231,10 +171,10 @@ class TestHalfClose(unittest.TestCase):
         keys = [b"hc:get:%d" % i for i in range(300)]
         for port in (CL.port, REF.port):
             with h.Conn(port) as c:
-                c.send(b"".join(set_cmd(k, k[::-1]) for k in keys[::2]))
+                c.send(b"".join(h.set_cmd(k, k[::-1]) for k in keys[::2]))
                 self.assertEqual(c.read_replies(150), [b"STORED\r\n"] * 150)
         data = b"".join(b"get %s\r\n" % k for k in keys)
-        want = b"".join((value_block(k, k[::-1]) if i % 2 == 0 else b"") +
+        want = b"".join((h.value_block(k, k[::-1]) if i % 2 == 0 else b"") +
                         b"END\r\n" for i, k in enumerate(keys))
         self.both_endings(data, want)
 
@@ -245,32 +185,32 @@ class TestHalfClose(unittest.TestCase):
         random.Random(7).shuffle(keys)
         for port in (CL.port, REF.port):
             with h.Conn(port) as c:
-                c.send(b"".join(set_cmd(k, b"m" + k) for k in keys))
+                c.send(b"".join(h.set_cmd(k, b"m" + k) for k in keys))
                 self.assertEqual(c.read_replies(len(keys)),
                                  [b"STORED\r\n"] * len(keys))
         for s in CL.servers:      # the keys really span every server
             self.assertEqual(len(s.raw_get_many(owned[s])), 20)
         line = b"get " + b" ".join(keys) + b"\r\n"
-        want = b"".join(value_block(k, b"m" + k) for k in keys) + b"END\r\n"
+        want = b"".join(h.value_block(k, b"m" + k) for k in keys) + b"END\r\n"
         self.both_endings(line * 3, want * 3)
 
     def test_noreply_mixed_in(self):
-        data = (set_cmd(b"hc:nr:a", b"one", noreply=True) +
+        data = (h.set_cmd(b"hc:nr:a", b"one", noreply=True) +
                 b"get hc:nr:a\r\n" +
-                set_cmd(b"hc:nr:b", b"two", noreply=True) +
-                set_cmd(b"hc:nr:c", b"three") +
+                h.set_cmd(b"hc:nr:b", b"two", noreply=True) +
+                h.set_cmd(b"hc:nr:c", b"three") +
                 b"delete hc:nr:a noreply\r\n" +
                 b"get hc:nr:a hc:nr:b hc:nr:c\r\n" +
-                set_cmd(b"hc:nr:d", b"four", noreply=True))
-        want = (value_block(b"hc:nr:a", b"one") + b"END\r\n" +
+                h.set_cmd(b"hc:nr:d", b"four", noreply=True))
+        want = (h.value_block(b"hc:nr:a", b"one") + b"END\r\n" +
                 b"STORED\r\n" +
-                value_block(b"hc:nr:b", b"two") +
-                value_block(b"hc:nr:c", b"three") + b"END\r\n")
+                h.value_block(b"hc:nr:b", b"two") +
+                h.value_block(b"hc:nr:c", b"three") + b"END\r\n")
         self.both_endings(data, want)
         self.assertEqual(REF.raw_get(b"hc:nr:d"), b"four")
         with CL.conn() as c:
             self.assertEqual(c.call(b"get hc:nr:d\r\n"),
-                             value_block(b"hc:nr:d", b"four") + b"END\r\n")
+                             h.value_block(b"hc:nr:d", b"four") + b"END\r\n")
 
     def test_stalled_server(self):
         """One server SIGSTOPped, pool timeout 500 ms: its requests get
@@ -281,18 +221,18 @@ class TestHalfClose(unittest.TestCase):
         victim, live = cl.servers
         vk, lk = owned[victim], owned[live]
         with cl.conn() as c:
-            c.send(b"".join(set_cmd(k, b"x" + k) for k in vk + lk))
+            c.send(b"".join(h.set_cmd(k, b"x" + k) for k in vk + lk))
             self.assertEqual(c.read_replies(8), [b"STORED\r\n"] * 8)
         self.assertEqual(victim.raw_get(vk[0]), b"x" + vk[0])
         h.freeze(self, victim.pid)
         data = (b"get %s\r\n" % lk[0] + b"get %s\r\n" % vk[0] +
-                set_cmd(lk[1], b"new") + set_cmd(vk[1], b"new") +
+                h.set_cmd(lk[1], b"new") + h.set_cmd(vk[1], b"new") +
                 b"get %s\r\n" % lk[1] + b"delete %s\r\n" % vk[2] +
                 b"get %s\r\n" % lk[2])
-        want = (value_block(lk[0], b"x" + lk[0]) + b"END\r\n" + TIMED_OUT +
+        want = (h.value_block(lk[0], b"x" + lk[0]) + b"END\r\n" + TIMED_OUT +
                 b"STORED\r\n" + TIMED_OUT +
-                value_block(lk[1], b"new") + b"END\r\n" + TIMED_OUT +
-                value_block(lk[2], b"x" + lk[2]) + b"END\r\n")
+                h.value_block(lk[1], b"new") + b"END\r\n" + TIMED_OUT +
+                h.value_block(lk[2], b"x" + lk[2]) + b"END\r\n")
         self.both_endings(data, want, port=cl.port)
         self.assertTrue(cl.proxy.alive())
 
@@ -301,7 +241,7 @@ class TestHalfClose(unittest.TestCase):
         shuts the socket's writing side at the end of its input; without
         nc, the same with a raw socket."""
         data = b"set hc:nc 0 0 2\r\nhi\r\nget hc:nc\r\n"
-        want = b"STORED\r\n" + value_block(b"hc:nc", b"hi") + b"END\r\n"
+        want = b"STORED\r\n" + h.value_block(b"hc:nc", b"hi") + b"END\r\n"
         nc = shutil.which("nc")
         if nc is not None:      # OpenBSD's nc has -N; the traditional not
             usage = subprocess.run([nc, "-h"], capture_output=True,
@@ -347,7 +287,7 @@ class TestOddKeys(unittest.TestCase):
         # that test_keys_memcached_accepts checks placement, not the model.
         keys = [b"ring:%d" % i for i in range(60)]
         with CL.conn() as c:
-            c.send(b"".join(set_cmd(k, b"r") for k in keys))
+            c.send(b"".join(h.set_cmd(k, b"r") for k in keys))
             self.assertEqual(c.read_replies(len(keys)),
                              [b"STORED\r\n"] * len(keys))
         ring = Ring(CL.servers)
@@ -358,12 +298,12 @@ class TestOddKeys(unittest.TestCase):
     def script(self, key, i):
         """Requests on one key and their count."""
         v = b"val%d" % i
-        reqs = [set_cmd(key, v), b"get %s\r\n" % key, b"gets %s\r\n" % key,
+        reqs = [h.set_cmd(key, v), b"get %s\r\n" % key, b"gets %s\r\n" % key,
                 b"touch %s 1000\r\n" % key, b"gat 1000 %s\r\n" % key,
                 b"delete %s\r\n" % key, b"get %s\r\n" % key,
-                set_cmd(key, b"10"), b"incr %s 5\r\n" % key,
+                h.set_cmd(key, b"10"), b"incr %s 5\r\n" % key,
                 b"decr %s 3\r\n" % key, b"append %s 0 0 1\r\n7\r\n" % key,
-                b"get %s\r\n" % key, set_cmd(key, v)]
+                b"get %s\r\n" % key, h.set_cmd(key, v)]
         return b"".join(reqs), len(reqs)
 
     def test_keys_memcached_accepts(self):
@@ -394,7 +334,7 @@ class TestOddKeys(unittest.TestCase):
                          % (len(wrong), len(keys)))
         # A multi-get of all of them (they span every server), in order.
         line = b"get " + b" ".join(keys) + b"\r\n"
-        want = b"".join(value_block(k, b"val%d" % i)
+        want = b"".join(h.value_block(k, b"val%d" % i)
                         for i, k in enumerate(keys)) + b"END\r\n"
         for port in (REF.port, CL.port):
             with h.Conn(port) as c:
@@ -405,7 +345,7 @@ class TestOddKeys(unittest.TestCase):
 
     def test_key_of_251_bytes(self):
         for key in (b"k" * 251, b"\x01" * 251, b"\xff\t" * 125 + b"z"):
-            for req in (set_cmd(key, b"x"), b"get %s\r\n" % key,
+            for req in (h.set_cmd(key, b"x"), b"get %s\r\n" % key,
                         b"get a %s b\r\n" % key, b"gets %s\r\n" % key,
                         b"delete %s\r\n" % key, b"incr %s 1\r\n" % key,
                         b"touch %s 1\r\n" % key):
@@ -482,7 +422,7 @@ class TestLongGetLines(unittest.TestCase):
         stored = keys[::every]
         for port in (CL.port, REF.port):
             with h.Conn(port, 20) as c:
-                c.send(b"".join(set_cmd(k, b"v" + k[3:]) for k in stored))
+                c.send(b"".join(h.set_cmd(k, b"v" + k[3:]) for k in stored))
                 self.assertEqual(c.read_replies(len(stored), timeout=30),
                                  [b"STORED\r\n"] * len(stored))
         line = cmd + b" " + b" ".join(keys) + b"\r\n"
@@ -493,7 +433,7 @@ class TestLongGetLines(unittest.TestCase):
                 got[name] = c.read_until(b"END\r\n", timeout=30)
                 c.send(b"get %s\r\n" % keys[0])     # still in step
                 self.assertEqual(c.read_reply(),
-                                 value_block(keys[0], b"v" + keys[0][3:]) +
+                                 h.value_block(keys[0], b"v" + keys[0][3:]) +
                                  b"END\r\n")
         if cmd == b"gets":
             got = {k: h.strip_cas(v) for k, v in got.items()}
@@ -527,7 +467,7 @@ class TestGetKeysMax(unittest.TestCase):
     def test_limit_and_one_more(self):
         keys = [b"gk:%d" % i for i in range(1001)]
         with self.cl.conn() as c:
-            c.send(b"".join(set_cmd(k, k) for k in keys[::50]))
+            c.send(b"".join(h.set_cmd(k, k) for k in keys[::50]))
             self.assertEqual(c.read_replies(len(keys[::50])),
                              [b"STORED\r\n"] * len(keys[::50]))
         for cmd in (b"get", b"gets", b"gat 100", b"gats 100"):
@@ -578,30 +518,30 @@ class TestSlowReaders(unittest.TestCase):
         self.cl = h.Cluster(self, nservers=1, hash="md5")
         self.value = bytes(range(256)) * (BIG // 256) + b"t" * (BIG % 256)
         with self.cl.conn() as c:
-            self.assertEqual(c.call(set_cmd(b"big", self.value)),
+            self.assertEqual(c.call(h.set_cmd(b"big", self.value)),
                              b"STORED\r\n")
             for _ in range(3):          # warm memring's buffers
                 self.assertEqual(c.call(b"get big\r\n"),
-                                 value_block(b"big", self.value) + b"END\r\n")
+                                 h.value_reply(b"big", self.value))
         time.sleep(0.3)
         self.pid = self.cl.proxy.pid
-        self.base = rss_kib(self.pid)
+        self.base = h.proc_kib(self.pid)
 
     def watch(self, seconds):
         """Peak RSS (KiB) over `seconds`, while a normal client does
         set/get on its own connection: every reply right, none late."""
-        peak = rss_kib(self.pid)
+        peak = h.proc_kib(self.pid)
         ops = 0
         deadline = time.monotonic() + seconds
         with self.cl.conn(timeout=3) as c:
             while time.monotonic() < deadline and ops < 10000:
                 v = b"n%d" % ops
-                self.assertEqual(c.call(set_cmd(b"normal", v)),
+                self.assertEqual(c.call(h.set_cmd(b"normal", v)),
                                  b"STORED\r\n")
                 self.assertEqual(c.call(b"get normal\r\n"),
-                                 value_block(b"normal", v) + b"END\r\n")
+                                 h.value_block(b"normal", v) + b"END\r\n")
                 ops += 1
-                peak = max(peak, rss_kib(self.pid))
+                peak = max(peak, h.proc_kib(self.pid))
                 time.sleep(0.02)
         self.assertGreater(ops, 5)
         return peak
@@ -611,7 +551,7 @@ class TestSlowReaders(unittest.TestCase):
         at most 5 s; the last sample otherwise."""
         deadline = time.monotonic() + 5
         while True:
-            now = rss_kib(self.pid)
+            now = h.proc_kib(self.pid)
             if now <= self.base + slack_kib or time.monotonic() > deadline:
                 return now
             time.sleep(0.1)
@@ -627,7 +567,7 @@ class TestSlowReaders(unittest.TestCase):
             for s in socks:
                 s.close()
         after = self.back_to_base(RETURN_SLACK) if must_return else \
-            rss_kib(self.pid)
+            h.proc_kib(self.pid)
         note("%d slow reader(s), %d gets of %d bytes each: RSS base %.1f MiB,"
              " peak %.1f MiB (+%.1f MiB, %.1f MiB per reader), %.1f MiB "
              "after they closed", nclients, gets, BIG, self.base / 1024,
@@ -641,7 +581,7 @@ class TestSlowReaders(unittest.TestCase):
                                  % (after - self.base))
         with self.cl.conn() as c:
             self.assertEqual(c.call(b"get big\r\n"),
-                             value_block(b"big", self.value) + b"END\r\n")
+                             h.value_block(b"big", self.value) + b"END\r\n")
 
     def test_one_slow_reader(self):
         self.check(1, SLOW_GETS, PER_READER // 1024)
@@ -847,7 +787,7 @@ def poll_health(port, want_ok, within=HEALTH_WITHIN):
     t0 = time.monotonic()
     while True:
         try:
-            status, body = http_get(port, "/healthz")
+            status, body = h.http_request(port, "/healthz", timeout=3.0)
         except OSError as e:
             status, body = None, repr(e).encode()
         took = time.monotonic() - t0
@@ -865,7 +805,7 @@ class TestHealthz(unittest.TestCase):
         dead = "%s:%d" % (h.HOST, h.free_port())
         cl = h.Cluster(self, nservers=0, hash="md5",
                        servers=h.servers_yaml([dead]))
-        wait_accepting(cl.proxy.stats_port)
+        h.wait_accepting(cl.proxy.stats_port)
         status, body, took = poll_health(cl.proxy.stats_port, want_ok=False)
         note("healthz with a dead server: %s after %.2f s: %r", status, took,
              body[:200])
@@ -876,7 +816,7 @@ class TestHealthz(unittest.TestCase):
     def test_server_killed_and_restarted(self):
         cl = h.Cluster(self, nservers=1, hash="md5")
         port = cl.proxy.stats_port
-        wait_accepting(port)
+        h.wait_accepting(port)
         server = cl.servers[0]
         status, body, _ = poll_health(port, want_ok=True)
         self.assertEqual(status, 200, body)
@@ -896,12 +836,6 @@ class TestHealthz(unittest.TestCase):
 
 # ------------------------------------------------------------ 8. binary, ms
 
-def binary_request(opcode, key=b"", extras=b"", value=b"", opaque=0):
-    body = extras + key + value
-    return struct.pack(">BBHBBHIIQ", 0x80, opcode, len(key), len(extras),
-                       0, 0, len(body), opaque, 0) + body
-
-
 class TestBinaryAndMeta(unittest.TestCase):
 
     def read_binary(self, c):
@@ -917,10 +851,10 @@ class TestBinaryAndMeta(unittest.TestCase):
         before = h.proxy_stats(CL.port)
         with CL.conn() as c:
             t0 = time.monotonic()
-            c.send(binary_request(0x00, key=b"foo", opaque=0xdeadbeef))
+            c.send(h.binary_request(0x00, key=b"foo", opaque=0xdeadbeef))
             fields, body = self.read_binary(c)
             self.assertEqual(fields, (0x81, 0x00, 0x0081, 0xdeadbeef), body)
-            c.send(binary_request(0x01, key=b"foo", extras=b"\0" * 8,
+            c.send(h.binary_request(0x01, key=b"foo", extras=b"\0" * 8,
                                   value=b"bar", opaque=0x01020304))
             fields, body = self.read_binary(c)
             self.assertEqual(fields, (0x81, 0x01, 0x0081, 0x01020304), body)

@@ -7,8 +7,6 @@ The load test reloads 50 times between configs (server added, removed,
 weight changed, pool added and removed, listen port changed) while client
 threads pipeline batches of 20-100 requests and check every reply."""
 
-import http.client
-import json
 import os
 import random
 import re
@@ -34,24 +32,6 @@ def setUpModule():
 
 
 # ---------------------------------------------------------------- helpers
-
-def accepts(port):
-    try:
-        with socket.create_connection((h.HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_for(pred, timeout=WAIT, step=0.02):
-    """pred()'s first truthy value within timeout, else its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got or time.monotonic() >= deadline:
-            return got
-        time.sleep(step)
-
 
 def pool(name, listen, servers, weights=None, names=None, hash="md5",
          distribution="ketama", conns=1, auto_eject=False, retry_ms=30000):
@@ -113,8 +93,7 @@ class Proxy:
     def write(self, pools, path=None):
         """Rewrites the config in place (what an editor that truncates
         does); memring only reads it when told to."""
-        with open(path or self.conf, "w") as f:
-            f.write(render(pools))
+        h.write_conf(path or self.conf, render(pools))
 
     def save(self, pools):
         """Rename-on-save: a temporary file renamed over the config."""
@@ -124,14 +103,9 @@ class Proxy:
 
     def post(self, path="/reload", method="POST"):
         """(HTTP status, body text) from the admin port."""
-        c = http.client.HTTPConnection(h.HOST, self.mr.stats_port,
-                                       timeout=WAIT)
-        try:
-            c.request(method, path)
-            r = c.getresponse()
-            return r.status, r.read().decode("utf-8", "replace")
-        finally:
-            c.close()
+        status, body = h.http_request(self.mr.stats_port, path, method,
+                                      timeout=WAIT)
+        return status, body.decode("utf-8", "replace")
 
     def reload(self, pools=None):
         """Writes pools (if given), POST /reload; (status, body)."""
@@ -150,9 +124,7 @@ class Proxy:
 
     def counters(self):
         """(applied, refused) as /stats reports them."""
-        status, body = self.post("/stats", "GET")
-        assert status == 200, (status, body)
-        st = json.loads(body)
+        st = h.admin_stats(self.mr.stats_port, timeout=WAIT)
         return st["memring_reloads"], st["memring_reload_failures"]
 
     def hup(self):
@@ -160,7 +132,7 @@ class Proxy:
         "applied", "refused", or None when neither came in time."""
         before = (self.applied(), self.refused())
         self.mr.proc.send_signal(signal.SIGHUP)
-        return wait_for(lambda: "applied" if self.applied() > before[0]
+        return h.wait_for(lambda: "applied" if self.applied() > before[0]
                         else "refused" if self.refused() > before[1]
                         else None)
 
@@ -262,11 +234,11 @@ class TestTriggers(ReloadCase):
         px = Proxy(self, [alpha], wait=[pa])
         body = px.assert_ok(px.reload([alpha]), "alpha")
         self.assertIn("unchanged", body)
-        self.assertFalse(accepts(pb))
+        self.assertFalse(h.accepts(pb))
         body = px.assert_ok(px.reload(
             [alpha, pool("beta", pb, SERVERS[2:4])]), "beta")
         self.assertIn("added", body)
-        self.assertTrue(accepts(pb))
+        self.assertTrue(h.accepts(pb))
         self.assertServes(pb)
         self.assertServes(pa)
         self.assertEqual(px.applied(), 2)
@@ -279,11 +251,11 @@ class TestTriggers(ReloadCase):
         px = Proxy(self, [alpha], wait=[pa])
         px.write([alpha, pool("beta", pb, SERVERS[2:4])])
         self.assertEqual(px.hup(), "applied")
-        self.assertTrue(wait_for(lambda: accepts(pb)))
+        self.assertTrue(h.wait_for(lambda: h.accepts(pb)))
         self.assertServes(pb)
         px.write([alpha])
         self.assertEqual(px.hup(), "applied")
-        self.assertTrue(wait_for(lambda: not accepts(pb)))
+        self.assertTrue(h.wait_for(lambda: not h.accepts(pb)))
         self.assertServes(pa)
         self.assertTrue(px.mr.alive())
 
@@ -303,12 +275,12 @@ class TestWatch(ReloadCase):
         pa, pb = h.free_port(), h.free_port()
         alpha = pool("alpha", pa, SERVERS[:2])
         px = Proxy(self, [alpha], args=["--watch-config"], wait=[pa])
-        self.assertTrue(wait_for(lambda: "watching" in px.mr.log_text()),
+        self.assertTrue(h.wait_for(lambda: "watching" in px.mr.log_text()),
                         px.mr.log_text())
         both = [alpha, pool("beta", pb, SERVERS[2:4])]
         px.save(both)
-        self.assertTrue(wait_for(lambda: accepts(pb)), px.mr.log_text())
-        self.assertTrue(wait_for(lambda: px.applied() == 1))
+        self.assertTrue(h.wait_for(lambda: h.accepts(pb)), px.mr.log_text())
+        self.assertTrue(h.wait_for(lambda: px.applied() == 1))
         self.assertServes(pb)
 
         # The same bytes saved again, and a touch: no reload.
@@ -320,29 +292,29 @@ class TestWatch(ReloadCase):
         # Two saves inside the debounce window: one reload, of the last.
         px.save([alpha])
         px.save(both[:1] + [pool("beta", pb, SERVERS[4:5])])
-        self.assertTrue(wait_for(lambda: px.applied() == 2))
+        self.assertTrue(h.wait_for(lambda: px.applied() == 2))
         time.sleep(0.4)
         self.assertEqual(px.applied(), 2, px.mr.log_text())
-        self.assertTrue(accepts(pb))
+        self.assertTrue(h.accepts(pb))
 
         # A bad save is refused and logged; the next good one applies.
         tmp = px.conf + ".tmp"
         with open(tmp, "w") as f:
             f.write("alpha:\n  listen: [\n")
         os.rename(tmp, px.conf)
-        self.assertTrue(wait_for(lambda: px.refused() == 1))
+        self.assertTrue(h.wait_for(lambda: px.refused() == 1))
         self.assertServes(pa)
         self.assertServes(pb)
         px.save([alpha])
-        self.assertTrue(wait_for(lambda: not accepts(pb)))
+        self.assertTrue(h.wait_for(lambda: not h.accepts(pb)))
         # the log line comes once every worker has switched: a moment
         # after the first one (which opened or closed the port) did
-        self.assertTrue(wait_for(lambda: px.applied() == 3), px.applied())
+        self.assertTrue(h.wait_for(lambda: px.applied() == 3), px.applied())
 
         # Saved in place (truncate and write) works as well.
         px.write(both)
-        self.assertTrue(wait_for(lambda: accepts(pb)), px.mr.log_text())
-        self.assertTrue(wait_for(lambda: px.applied() == 4), px.applied())
+        self.assertTrue(h.wait_for(lambda: h.accepts(pb)), px.mr.log_text())
+        self.assertTrue(h.wait_for(lambda: px.applied() == 4), px.applied())
 
     def test_configmap_symlink_swap(self):
         # A Kubernetes ConfigMap volume: dir/memring.yml -> ..data/memring.yml,
@@ -374,15 +346,16 @@ class TestWatch(ReloadCase):
         os.symlink(os.path.join("..data", "memring.yml"), conf)
         px = Proxy(self, None, args=["--watch-config"], conf=conf,
                    log=os.path.join(top, "memring.log"), wait=[pa])
-        self.assertTrue(wait_for(lambda: "watching" in px.mr.log_text()))
+        self.assertTrue(h.wait_for(lambda: "watching" in px.mr.log_text()))
 
         publish("b", both)
-        self.assertTrue(wait_for(lambda: accepts(pb)), px.mr.log_text())
-        self.assertTrue(wait_for(lambda: px.applied() == 1), px.applied())
+        self.assertTrue(h.wait_for(lambda: h.accepts(pb)), px.mr.log_text())
+        self.assertTrue(h.wait_for(lambda: px.applied() == 1), px.applied())
         self.assertServes(pb)
         publish("c", [alpha])
-        self.assertTrue(wait_for(lambda: not accepts(pb)), px.mr.log_text())
-        self.assertTrue(wait_for(lambda: px.applied() == 2), px.applied())
+        self.assertTrue(h.wait_for(lambda: not h.accepts(pb)),
+                        px.mr.log_text())
+        self.assertTrue(h.wait_for(lambda: px.applied() == 2), px.applied())
         self.assertServes(pa)
 
 
@@ -416,7 +389,7 @@ class TestRefused(ReloadCase):
         with h.Conn(self.pa) as c:
             set_many(c, self.keys())
         self.assertEqual(self.placement(), self.placed)
-        self.assertFalse(accepts(self.pb))
+        self.assertFalse(h.accepts(self.pb))
 
     def assertRefused(self, got, reason):
         status, body = got
@@ -460,7 +433,7 @@ class TestRefused(ReloadCase):
         self.assertUnchanged()
         self.px.write([self.alpha, pool("beta", self.pb, SERVERS[3:5])])
         self.assertEqual(self.px.hup(), "applied")
-        self.assertTrue(wait_for(lambda: accepts(self.pb)))
+        self.assertTrue(h.wait_for(lambda: h.accepts(self.pb)))
 
     def taken_port(self):
         """A port something else listens on, until the test ends."""
@@ -554,7 +527,7 @@ class TestDrain(ReloadCase):
             key = held.keys[0]
             held.release.clear()
             c.send(b"get %s\r\n" % key)
-            self.assertTrue(wait_for(lambda: held.keys.count(key) == 2))
+            self.assertTrue(h.wait_for(lambda: held.keys.count(key) == 2))
             px.assert_ok(px.reload([pool("alpha", port, [kept])]))
 
             # Later requests for that key go to the server that stays,
@@ -585,10 +558,10 @@ class TestDrain(ReloadCase):
                              b"VALUE g 0 4\r\nheld\r\nEND\r\n")
             held.release.clear()
             c.send(b"get g1\r\n")
-            self.assertTrue(wait_for(lambda: b"g1" in held.keys))
+            self.assertTrue(h.wait_for(lambda: b"g1" in held.keys))
             body = px.assert_ok(px.reload([alpha]), "gamma")
             self.assertIn("removed", body)
-            self.assertFalse(accepts(pg))
+            self.assertFalse(h.accepts(pg))
             self.assertEqual(c.read_all(quiet=0.3), b"")
             held.release.set()
             self.assertEqual(c.read_reply(),
@@ -604,12 +577,12 @@ class TestDrain(ReloadCase):
             self.assertEqual(c.call(b"set m 0 0 1\r\n1\r\n"), b"STORED\r\n")
             body = px.assert_ok(px.reload([pool("alpha", p2, SERVERS[:2])]))
             self.assertIn("new address", body)
-            self.assertFalse(accepts(p1))
+            self.assertFalse(h.accepts(p1))
             self.assertEqual(c.call(b"get m\r\n"),
                              b"VALUE m 0 1\r\n1\r\nEND\r\n")
             self.assertServes(p2)
             px.assert_ok(px.reload([pool("alpha", p1, SERVERS[:2])]))
-            self.assertFalse(accepts(p2))
+            self.assertFalse(h.accepts(p2))
             self.assertServes(p1)
             self.assertEqual(c.call(b"get m\r\n"),
                              b"VALUE m 0 1\r\n1\r\nEND\r\n")
@@ -840,7 +813,7 @@ class TestReloadUnderLoad(ReloadCase):
             self.assertLess(time.monotonic(), deadline, "too slow")
             before = progress()
             time.sleep(0.03)
-            self.assertTrue(wait_for(lambda: progress() > before + 1000, 2),
+            self.assertTrue(h.wait_for(lambda: progress() > before + 1000, 2),
                             "no load between reloads")
             port, with_gamma, pools = cycle[n % len(cycle)]
             old_port = load.ports["alpha"]
@@ -855,10 +828,10 @@ class TestReloadUnderLoad(ReloadCase):
                 load.ports["alpha"] = port
             self.assertEqual(px.applied(), n)
             if port != old_port:
-                self.assertFalse(accepts(old_port), n)
-                self.assertTrue(accepts(port), n)
+                self.assertFalse(h.accepts(old_port), n)
+                self.assertTrue(h.accepts(port), n)
             if with_gamma:
-                self.assertTrue(accepts(pg), n)
+                self.assertTrue(h.accepts(pg), n)
                 load.gamma_removing.clear()
                 g = Client(load, "gamma", 100 + n, removable=True)
                 gammas.append(g)
@@ -868,7 +841,7 @@ class TestReloadUnderLoad(ReloadCase):
                 self.assertFalse(gammas[-1].is_alive(),
                                  "removed pool's client still open")
                 self.assertTrue(gammas[-1].closed_by_removal)
-                self.assertFalse(accepts(pg), n)
+                self.assertFalse(h.accepts(pg), n)
             gamma_on = with_gamma
         time.sleep(0.2)
         load.stop.set()

@@ -10,25 +10,11 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 import harness as h
 
 NTHREADS = 2
 NCONNS = 24
-
-
-def admin_get(port, path):
-    with urllib.request.urlopen("http://%s:%d%s" % (h.HOST, port, path),
-                                timeout=5) as r:
-        return r.status, r.read()
-
-
-def admin_post(port, path):
-    req = urllib.request.Request("http://%s:%d%s" % (h.HOST, port, path),
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.status, r.read()
 
 
 class TestThreads(unittest.TestCase):
@@ -46,12 +32,9 @@ class TestThreads(unittest.TestCase):
         self.mr.start()
 
     def write_conf(self, pools):
-        text = ""
-        for name, port in pools:
-            text += ("%s:\n  listen: %s:%d\n  hash: md5\n  servers:\n%s\n"
-                     % (name, h.HOST, port, h.servers_yaml(self.servers)))
-        with open(self.conf, "w") as f:
-            f.write(text)
+        h.write_conf(self.conf, "\n".join(
+            h.pool_yaml(name, port, self.servers, hash="md5")
+            for name, port in pools))
 
     def hammer(self, port, tag):
         """NCONNS clients at once, each on its own connection: set and get
@@ -90,10 +73,10 @@ class TestThreads(unittest.TestCase):
         that worker's loop first runs (slow under ASan), and would then be
         counted after the test took its `before`."""
         deadline = time.monotonic() + limit
-        last = json.loads(admin_get(self.mr.stats_port, "/stats")[1])
+        last = h.admin_stats(self.mr.stats_port)
         while time.monotonic() < deadline:
             time.sleep(0.3)
-            now = json.loads(admin_get(self.mr.stats_port, "/stats")[1])
+            now = h.admin_stats(self.mr.stats_port)
             if (now["alpha"]["memring_total_connections"] ==
                     last["alpha"]["memring_total_connections"]):
                 return now
@@ -103,7 +86,7 @@ class TestThreads(unittest.TestCase):
     def test_every_connection_is_served_and_summed(self):
         before = self.settled_stats()
         self.assertEqual(self.hammer(self.port, b"a"), [])
-        status, body = admin_get(self.mr.stats_port, "/stats")
+        status, body = h.http_request(self.mr.stats_port, "/stats")
         self.assertEqual(status, 200)
         st = json.loads(body)
         self.assertEqual(st["memring_workers"], NTHREADS)
@@ -111,7 +94,7 @@ class TestThreads(unittest.TestCase):
                          before["alpha"]["memring_total_connections"], NCONNS)
         self.assertEqual(st["alpha"]["memring_cmd_set"], NCONNS * 20)
         # every worker has its own ring for the pool
-        status, body = admin_get(self.mr.stats_port, "/config")
+        status, body = h.http_request(self.mr.stats_port, "/config")
         conf = json.loads(body)
         rings = conf["pools"][0]["ring"]
         self.assertEqual(len(rings), NTHREADS, rings)
@@ -119,11 +102,12 @@ class TestThreads(unittest.TestCase):
     def test_reload_reaches_every_worker(self):
         port2 = h.free_port()
         self.write_conf([("alpha", self.port), ("beta", port2)])
-        status, body = admin_post(self.mr.stats_port, "/reload")
+        status, body = h.http_request(self.mr.stats_port, "/reload",
+                                      "POST")
         self.assertEqual(status, 200, body)
         self.assertEqual(self.hammer(port2, b"b"), [])
         self.assertEqual(self.hammer(self.port, b"a"), [])
-        st = json.loads(admin_get(self.mr.stats_port, "/stats")[1])
+        st = h.admin_stats(self.mr.stats_port)
         self.assertEqual(st["beta"]["memring_total_connections"], NCONNS)
 
 
@@ -139,22 +123,21 @@ class TestSharedState(unittest.TestCase):
         self.servers = [h.Memcached().start() for _ in range(2)]
         self.addCleanup(h.stop_all, self.servers)
         self.port = h.free_port()
-        conf = os.path.join(self.dir, "memring.yml")
-        with open(conf, "w") as f:
-            f.write("alpha:\n  listen: %s:%d\n  hash: md5\n  timeout: 1000\n"
-                    "%s  servers:\n%s\n" % (h.HOST, self.port, pool_extra,
-                                            h.servers_yaml(self.servers)))
+        conf = h.write_conf(os.path.join(self.dir, "memring.yml"),
+                            h.pool_yaml("alpha", self.port, self.servers,
+                                        hash="md5", timeout=1000,
+                                        **pool_extra))
         self.mr = h.Memring(conf, wait=[self.port],
                             args=("--threads", str(NTHREADS)) + tuple(args))
         self.addCleanup(self.mr.stop)
         self.mr.start()
 
     def stats(self):
-        return json.loads(admin_get(self.mr.stats_port, "/stats")[1])
+        return h.admin_stats(self.mr.stats_port)
 
     def test_ejection_is_shared_by_workers(self):
-        self.start("  auto_eject_hosts: true\n  server_failure_limit: 1\n"
-                   "  server_retry_timeout: 30000\n")
+        self.start(dict(auto_eject_hosts=True, server_failure_limit=1,
+                        server_retry_timeout=30000))
         dead = self.servers[1]
         with h.Conn(self.port) as c:
             for i in range(40):
@@ -183,7 +166,7 @@ class TestSharedState(unittest.TestCase):
         self.assertEqual(st["alpha"][dead.addr]["memring_server_failures"], 1)
         # Every worker's ring has the server off (each served some of the
         # connections above, and a ring catches up on its next request).
-        rings = json.loads(admin_get(self.mr.stats_port,
+        rings = json.loads(h.http_request(self.mr.stats_port,
                                      "/config")[1])["pools"][0]["ring"]
         self.assertEqual(len(rings), NTHREADS)
         self.assertEqual([r["ejected_servers"] for r in rings],
@@ -212,19 +195,16 @@ class TestSharedState(unittest.TestCase):
         return served, refused
 
     def test_pool_client_limit_counts_every_worker(self):
-        self.start("  client_connections: 5\n")
+        self.start(dict(client_connections=5))
         self.assertEqual(self.count_served(NCONNS), (5, NCONNS - 5))
         self.assertEqual(self.stats()["alpha"]["memring_client_refused"],
                          NCONNS - 5)
         # closed connections give their places back, in every worker
-        deadline = time.monotonic() + 5
-        while (self.stats()["alpha"]["client_connections"] != 0 and
-               time.monotonic() < deadline):
-            time.sleep(0.05)
+        h.wait_for(lambda: self.stats()["alpha"]["client_connections"] == 0)
         self.assertEqual(self.count_served(NCONNS), (5, NCONNS - 5))
 
     def test_max_clients_counts_every_worker(self):
-        self.start("", args=("--max-clients", "3"))
+        self.start({}, args=("--max-clients", "3"))
         self.assertEqual(self.count_served(NCONNS), (3, NCONNS - 3))
 
 
