@@ -551,6 +551,21 @@ test_error_line_makes_fragment_keys_miss(void **state)
     assert_merged(f, V("1") V("3") V("4") "END\r\n", 3, 2, 4);
 }
 
+/* The stream ended in an error line: what came before it is not the
+ * answer (fanout.h: its keys miss), as for a single-server get, whose
+ * client gets the error line alone. */
+static void
+test_error_line_after_values_drops_them(void **state)
+{
+    struct fixture *f = *state;
+
+    split5(f);
+    answer(f, 0, V("1") "SERVER_ERROR out of memory\r\n");
+    answer(f, 1, replies5[1]);
+    answer(f, 2, replies5[2]);
+    assert_merged(f, V("2") V("3") V("5") "END\r\n", 3, 2, 4);
+}
+
 /* ---------------------------------------------------------------------
  * Owners and references
  * ------------------------------------------------------------------- */
@@ -847,6 +862,7 @@ main(void)
         T(test_value_not_asked_is_eproto),
         T(test_failed_fragment_keys_miss),
         T(test_error_line_makes_fragment_keys_miss),
+        T(test_error_line_after_values_drops_them),
         T(test_on_done_once_when_the_last_fragment_is_done),
         T(test_without_owner_not_told_and_not_gathered),
         T(test_client_gone_mid_way_frees_everything),
