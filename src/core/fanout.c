@@ -142,34 +142,49 @@ keep_first_error(struct req *p, const char *text, size_t len)
     }
 }
 
-void
-fanout_line(struct req *f, const char *text, size_t len)
+/* What retrieval fragment f answered does not count: its keys miss,
+ * values it sent included. */
+static void
+drop_values(struct req *p, struct req *f)
 {
-    struct req *p = f->parent;
-
-    if (p->cmd == MC_FLUSH_ALL && !(len >= 2 && memcmp(text, "OK", 2) == 0)) {
-        keep_first_error(p, text, len);
-    }
-    /* a retrieval fragment answered with an error: its keys miss */
-}
-
-void
-fanout_fail(struct req *f, const char *line)
-{
-    struct req *p = f->parent;
     uint32_t i;
 
-    f->failed = true;
-    if (p->cmd == MC_FLUSH_ALL) {
-        keep_first_error(p, line, strlen(line));
-        return;
-    }
     for (i = 0; i < f->frag_nkeys; i++) {
         struct req_slot *sl = &p->slots[f->frag_keys[i]];
         if (sl->frag == f) {
             sl->frag = NULL;
         }
     }
+}
+
+void
+fanout_line(struct req *f, const char *text, size_t len)
+{
+    struct req *p = f->parent;
+
+    if (p->cmd == MC_FLUSH_ALL) {
+        if (!(len >= 2 && memcmp(text, "OK", 2) == 0)) {
+            keep_first_error(p, text, len);
+        }
+        return;
+    }
+    /* A retrieval fragment answered with an error: its keys miss, those
+     * whose values came before the error too (a single-server get's
+     * client gets the error line alone). */
+    drop_values(p, f);
+}
+
+void
+fanout_fail(struct req *f, const char *line)
+{
+    struct req *p = f->parent;
+
+    f->failed = true;
+    if (p->cmd == MC_FLUSH_ALL) {
+        keep_first_error(p, line, strlen(line));
+        return;
+    }
+    drop_values(p, f);
 }
 
 /*
