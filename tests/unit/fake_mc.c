@@ -279,6 +279,13 @@ answer_one(struct fake_mc *f, char **words, uint32_t n, size_t line_len,
         buf_append_str(out, it != NULL ? "DELETED\r\n" : "NOT_FOUND\r\n");
         return line_len;
     }
+    if (n >= 1 && strcmp(words[0], "flush_all") == 0) {
+        while (f->nitems > 0) {
+            item_remove(f, &f->items[0]);
+        }
+        buf_append_str(out, "OK\r\n");
+        return line_len;
+    }
     if (n == 1 && strcmp(words[0], "version") == 0) {
         buf_append_str(out, "VERSION fake\r\n");
         return line_len;

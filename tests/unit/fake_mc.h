@@ -48,7 +48,8 @@ int fake_refusing_port(int *fd, uint16_t *port);
 enum fake_mc_mode {
     FAKE_MC_SCRIPTED = 0,   /* answers only what the test sends */
     FAKE_MC_AUTO            /* answers like a tiny memcached (its items):
-                             * get/gets, set, delete, version; else ERROR */
+                             * get/gets, set, delete, flush_all,
+                             * version; else ERROR */
 };
 
 struct fake_mc;
