@@ -4,6 +4,12 @@
  */
 #include "fake_mc.h"
 
+#include "memring/client.h"
+#include "memring/conf.h"
+#include "memring/limits.h"
+#include "memring/listener.h"
+#include "memring/pool.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -710,4 +716,80 @@ fake_peer_close(struct fake_peer *c)
         c->fd = -1;
     }
     buf_free(&c->in);
+}
+
+/* ---------------------------------------------------------------------
+ * A pool on a loop of its own
+ * ------------------------------------------------------------------- */
+
+int
+fake_pool_init(struct fake_pool *fp, const struct limits *limits)
+{
+    int err;
+
+    memset(fp, 0, sizeof(*fp));
+    err = ioloop_init(&fp->io, limits);
+    fp->io_ready = err == 0;
+    return err;
+}
+
+int
+fake_pool_open(struct fake_pool *fp, const char *yaml,
+               uv_connection_cb accept_cb)
+{
+    struct pool_env env;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char err[CONF_ERR_LEN];
+
+    fp->conf = conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err));
+    if (fp->conf == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    memset(&env, 0, sizeof(env));
+    env.io = &fp->io;
+    env.accept_cb = accept_cb;
+    if (accept_cb != NULL) {
+        fp->conf->pools[0].listen.port = 0;
+    }
+    fp->pool = pool_create(&env, &fp->conf->pools[0]);
+    if (fp->pool == NULL) {
+        fprintf(stderr, "pool_create failed\n");
+        return -1;
+    }
+    if (accept_cb == NULL) {
+        return 0;
+    }
+    if (pool_listen(fp->pool) != 0 || fp->pool->listener == NULL ||
+        uv_tcp_getsockname(&fp->pool->listener->h.tcp,
+                           (struct sockaddr *)&ss, &len) != 0) {
+        fprintf(stderr, "pool_listen failed\n");
+        return -1;
+    }
+    fp->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+bool
+fake_pool_close(struct fake_pool *fp)
+{
+    bool ok = true;
+
+    if (fp->io_ready) {
+        client_close_all(&fp->io);
+    }
+    if (fp->pool != NULL) {
+        pool_close(fp->pool);
+    }
+    if (fp->io_ready) {
+        ioloop_close(&fp->io);
+        ok = fake_run_down(&fp->io.loop, FAKE_WAIT_MS);
+        pool_destroy(&fp->pool);
+        client_scratch_destroy(&fp->io);
+        ioloop_deinit(&fp->io);
+        fp->io_ready = false;
+    }
+    conf_destroy(&fp->conf);
+    return ok;
 }

@@ -8,6 +8,7 @@
 #define MEMRING_TEST_FAKE_MC_H
 
 #include "memring/buf.h"
+#include "memring/ioloop.h"
 #include "memring/net.h"
 
 #include <stdbool.h>
@@ -52,7 +53,10 @@ enum fake_mc_mode {
                              * version; else ERROR */
 };
 
+struct conf;
 struct fake_mc;
+struct limits;
+struct pool;
 
 struct fake_mc_conn {
     union net_stream h;
@@ -152,5 +156,31 @@ bool fake_peer_wait_eof(uv_loop_t *loop, struct fake_peer *c, uint32_t ms);
 
 /* Closes the socket and frees what c read. */
 void fake_peer_close(struct fake_peer *c);
+
+/* ---------------------------------------------------------------------
+ * A pool on a loop of its own
+ * ------------------------------------------------------------------- */
+
+struct fake_pool {
+    struct ioloop io;
+    bool          io_ready;
+    struct conf   *conf;
+    struct pool   *pool;      /* of conf's first pool */
+    uint16_t      port;       /* where it listens, if it does */
+};
+
+/* Initialises fp->io with limits (before the fakes that go on its loop
+ * start). 0 or a UV_E* error. */
+int fake_pool_init(struct fake_pool *fp, const struct limits *limits);
+
+/* Parses yaml and creates the pool of its first pool on fp->io; with an
+ * accept_cb, listens on an ephemeral port of its host (fp->port). 0, or
+ * -1 with the reason printed. */
+int fake_pool_open(struct fake_pool *fp, const char *yaml,
+                   uv_connection_cb accept_cb);
+
+/* Closes fp's clients and pool, runs the loop down, frees everything.
+ * True when the loop ran down. */
+bool fake_pool_close(struct fake_pool *fp);
 
 #endif /* MEMRING_TEST_FAKE_MC_H */

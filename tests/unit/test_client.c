@@ -17,7 +17,6 @@
 
 #include "fake_mc.h"
 
-#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,11 +33,7 @@
 struct fixture {
     struct fake_mc   fa;          /* servers[0], named "a" */
     struct fake_mc   fb;          /* servers[1], named "b" */
-    struct conf      *conf;
-    struct ioloop    io;
-    bool             io_ready;
-    struct pool      *pool;
-    uint16_t         port;        /* the pool's listener */
+    struct fake_pool fp;          /* io, conf, the pool, its port */
     struct fake_peer peer;        /* the test's client connection */
     size_t           seen;        /* bytes of peer.in already checked */
     char             ka[NKEYS][16];  /* keys that route to a */
@@ -57,14 +52,14 @@ pick_keys(void)
     for (i = 0; i < 10000 && (na < NKEYS || nb < NKEYS); i++) {
         struct server *s;
         snprintf(key, sizeof(key), "k%u", i);
-        s = pool_route(fx.pool, key, strlen(key));
-        if (s == fx.pool->servers[0] && na < NKEYS) {
+        s = pool_route(fx.fp.pool, key, strlen(key));
+        if (s == fx.fp.pool->servers[0] && na < NKEYS) {
             snprintf(fx.ka[na++], sizeof(fx.ka[0]), "%s", key);
             snprintf(value, sizeof(value), "A-%s", key);
             if (fake_mc_put(&fx.fa, key, value) != 0) {
                 return -1;
             }
-        } else if (s == fx.pool->servers[1] && nb < NKEYS) {
+        } else if (s == fx.fp.pool->servers[1] && nb < NKEYS) {
             snprintf(fx.kb[nb++], sizeof(fx.kb[0]), "%s", key);
             snprintf(value, sizeof(value), "B-%s", key);
             if (fake_mc_put(&fx.fb, key, value) != 0) {
@@ -79,25 +74,19 @@ static bool
 has_client(void *arg)
 {
     (void)arg;
-    return !TAILQ_EMPTY(&fx.io.clients);
+    return !TAILQ_EMPTY(&fx.fp.io.clients);
 }
 
 static int
 setup_with(void **state, const struct limits *limits)
 {
-    struct pool_env env;
-    struct sockaddr_storage ss;
-    int sslen = sizeof(ss);
-    char yaml[512], err[CONF_ERR_LEN];
+    char yaml[512];
 
     memset(&fx, 0, sizeof(fx));
     fx.peer.fd = -1;
-    if (ioloop_init(&fx.io, limits) != 0) {
-        return -1;
-    }
-    fx.io_ready = true;
-    if (fake_mc_start(&fx.fa, &fx.io.loop, FAKE_MC_AUTO, NULL) != 0 ||
-        fake_mc_start(&fx.fb, &fx.io.loop, FAKE_MC_AUTO, NULL) != 0) {
+    if (fake_pool_init(&fx.fp, limits) != 0 ||
+        fake_mc_start(&fx.fa, &fx.fp.io.loop, FAKE_MC_AUTO, NULL) != 0 ||
+        fake_mc_start(&fx.fb, &fx.fp.io.loop, FAKE_MC_AUTO, NULL) != 0) {
         return -1;
     }
     snprintf(yaml, sizeof(yaml),
@@ -106,25 +95,11 @@ setup_with(void **state, const struct limits *limits)
              "  servers:\n"
              "   - 127.0.0.1:%u:1 a\n"
              "   - 127.0.0.1:%u:1 b\n", fx.fa.port, fx.fb.port);
-    fx.conf = conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err));
-    if (fx.conf == NULL) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    fx.conf->pools[0].listen.port = 0;      /* an ephemeral port */
-    memset(&env, 0, sizeof(env));
-    env.io = &fx.io;
-    env.accept_cb = client_accept_cb;
-    fx.pool = pool_create(&env, &fx.conf->pools[0]);
-    if (fx.pool == NULL || pool_listen(fx.pool) != 0 ||
-        uv_tcp_getsockname(&fx.pool->listener->h.tcp,
-                           (struct sockaddr *)&ss, &sslen) != 0) {
-        return -1;
-    }
-    fx.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (strcmp(fx.pool->servers[0]->cs->name, "a") != 0 || pick_keys() != 0 ||
-        fake_peer_connect(&fx.peer, fx.port, NULL) != 0 ||
-        !fake_run_until(&fx.io.loop, has_client, NULL, FAKE_WAIT_MS)) {
+    if (fake_pool_open(&fx.fp, yaml, client_accept_cb) != 0 ||
+        strcmp(fx.fp.pool->servers[0]->cs->name, "a") != 0 ||
+        pick_keys() != 0 ||
+        fake_peer_connect(&fx.peer, fx.fp.port, NULL) != 0 ||
+        !fake_run_until(&fx.fp.io.loop, has_client, NULL, FAKE_WAIT_MS)) {
         return -1;
     }
     *state = &fx;
@@ -168,26 +143,13 @@ setup_item100(void **state)
 static int
 teardown(void **state)
 {
-    bool ok = true;
+    bool ok;
 
     (void)state;
     fake_peer_close(&fx.peer);
-    if (fx.io_ready) {
-        client_close_all(&fx.io);
-    }
-    if (fx.pool != NULL) {
-        pool_close(fx.pool);
-    }
-    ok &= fake_mc_stop(&fx.fa);
+    ok = fake_mc_stop(&fx.fa);
     ok &= fake_mc_stop(&fx.fb);
-    if (fx.io_ready) {
-        ioloop_close(&fx.io);
-        ok &= fake_run_down(&fx.io.loop, FAKE_WAIT_MS);
-        pool_destroy(&fx.pool);
-        client_scratch_destroy(&fx.io);
-        ioloop_deinit(&fx.io);
-    }
-    conf_destroy(&fx.conf);
+    ok &= fake_pool_close(&fx.fp);
     return ok ? 0 : -1;
 }
 
@@ -202,9 +164,9 @@ send_str(const char *s)
 static void
 expect_n(const char *want, size_t len)
 {
-    assert_true(fake_peer_wait(&fx.io.loop, &fx.peer, fx.seen + len,
+    assert_true(fake_peer_wait(&fx.fp.io.loop, &fx.peer, fx.seen + len,
                                FAKE_WAIT_MS));
-    fake_run_for(&fx.io.loop, 5);
+    fake_run_for(&fx.fp.io.loop, 5);
     fake_peer_poll(&fx.peer);
     assert_int_equal(fx.peer.in.len - fx.seen, len);
     assert_memory_equal(fx.peer.in.data + fx.seen, want, len);
@@ -227,7 +189,7 @@ expect_buf(const struct buf *want)
 static void
 expect_nothing(uint32_t ms)
 {
-    fake_run_for(&fx.io.loop, ms);
+    fake_run_for(&fx.fp.io.loop, ms);
     fake_peer_poll(&fx.peer);
     assert_int_equal(fx.peer.in.len, fx.seen);
     assert_false(fx.peer.eof);
@@ -237,11 +199,11 @@ expect_nothing(uint32_t ms)
 static void
 append_value(struct buf *b, const char *key)
 {
-    struct server *s = pool_route(fx.pool, key, strlen(key));
+    struct server *s = pool_route(fx.fp.pool, key, strlen(key));
     char line[96];
 
     snprintf(line, sizeof(line), "VALUE %s 0 %zu\r\n%c-%s\r\n", key,
-             strlen(key) + 2, s == fx.pool->servers[0] ? 'A' : 'B', key);
+             strlen(key) + 2, s == fx.fp.pool->servers[0] ? 'A' : 'B', key);
     assert_int_equal(buf_append_str(b, line), 0);
 }
 
@@ -300,7 +262,7 @@ test_order_when_later_answered_first(void **state)
     (void)state;
     send_two_gets_a_slow(false);
     release_a_expect_two_replies();
-    assert_int_equal(fx.pool->stats.get_hits, 2);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 2);
     assert_false(fx.peer.eof);
 }
 
@@ -320,9 +282,9 @@ test_set_get_delete(void **state)
     expect(want);
     assert_int_equal(fx.fa.nanswered, 0);
     assert_int_equal(fx.fb.nanswered, 4);
-    assert_int_equal(fx.pool->stats.cmd_set, 1);
-    assert_int_equal(fx.pool->stats.cmd_delete, 1);
-    assert_int_equal(fx.pool->stats.cmd_get, 2);
+    assert_int_equal(fx.fp.pool->stats.cmd_set, 1);
+    assert_int_equal(fx.fp.pool->stats.cmd_delete, 1);
+    assert_int_equal(fx.fp.pool->stats.cmd_get, 2);
 }
 
 /* ---------------------------------------------------------------------
@@ -339,8 +301,8 @@ test_local_replies(void **state)
            "ERROR\r\n");
     assert_int_equal(fake_mc_received(&fx.fa), 0);
     assert_int_equal(fake_mc_received(&fx.fb), 0);
-    assert_int_equal(fx.pool->stats.cmd_other, 4);
-    assert_int_equal(fx.pool->stats.request_errors, 2);
+    assert_int_equal(fx.fp.pool->stats.cmd_other, 4);
+    assert_int_equal(fx.fp.pool->stats.request_errors, 2);
 }
 
 /* "stats": memring's own counters for the pool, memcached's format. */
@@ -351,8 +313,8 @@ test_stats_local(void **state)
 
     (void)state;
     send_str("bogus\r\nstats\r\n");
-    assert_true(fake_peer_wait(&fx.io.loop, &fx.peer, 7 + 5, FAKE_WAIT_MS));
-    fake_run_for(&fx.io.loop, 5);
+    assert_true(fake_peer_wait(&fx.fp.io.loop, &fx.peer, 7 + 5, FAKE_WAIT_MS));
+    fake_run_for(&fx.fp.io.loop, 5);
     fake_peer_poll(&fx.peer);
     assert_int_equal(buf_append(&fx.peer.in, "", 1), 0);  /* a string */
     in = fx.peer.in.data;
@@ -397,10 +359,10 @@ test_multiget_merges_in_key_order(void **state)
     assert_int_equal(fake_mc_count(&fx.fb, fx.ka[0]), 0);
     assert_int_equal(fake_mc_count(&fx.fa, "get ") +
                      fake_mc_count(&fx.fb, "get "), 2);
-    assert_int_equal(fx.pool->stats.fragments, 2);
-    assert_int_equal(fx.pool->stats.get_hits, 4);
-    assert_int_equal(fx.pool->stats.get_misses, 1);
-    assert_int_equal(fx.pool->stats.cmd_get, 5);
+    assert_int_equal(fx.fp.pool->stats.fragments, 2);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 4);
+    assert_int_equal(fx.fp.pool->stats.get_misses, 1);
+    assert_int_equal(fx.fp.pool->stats.cmd_get, 5);
     buf_free(&want);
 }
 
@@ -417,7 +379,7 @@ test_flush_all_every_server(void **state)
     expect("OK\r\nEND\r\n");
     assert_int_equal(fake_mc_count(&fx.fa, "flush_all\r\n"), 1);
     assert_int_equal(fake_mc_count(&fx.fb, "flush_all\r\n"), 1);
-    assert_int_equal(fx.pool->stats.cmd_flush, 1);
+    assert_int_equal(fx.fp.pool->stats.cmd_flush, 1);
 }
 
 /* ---------------------------------------------------------------------
@@ -445,10 +407,10 @@ test_requests_max_pauses(void **state)
         append_get(&want, key);
     }
     assert_int_equal(fake_peer_send(&fx.peer, req.data, req.len), 0);
-    fake_run_for(&fx.io.loop, 30);
+    fake_run_for(&fx.fp.io.loop, 30);
     assert_int_equal(fake_mc_count(&fx.fa, "get ") +
                      fake_mc_count(&fx.fb, "get "), 4);
-    assert_int_equal(fx.pool->stats.client_paused, 1);
+    assert_int_equal(fx.fp.pool->stats.client_paused, 1);
     expect_nothing(1);
 
     fake_mc_release(&fx.fa);
@@ -456,8 +418,8 @@ test_requests_max_pauses(void **state)
     expect_buf(&want);
     assert_int_equal(fake_mc_count(&fx.fa, "get ") +
                      fake_mc_count(&fx.fb, "get "), 10);
-    assert_true(fx.pool->stats.client_paused >= 1);
-    assert_int_equal(fx.pool->stats.get_hits, 10);
+    assert_true(fx.fp.pool->stats.client_paused >= 1);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 10);
     buf_free(&req);
     buf_free(&want);
 }
@@ -476,12 +438,12 @@ test_item_too_large(void **state)
     snprintf(head, sizeof(head), "set %s 0 0 200\r\n", fx.ka[0]);
     send_str(head);
     send_str(x);
-    fake_run_for(&fx.io.loop, 5);     /* the value arrives in two reads */
+    fake_run_for(&fx.fp.io.loop, 5);     /* the value arrives in two reads */
     send_str(x);
     snprintf(req, sizeof(req), "\r\nget %s\r\n", fx.ka[0]);
     send_str(req);
     expect("SERVER_ERROR object too large for cache\r\nEND\r\n");
-    assert_int_equal(fx.pool->stats.request_too_large, 1);
+    assert_int_equal(fx.fp.pool->stats.request_too_large, 1);
     snprintf(want, sizeof(want), "delete %s\r\nget %s\r\n", fx.ka[0],
              fx.ka[0]);
     assert_int_equal(fake_mc_count(&fx.fa, want), 1);
@@ -514,11 +476,11 @@ test_quit_after_replies(void **state)
     send_str(req);
     append_get(&want, fx.ka[0]);
     expect_buf(&want);
-    assert_true(fake_peer_wait_eof(&fx.io.loop, &fx.peer, FAKE_WAIT_MS));
+    assert_true(fake_peer_wait_eof(&fx.fp.io.loop, &fx.peer, FAKE_WAIT_MS));
     assert_int_equal(fx.peer.in.len, want.len);
     assert_int_equal(fake_mc_received(&fx.fb), 0);
-    assert_true(TAILQ_EMPTY(&fx.io.clients));
-    assert_int_equal(fx.pool->stats.client_connections, 0);
+    assert_true(TAILQ_EMPTY(&fx.fp.io.clients));
+    assert_int_equal(fx.fp.pool->stats.client_connections, 0);
     buf_free(&want);
 }
 
@@ -531,15 +493,15 @@ test_half_close_gets_every_reply(void **state)
 
     (void)state;
     send_two_gets_a_slow(true);
-    assert_int_equal(fx.pool->stats.client_eof, 1);
-    assert_int_equal(fx.pool->stats.client_half_closed, 1);
-    assert_int_equal(fx.pool->stats.client_connections, 1);
+    assert_int_equal(fx.fp.pool->stats.client_eof, 1);
+    assert_int_equal(fx.fp.pool->stats.client_half_closed, 1);
+    assert_int_equal(fx.fp.pool->stats.client_connections, 1);
 
     release_a_expect_two_replies();
     len = fx.peer.in.len;
-    assert_true(fake_peer_wait_eof(&fx.io.loop, &fx.peer, FAKE_WAIT_MS));
+    assert_true(fake_peer_wait_eof(&fx.fp.io.loop, &fx.peer, FAKE_WAIT_MS));
     assert_int_equal(fx.peer.in.len, len);
-    assert_int_equal(fx.pool->stats.client_connections, 0);
+    assert_int_equal(fx.fp.pool->stats.client_connections, 0);
 }
 
 /* A client that resets its connection with a request at a server is
@@ -562,23 +524,23 @@ test_client_reset_reply_swallowed(void **state)
     assert_int_equal(setsockopt(fx.peer.fd, SOL_SOCKET, SO_LINGER, &lg,
                                 sizeof(lg)), 0);
     fake_peer_close(&fx.peer);
-    fake_run_for(&fx.io.loop, 10);
-    assert_int_equal(fx.pool->stats.client_connections, 0);
-    assert_int_equal(fx.pool->stats.client_err, 1);
-    assert_true(TAILQ_EMPTY(&fx.io.clients));
+    fake_run_for(&fx.fp.io.loop, 10);
+    assert_int_equal(fx.fp.pool->stats.client_connections, 0);
+    assert_int_equal(fx.fp.pool->stats.client_err, 1);
+    assert_true(TAILQ_EMPTY(&fx.fp.io.clients));
     fake_mc_release(&fx.fa);
-    fake_run_for(&fx.io.loop, 10);
-    assert_int_equal(fx.pool->servers[0]->stats.responses, 1);
-    assert_int_equal(fx.pool->servers[0]->stats.server_connections, 1);
+    fake_run_for(&fx.fp.io.loop, 10);
+    assert_int_equal(fx.fp.pool->servers[0]->stats.responses, 1);
+    assert_int_equal(fx.fp.pool->servers[0]->stats.server_connections, 1);
 
-    assert_int_equal(fake_peer_connect(&other, fx.port, NULL), 0);
+    assert_int_equal(fake_peer_connect(&other, fx.fp.port, NULL), 0);
     fx.peer = other;
     fx.seen = 0;
     send_str(req);
     append_get(&want, fx.ka[0]);
     expect_buf(&want);
     assert_int_equal(fx.fa.nconns, 1);
-    assert_int_equal(fx.pool->stats.total_connections, 2);
+    assert_int_equal(fx.fp.pool->stats.total_connections, 2);
     buf_free(&want);
 }
 

@@ -26,12 +26,9 @@
 #include <cmocka.h>
 
 struct fixture {
-    struct ioloop  io;
-    bool           io_ready;
+    struct fake_pool fp;        /* io, conf, pool */
     struct fake_mc fake;
     int            refuse_fd;
-    struct conf    *conf;
-    struct pool    *pool;
     struct server  *up;
     struct server  *down;
     struct probe   *probe;
@@ -51,8 +48,8 @@ each(void *arg, struct probe *p)
     f->nlooks++;
     f->seen_arg = arg;
     f->seen_probe = p;
-    for (i = 0; i < f->pool->nservers; i++) {
-        probe_server(p, f->pool->servers[i]);
+    for (i = 0; i < f->fp.pool->nservers; i++) {
+        probe_server(p, f->fp.pool->servers[i]);
     }
 }
 
@@ -61,9 +58,9 @@ by_name(const char *name)
 {
     uint32_t i;
 
-    for (i = 0; i < fx.pool->nservers; i++) {
-        if (strcmp(fx.pool->servers[i]->cs->name, name) == 0) {
-            return fx.pool->servers[i];
+    for (i = 0; i < fx.fp.pool->nservers; i++) {
+        if (strcmp(fx.fp.pool->servers[i]->cs->name, name) == 0) {
+            return fx.fp.pool->servers[i];
         }
     }
     return NULL;
@@ -72,19 +69,15 @@ by_name(const char *name)
 static int
 setup(void **state)
 {
-    struct pool_env env;
     struct limits limits;
-    char yaml[256], err[CONF_ERR_LEN];
+    char yaml[256];
     uint16_t port;
 
     memset(&fx, 0, sizeof(fx));
     fx.refuse_fd = -1;
     limits_default(&limits);
-    if (ioloop_init(&fx.io, &limits) != 0) {
-        return -1;
-    }
-    fx.io_ready = true;
-    if (fake_mc_start(&fx.fake, &fx.io.loop, FAKE_MC_SCRIPTED, NULL) != 0 ||
+    if (fake_pool_init(&fx.fp, &limits) != 0 ||
+        fake_mc_start(&fx.fake, &fx.fp.io.loop, FAKE_MC_SCRIPTED, NULL) != 0 ||
         fake_refusing_port(&fx.refuse_fd, &port) != 0) {
         return -1;
     }
@@ -94,15 +87,7 @@ setup(void **state)
              "  servers:\n"
              "   - 127.0.0.1:%u:1 up\n"
              "   - 127.0.0.1:%u:1 down\n", fx.fake.port, port);
-    fx.conf = conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err));
-    if (fx.conf == NULL) {
-        fprintf(stderr, "%s\n", err);
-        return -1;
-    }
-    memset(&env, 0, sizeof(env));
-    env.io = &fx.io;
-    fx.pool = pool_create(&env, &fx.conf->pools[0]);
-    if (fx.pool == NULL) {
+    if (fake_pool_open(&fx.fp, yaml, NULL) != 0) {
         return -1;
     }
     fx.up = by_name("up");
@@ -114,21 +99,12 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    bool ok = true;
+    bool ok;
 
     (void)state;
     probe_destroy(&fx.probe);
-    if (fx.pool != NULL) {
-        pool_close(fx.pool);
-    }
-    ok &= fake_mc_stop(&fx.fake);
-    if (fx.io_ready) {
-        ioloop_close(&fx.io);
-        ok &= fake_run_down(&fx.io.loop, FAKE_WAIT_MS);
-        pool_destroy(&fx.pool);
-        ioloop_deinit(&fx.io);
-    }
-    conf_destroy(&fx.conf);
+    ok = fake_mc_stop(&fx.fake);
+    ok &= fake_pool_close(&fx.fp);
     if (fx.refuse_fd >= 0) {
         close(fx.refuse_fd);
     }
@@ -153,7 +129,7 @@ wait_health(const struct server *s, int down)
 {
     struct health_is h = { s, down };
 
-    assert_true(fake_run_until(&fx.io.loop, health_matches, &h,
+    assert_true(fake_run_until(&fx.fp.io.loop, health_matches, &h,
                                FAKE_WAIT_MS));
 }
 
@@ -166,7 +142,7 @@ looked(void *arg)
 static void
 wait_looks(uint32_t n)
 {
-    assert_true(fake_run_until(&fx.io.loop, looked, &n, FAKE_WAIT_MS));
+    assert_true(fake_run_until(&fx.fp.io.loop, looked, &n, FAKE_WAIT_MS));
 }
 
 static bool
@@ -179,7 +155,7 @@ fake_accepted(void *arg)
 static void
 wait_fake_conns(uint32_t n)
 {
-    assert_true(fake_run_until(&fx.io.loop, fake_accepted, &n,
+    assert_true(fake_run_until(&fx.fp.io.loop, fake_accepted, &n,
                                FAKE_WAIT_MS));
 }
 
@@ -194,7 +170,7 @@ test_probe_marks_down_and_up(void **state)
     assert_int_equal(health_down(fx.up->health), UV_ECONNREFUSED);
     assert_int_equal(health_down(fx.down->health), 0);
 
-    fx.probe = probe_create(&fx.io.loop, 20, each, &fx);
+    fx.probe = probe_create(&fx.fp.io.loop, 20, each, &fx);
     assert_non_null(fx.probe);
     wait_health(fx.down, UV_ECONNREFUSED);
     wait_health(fx.up, 0);
@@ -217,13 +193,13 @@ test_probe_skips_servers_that_answered(void **state)
     fx.down->stats.responses = 3;
     health_seen(fx.down->health, UV_ECONNREFUSED);
 
-    fx.probe = probe_create(&fx.io.loop, 200, each, &fx);
+    fx.probe = probe_create(&fx.fp.io.loop, 200, each, &fx);
     assert_non_null(fx.probe);
     wait_looks(1);
     assert_int_equal(health_down(fx.down->health), 0);
     assert_int_equal(fx.down->probe_responses, 3);
     assert_int_equal(fx.up->probe_responses, 5);
-    fake_run_for(&fx.io.loop, 30);
+    fake_run_for(&fx.fp.io.loop, 30);
     assert_int_equal(fx.nlooks, 1);
     assert_int_equal(fx.fake.nconns, 0);         /* no probe connect */
     assert_int_equal(health_down(fx.down->health), 0);
@@ -243,7 +219,7 @@ test_probe_first_look_and_destroy(void **state)
     uint64_t start = uv_hrtime();
 
     (void)state;
-    fx.probe = probe_create(&fx.io.loop, 60000, each, &fx);
+    fx.probe = probe_create(&fx.fp.io.loop, 60000, each, &fx);
     assert_non_null(fx.probe);
     wait_looks(1);
     assert_true(uv_hrtime() - start < 1000 * 1000000ull);
@@ -251,10 +227,10 @@ test_probe_first_look_and_destroy(void **state)
     assert_null(fx.probe);
     probe_destroy(&fx.probe);       /* NULL: a no-op */
 
-    fx.probe = probe_create(&fx.io.loop, 20, each, &fx);
+    fx.probe = probe_create(&fx.fp.io.loop, 20, each, &fx);
     assert_non_null(fx.probe);
     probe_destroy(&fx.probe);
-    fake_run_for(&fx.io.loop, 150);
+    fake_run_for(&fx.fp.io.loop, 150);
     assert_int_equal(fx.nlooks, 1);
 }
 

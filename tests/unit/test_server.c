@@ -39,10 +39,7 @@ struct fixture {
     char            dir[64];      /* temp dir for unix sockets */
     int             refuse_fd;    /* holds the refusing port, or -1 */
     struct fake_mc  fake;
-    struct conf     *conf;
-    struct ioloop   io;
-    bool            io_ready;
-    struct pool     *pool;
+    struct fake_pool fp;          /* io, conf, pool */
     struct server   *s;
     struct done_log log;
     struct req      *reqs[MAX_REQS];  /* the test's refs */
@@ -62,13 +59,6 @@ on_done(struct req *r)
     log->n++;
 }
 
-static void
-accept_unused_cb(uv_stream_t *l, int status)
-{
-    (void)l;
-    (void)status;
-}
-
 enum backend {
     BACKEND_TCP = 0,
     BACKEND_UNIX,
@@ -81,10 +71,8 @@ static int
 setup_with(void **state, enum backend be, enum fake_mc_mode mode,
            int timeout)
 {
-    struct pool_env env;
     struct limits limits;
     char yaml[512], server[160], tmo[32] = "";
-    char err[CONF_ERR_LEN];
     uint16_t port = 0;
 
     memset(&fx, 0, sizeof(fx));
@@ -94,10 +82,9 @@ setup_with(void **state, enum backend be, enum fake_mc_mode mode,
         return -1;
     }
     limits_default(&limits);
-    if (ioloop_init(&fx.io, &limits) != 0) {
+    if (fake_pool_init(&fx.fp, &limits) != 0) {
         return -1;
     }
-    fx.io_ready = true;
     if (be == BACKEND_REFUSING) {
         if (fake_refusing_port(&fx.refuse_fd, &port) != 0) {
             return -1;
@@ -106,12 +93,12 @@ setup_with(void **state, enum backend be, enum fake_mc_mode mode,
     } else if (be == BACKEND_UNIX) {
         char path[96];
         snprintf(path, sizeof(path), "%s/mc.sock", fx.dir);
-        if (fake_mc_start(&fx.fake, &fx.io.loop, mode, path) != 0) {
+        if (fake_mc_start(&fx.fake, &fx.fp.io.loop, mode, path) != 0) {
             return -1;
         }
         snprintf(server, sizeof(server), "%s:1", path);
     } else {
-        if (fake_mc_start(&fx.fake, &fx.io.loop, mode, NULL) != 0) {
+        if (fake_mc_start(&fx.fake, &fx.fp.io.loop, mode, NULL) != 0) {
             return -1;
         }
         snprintf(server, sizeof(server), "127.0.0.1:%u:1", fx.fake.port);
@@ -125,19 +112,11 @@ setup_with(void **state, enum backend be, enum fake_mc_mode mode,
              "%s"
              "  servers:\n"
              "   - %s\n", tmo, server);
-    fx.conf = conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err));
-    if (fx.conf == NULL) {
-        fprintf(stderr, "%s\n", err);
+    if (fake_pool_open(&fx.fp, yaml, NULL) != 0 ||
+        fx.fp.pool->nservers != 1) {
         return -1;
     }
-    memset(&env, 0, sizeof(env));
-    env.io = &fx.io;
-    env.accept_cb = accept_unused_cb;
-    fx.pool = pool_create(&env, &fx.conf->pools[0]);
-    if (fx.pool == NULL || fx.pool->nservers != 1) {
-        return -1;
-    }
-    fx.s = fx.pool->servers[0];
+    fx.s = fx.fp.pool->servers[0];
     *state = &fx;
     return 0;
 }
@@ -174,20 +153,11 @@ teardown(void **state)
     bool ok = true;
 
     (void)state;
-    if (fx.pool != NULL) {
-        pool_close(fx.pool);
-    }
     for (i = 0; i < fx.nreqs; i++) {
         req_put(&fx.reqs[i]);
     }
     ok &= fake_mc_stop(&fx.fake);
-    if (fx.io_ready) {
-        ioloop_close(&fx.io);
-        ok &= fake_run_down(&fx.io.loop, FAKE_WAIT_MS);
-        pool_destroy(&fx.pool);
-        ioloop_deinit(&fx.io);
-    }
-    conf_destroy(&fx.conf);
+    ok &= fake_pool_close(&fx.fp);
     if (fx.refuse_fd >= 0) {
         close(fx.refuse_fd);
     }
@@ -202,7 +172,7 @@ teardown(void **state)
 static struct req *
 forward_n(enum mc_cmd cmd, const char *out, uint32_t nkeys)
 {
-    struct req *r = req_create(&fx.io.reqs, &fx.pool->stats, cmd);
+    struct req *r = req_create(&fx.fp.io.reqs, &fx.fp.pool->stats, cmd);
 
     assert_non_null(r);
     assert_true(fx.nreqs < MAX_REQS);
@@ -231,7 +201,7 @@ log_has(void *arg)
 static void
 wait_done(uint32_t n)
 {
-    assert_true(fake_run_until(&fx.io.loop, log_has, &n, FAKE_WAIT_MS));
+    assert_true(fake_run_until(&fx.fp.io.loop, log_has, &n, FAKE_WAIT_MS));
     assert_int_equal(fx.log.n, n);
 }
 
@@ -263,7 +233,7 @@ static void
 send_bytewise_expect(const char *s, uint32_t n)
 {
     assert_int_equal(fake_mc_send_bytewise(&fx.fake, s), 0);
-    fake_run_for(&fx.io.loop, 5);
+    fake_run_for(&fx.fp.io.loop, 5);
     assert_int_equal(fx.log.n, n);
 }
 
@@ -326,8 +296,8 @@ test_pipelined_replies_bytewise(void **state)
     assert_int_equal(st->server_connections, 1);   /* still open */
     assert_int_equal(st->server_err, 0);
     assert_int_equal(st->server_eof, 0);
-    assert_int_equal(fx.pool->stats.get_hits, 1);
-    assert_int_equal(fx.pool->stats.get_misses, 0);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 1);
+    assert_int_equal(fx.fp.pool->stats.get_misses, 0);
     assert_int_equal(fx.s->latency.count, 3);
 }
 
@@ -348,8 +318,8 @@ test_get_value_end(void **state)
     assert_reply(hit, "VALUE foo 5 3\r\nbar\r\nEND\r\n");
     assert_ptr_equal(fx.log.reqs[1], miss);
     assert_reply(miss, "END\r\n");
-    assert_int_equal(fx.pool->stats.get_hits, 1);
-    assert_int_equal(fx.pool->stats.get_misses, 1);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 1);
+    assert_int_equal(fx.fp.pool->stats.get_misses, 1);
 }
 
 /* A two-key get answered with both values, and a gets with its cas. */
@@ -369,7 +339,7 @@ test_get_two_keys_and_gets(void **state)
     wait_done(2);
     assert_reply(r1, two);
     assert_reply(r2, cas);
-    assert_int_equal(fx.pool->stats.get_hits, 3);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 3);
 }
 
 /* A reply over SCONN_TAKE_MIN (16 KiB) that is all the read buffer holds
@@ -398,7 +368,7 @@ test_get_large_value(void **state)
     assert_int_equal(buf_unread(&r->reply), want.len);
     assert_memory_equal(buf_head(&r->reply), want.data, want.len);
     assert_int_equal(fx.s->stats.response_bytes, want.len);
-    assert_int_equal(fx.pool->stats.get_hits, 1);
+    assert_int_equal(fx.fp.pool->stats.get_hits, 1);
     buf_free(&want);
 }
 
@@ -442,7 +412,7 @@ test_reply_to_nothing_closes(void **state)
     wait_done(1);
     assert_reply(r1, "STORED\r\n");
     assert_false(r1->failed);
-    fake_run_for(&fx.io.loop, 5);
+    fake_run_for(&fx.fp.io.loop, 5);
     assert_int_equal(st->server_connections, 0);
     assert_int_equal(st->server_err, 1);
     assert_int_equal(st->server_failures, 1);
@@ -484,7 +454,7 @@ test_reply_mismatch_fails_in_flight(void **state)
     assert_int_equal(st->server_err, 1);
     assert_int_equal(st->out_queue, 0);
     assert_int_equal(st->out_queue_bytes, 0);
-    assert_int_equal(fx.pool->stats.forward_error, 2);
+    assert_int_equal(fx.fp.pool->stats.forward_error, 2);
 }
 
 /* A VALUE for a key the get did not ask for: the stream lost its
@@ -580,7 +550,7 @@ test_eof_in_flight(void **state)
     assert_int_equal(st->out_queue, 0);
     assert_int_equal(st->out_queue_bytes, 0);
     /* the client sees an error, not a miss (fragments' keys do miss) */
-    assert_int_equal(fx.pool->stats.get_misses, 0);
+    assert_int_equal(fx.fp.pool->stats.get_misses, 0);
 }
 
 /* A hang-up of an idle connection is no failure. */
@@ -595,7 +565,7 @@ test_eof_idle_quiet(void **state)
     reply("NOT_FOUND\r\n");
     wait_done(1);
     fake_mc_hangup(&fx.fake);
-    fake_run_for(&fx.io.loop, 20);
+    fake_run_for(&fx.fp.io.loop, 20);
     assert_int_equal(st->server_connections, 0);
     assert_int_equal(st->server_eof, 0);
     assert_int_equal(st->server_err, 0);
@@ -636,7 +606,7 @@ test_timeout_not_when_answered(void **state)
     assert_true(fake_mc_wait_bytes(&fx.fake, 7, FAKE_WAIT_MS));
     reply("END\r\n");
     wait_done(1);
-    fake_run_for(&fx.io.loop, 120);
+    fake_run_for(&fx.fp.io.loop, 120);
     assert_reply(r, "END\r\n");
     assert_int_equal(fx.s->stats.server_timedout, 0);
     assert_int_equal(fx.s->stats.server_connections, 1);
@@ -671,13 +641,13 @@ test_connect_refused(void **state)
     assert_int_equal(fx.s->backoff, 10);
 
     /* within the 10 ms backoff: fails at once, no connection opened */
-    assert_true(uv_now(&fx.io.loop) < fx.s->retry_at);
+    assert_true(uv_now(&fx.fp.io.loop) < fx.s->retry_at);
     r3 = forward(MC_GET, "get b\r\n");
     assert_int_equal(fx.log.n, 3);
     assert_reply(r3, "SERVER_ERROR cannot connect to server\r\n");
     assert_int_equal(st->server_failures, 2);
     assert_int_equal(st->server_connections, 0);
-    assert_int_equal(fx.pool->stats.forward_error, 3);
+    assert_int_equal(fx.fp.pool->stats.forward_error, 3);
 }
 
 /* The backoff doubles per failed connect. */
@@ -688,8 +658,8 @@ test_connect_backoff_doubles(void **state)
     forward(MC_GET, "get a\r\n");
     wait_done(1);
     assert_int_equal(fx.s->backoff, 10);
-    fake_run_for(&fx.io.loop, 15);
-    assert_true(uv_now(&fx.io.loop) >= fx.s->retry_at);
+    fake_run_for(&fx.fp.io.loop, 15);
+    assert_true(uv_now(&fx.fp.io.loop) >= fx.s->retry_at);
     forward(MC_GET, "get a\r\n");
     wait_done(2);
     assert_int_equal(fx.s->backoff, 20);
