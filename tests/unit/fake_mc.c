@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,14 @@ fake_accept_cb(uv_stream_t *l, int status)
     }
 }
 
+/* A write to a connection the other side closed must fail with EPIPE, not
+ * kill the test (memring's main ignores SIGPIPE as well). */
+static void
+ignore_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int
 fake_mc_start(struct fake_mc *f, uv_loop_t *loop, enum fake_mc_mode mode,
               const char *path)
@@ -407,6 +416,7 @@ fake_mc_start(struct fake_mc *f, uv_loop_t *loop, enum fake_mc_mode mode,
     struct sockaddr_storage ss;
     int len = sizeof(ss), err;
 
+    ignore_sigpipe();
     memset(f, 0, sizeof(*f));
     f->loop = loop;
     f->mode = mode;
@@ -727,6 +737,7 @@ fake_pool_init(struct fake_pool *fp, const struct limits *limits)
 {
     int err;
 
+    ignore_sigpipe();
     memset(fp, 0, sizeof(*fp));
     err = ioloop_init(&fp->io, limits);
     fp->io_ready = err == 0;
