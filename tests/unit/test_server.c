@@ -326,7 +326,8 @@ test_get_value_end(void **state)
 static void
 test_get_two_keys_and_gets(void **state)
 {
-    static const char two[] = "VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n";
+    static const char two[] =
+        "VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n";
     static const char cas[] = "VALUE c 0 1 77\r\n3\r\nEND\r\n";
     struct req *r1, *r2;
 
