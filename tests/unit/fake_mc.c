@@ -488,12 +488,18 @@ fake_mc_put(struct fake_mc *f, const char *key, const char *value)
 }
 
 int
-fake_mc_send(struct fake_mc *f, const void *bytes, size_t n)
+fake_mc_send_on(struct fake_mc *f, uint32_t i, const void *bytes, size_t n)
 {
-    if (f->nconns == 0) {
+    if (i >= f->nconns) {
         return UV_ENOTCONN;
     }
-    return conn_write(f->conns[f->nconns - 1], bytes, n);
+    return conn_write(f->conns[i], bytes, n);
+}
+
+int
+fake_mc_send(struct fake_mc *f, const void *bytes, size_t n)
+{
+    return fake_mc_send_on(f, f->nconns - 1, bytes, n);
 }
 
 int

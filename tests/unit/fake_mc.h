@@ -104,6 +104,10 @@ int fake_mc_put(struct fake_mc *f, const char *key, const char *value);
 /* Sends n bytes on the latest connection. 0 or a UV_E* error. */
 int fake_mc_send(struct fake_mc *f, const void *bytes, size_t n);
 
+/* Sends n bytes on connection i (in accept order). 0 or a UV_E* error. */
+int fake_mc_send_on(struct fake_mc *f, uint32_t i, const void *bytes,
+                    size_t n);
+
 /* Sends s one byte at a time, running the loop between bytes, so that the
  * peer reads them one by one. 0 or a UV_E* error. */
 int fake_mc_send_bytewise(struct fake_mc *f, const char *s);

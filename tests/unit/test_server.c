@@ -776,6 +776,68 @@ test_close_shutdown(void **state)
     assert_int_equal(st->server_eof, 0);
 }
 
+/* A drained server (it left the pool) still answers what its connection
+ * carries, then the connection closes quietly. */
+static void
+test_drain_finishes_in_flight(void **state)
+{
+    const struct server_stats *st = &fx.s->stats;
+    struct req *r;
+
+    (void)state;
+    r = forward(MC_GET, "get a\r\n");
+    assert_true(fake_mc_wait_bytes(&fx.fake, 7, FAKE_WAIT_MS));
+    server_drain(fx.s);
+    assert_null(fx.s->conns[0]);
+    assert_int_equal(st->server_connections, 1);    /* still carrying r */
+    reply("END\r\n");
+    wait_done(1);
+    assert_reply(r, "END\r\n");
+    assert_false(r->failed);
+    assert_int_equal(st->server_connections, 0);
+    assert_true(TAILQ_EMPTY(&fx.s->all));
+    assert_int_equal(st->server_err, 0);
+    assert_int_equal(st->server_eof, 0);
+    assert_int_equal(st->server_failures, 0);
+    fake_run_for(&fx.fp.io.loop, 5);
+    assert_true(fx.fake.conns[0]->eof);             /* the fake saw it go */
+}
+
+/* Two connections take requests in turn; shrinking back to one drains
+ * the other once it has answered. */
+static void
+test_resize_spreads_and_drains(void **state)
+{
+    const struct server_stats *st = &fx.s->stats;
+    struct req *r1, *r2;
+    uint32_t b;
+
+    (void)state;
+    server_resize(fx.s, 2);
+    assert_int_equal(fx.s->nconns, 2);
+    r1 = forward(MC_GET, "get a\r\n");
+    r2 = forward(MC_GET, "get b\r\n");
+    assert_true(fake_mc_wait_bytes(&fx.fake, 14, FAKE_WAIT_MS));
+    assert_int_equal(fx.fake.nconns, 2);
+    assert_int_equal(st->server_connections, 2);
+    assert_int_equal(fx.fake.conns[0]->in.len, 7);
+    assert_int_equal(fx.fake.conns[1]->in.len, 7);
+    /* the fake's connection that got r2 (accept order is the kernel's) */
+    b = memcmp(fx.fake.conns[0]->in.data, "get b", 5) == 0 ? 0 : 1;
+    assert_memory_equal(fx.fake.conns[b]->in.data, "get b\r\n", 7);
+
+    server_resize(fx.s, 1);
+    assert_int_equal(fx.s->nconns, 1);
+    assert_int_equal(st->server_connections, 2);    /* one draining */
+    assert_int_equal(fake_mc_send_on(&fx.fake, b, "END\r\n", 5), 0);
+    wait_done(1);
+    assert_ptr_equal(fx.log.reqs[0], r2);
+    fake_run_for(&fx.fp.io.loop, 5);
+    assert_int_equal(st->server_connections, 1);
+    assert_false(r1->done);
+    assert_int_equal(st->server_err, 0);
+}
+
 /* A unix socket server, answered by the fake's store. */
 static void
 test_unix_socket_server(void **state)
@@ -818,6 +880,8 @@ main(void)
         T(test_queue_gauges_back_to_zero, setup_tcp),
         T(test_fail_text, setup_tcp),
         T(test_close_shutdown, setup_tcp),
+        T(test_drain_finishes_in_flight, setup_tcp),
+        T(test_resize_spreads_and_drains, setup_tcp),
         T(test_unix_socket_server, setup_unix),
     };
 #undef T
