@@ -50,10 +50,10 @@ int fanout_flush_all(struct req *p, const char *buf, const struct mc_req *m,
  * key (or not in that order); UV_ENOMEM. */
 int fanout_value(struct req *f, const char *unit, const struct mc_rsp *u);
 
-/* A one-line reply (text, len bytes with its \r\n) to fragment f:
+/* A one-line reply u (its bytes at text, \r\n included) to fragment f:
  * flush_all keeps the first one that is not OK; a retrieval's error line
  * leaves f's keys missing. */
-void fanout_line(struct req *f, const char *text, size_t len);
+void fanout_line(struct req *f, const char *text, const struct mc_rsp *u);
 
 /* f's server failed: its keys miss (values it already sent are dropped:
  * its stream broke), or flush_all answers line (its first error). */

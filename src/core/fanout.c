@@ -158,13 +158,13 @@ drop_values(struct req *p, struct req *f)
 }
 
 void
-fanout_line(struct req *f, const char *text, size_t len)
+fanout_line(struct req *f, const char *text, const struct mc_rsp *u)
 {
     struct req *p = f->parent;
 
     if (p->cmd == MC_FLUSH_ALL) {
-        if (!(len >= 2 && memcmp(text, "OK", 2) == 0)) {
-            keep_first_error(p, text, len);
+        if (u->word != MC_WORD_OK) {
+            keep_first_error(p, text, u->len);
         }
         return;
     }

@@ -301,7 +301,7 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
     }
     /* A one-line reply (or an error line ending a retrieval). */
     if (r->parent != NULL) {
-        fanout_line(r, unit, u->len);
+        fanout_line(r, unit, u);
     } else {
         buf_reset(&r->reply);
         if (buf_append(&r->reply, unit, u->len) != 0) {

@@ -213,7 +213,7 @@ feed(struct fixture *f, uint32_t j, const char *reply)
             }
             break;
         case MC_RSP_LINE:
-            fanout_line(frag, reply + off, u.len);
+            fanout_line(frag, reply + off, &u);
             break;
         case MC_RSP_END:
             break;
