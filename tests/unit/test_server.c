@@ -641,8 +641,11 @@ test_connect_refused(void **state)
     assert_int_equal(health_down(fx.s->health), UV_ECONNREFUSED);
     assert_int_equal(fx.s->backoff, 10);
 
-    /* within the 10 ms backoff: fails at once, no connection opened */
-    assert_true(uv_now(&fx.fp.io.loop) < fx.s->retry_at);
+    /* within the backoff: fails at once, no connection opened. The 10 ms
+     * may have passed on a loaded machine, so the window is stretched:
+     * what is tested is the behaviour inside it, not the clock. */
+    assert_true(fx.s->retry_at > 0);
+    fx.s->retry_at = uv_now(&fx.fp.io.loop) + 60000;
     r3 = forward(MC_GET, "get b\r\n");
     assert_int_equal(fx.log.n, 3);
     assert_reply(r3, "SERVER_ERROR cannot connect to server\r\n");
