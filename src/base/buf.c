@@ -4,6 +4,7 @@
 #include "memring/buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +33,13 @@ buf_reserve(struct buf *b, size_t n)
             return 0;
         }
     }
+    if (n > SIZE_MAX - b->len) {
+        return UV_ENOMEM;
+    }
     need = b->len + n;
     cap = b->cap < BUF_MIN_CAP ? BUF_MIN_CAP : b->cap;
     while (cap < need) {
-        cap *= 2;
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;   /* no wrap to 0 */
     }
     p = realloc(b->data, cap);
     if (p == NULL) {

@@ -229,6 +229,19 @@ test_reserve_too_much_is_enomem(void **state)
     assert_memory_equal(buf_head(b), "x", 1);
 }
 
+/* n near SIZE_MAX: refused without asking the allocator (len + n and the
+ * doubling would wrap). */
+static void
+test_reserve_wrapping_size_is_enomem(void **state)
+{
+    struct buf *b = *state;
+
+    assert_int_equal(buf_append_str(b, "xy"), 0);
+    assert_int_equal(buf_reserve(b, SIZE_MAX), UV_ENOMEM);
+    assert_int_equal(buf_reserve(b, SIZE_MAX - 1), UV_ENOMEM);
+    assert_int_equal(buf_unread(b), 2);
+}
+
 static void
 test_array_reserve_grows_only(void **state)
 {
@@ -294,6 +307,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_append_binary, buf_setup,
                                         buf_teardown),
         cmocka_unit_test_setup_teardown(test_reserve_too_much_is_enomem,
+                                        buf_setup, buf_teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_wrapping_size_is_enomem,
                                         buf_setup, buf_teardown),
         cmocka_unit_test(test_array_reserve_grows_only),
         cmocka_unit_test(test_array_reserve_enomem_frees),
