@@ -3,6 +3,8 @@
  * unix sockets in a temporary directory and whose servers are one fake
  * memcached on the worker's own loop; clients are plain sockets. The loop
  * is driven in bounded steps (fake_mc.h), never by worker_run() alone.
+ * malloc, calloc and realloc are wrapped (CMakeLists.txt) so that a
+ * reconfigure can run out of memory at each of its allocations.
  */
 #include "memring/worker.h"
 
@@ -10,6 +12,7 @@
 #include "memring/limits.h"
 #include "memring/pool.h"
 
+#include "alloc_fail.h"
 #include "fake_mc.h"
 
 #include <errno.h>
@@ -27,6 +30,7 @@
 
 #define VERSION_REPLY "VERSION 1.6.0-memring-" MEMRING_VERSION "\r\n"
 #define MAX_CONFS     4
+#define MAX_ALLOCS    1000  /* a reconfigure makes fewer */
 
 struct fixture {
     char             dir[64];           /* the sockets live here */
@@ -465,6 +469,105 @@ test_reconfigure_fails_whole(void **state)
     assert_pool_answers("alpha");
 }
 
+#define NKEYS 24
+
+/* Connects to pool, asks for NKEYS keys in one get (each routed through
+ * the ring on its own) and checks every value comes back. */
+static void
+assert_pool_gets_all(const char *pool)
+{
+    char req[512] = "get", want[1024] = "";
+    struct fake_peer c;
+    uint32_t i;
+
+    for (i = 0; i < NKEYS; i++) {
+        size_t r = strlen(req), wl = strlen(want);
+        snprintf(req + r, sizeof(req) - r, " k%u", i);
+        snprintf(want + wl, sizeof(want) - wl, "VALUE k%u 0 %d\r\nv%u\r\n",
+                 i, i < 10 ? 2 : 3, i);
+    }
+    strcat(req, "\r\n");
+    strcat(want, "END\r\n");
+    assert_answers_on(&c, pool);
+    buf_reset(&c.in);
+    assert_int_equal(fake_peer_send_str(&c, req), 0);
+    assert_true(fake_peer_wait(&fx.w.io.loop, &c, strlen(want),
+                               FAKE_WAIT_MS));
+    assert_int_equal(c.in.len, strlen(want));
+    assert_memory_equal(buf_head(&c.in), want, strlen(want));
+    fake_peer_close(&c);
+}
+
+/* Out of memory at any one allocation of a reconfigure (from beta on
+ * three servers to beta on two, delta added): either an error and the
+ * worker still on its old config, or (an allocation after the point of
+ * no return) the switch made all the same; either way every key routes.
+ * The worker's removed list is in use (gamma left before) and must stay
+ * valid (ASan). */
+static void
+test_reconfigure_out_of_memory(void **state)
+{
+    char yaml[2048] = "", key[8], value[8];
+    const struct pool *alpha, *beta;
+    struct conf *before, *next;
+    unsigned long n, tried = 0;
+    uint32_t i;
+    int rc;
+
+    (void)state;
+    init_worker(start_three());
+    assert_int_equal(worker_listen(&fx.w), 0);
+    for (i = 0; i < NKEYS; i++) {
+        snprintf(key, sizeof(key), "k%u", i);
+        snprintf(value, sizeof(value), "v%u", i);
+        assert_int_equal(fake_mc_put(&fx.fake, key, value), 0);
+    }
+    yaml_pool(yaml, sizeof(yaml), "alpha", NULL, 1);
+    yaml_pool(yaml, sizeof(yaml), "beta", NULL, 3);
+    before = parse(yaml);
+    assert_int_equal(worker_reconfigure(&fx.w, before, fx.msg,
+                                        sizeof(fx.msg)), 0);
+    assert_int_equal(fx.w.nremoved, 1);
+    alpha = fx.w.pools[0];
+    beta = fx.w.pools[1];
+    yaml[0] = '\0';
+    yaml_pool(yaml, sizeof(yaml), "alpha", NULL, 1);
+    yaml_pool(yaml, sizeof(yaml), "beta", NULL, 2);
+    yaml_pool(yaml, sizeof(yaml), "delta", NULL, 1);
+    next = parse(yaml);
+
+    for (n = 1; n <= MAX_ALLOCS; n++) {
+        alloc_fail_arm(n);
+        rc = worker_reconfigure(&fx.w, next, fx.msg, sizeof(fx.msg));
+        tried = alloc_fail_disarm();
+        if (rc != 0) {
+            assert_true(tried >= n);
+            assert_ptr_equal(fx.w.conf, before);
+            assert_int_equal(fx.w.npools, 2);
+            assert_ptr_equal(fx.w.pools[0], alpha);
+            assert_ptr_equal(fx.w.pools[1], beta);
+            assert_ptr_equal(beta->cp, &before->pools[1]);
+            assert_int_equal(beta->nservers, 3);
+            assert_false(beta->removed);
+            assert_pool_gets_all("beta");
+            continue;
+        }
+        assert_ptr_equal(fx.w.conf, next);
+        assert_ptr_equal(fx.w.pools[1], beta);
+        assert_int_equal(beta->nservers, 2);
+        assert_non_null(worker_find_pool(&fx.w, "delta"));
+        assert_pool_gets_all("beta");
+        assert_pool_answers("delta");
+        if (tried < n) {
+            break;          /* nothing failed: every point was tried */
+        }
+        assert_int_equal(worker_reconfigure(&fx.w, before, fx.msg,
+                                            sizeof(fx.msg)), 0);
+    }
+    assert_true(n <= MAX_ALLOCS && n > 4);
+    assert_pool_answers("alpha");
+}
+
 /* A client of a pool that is removed gets the reply to what it had sent,
  * then is closed. */
 static void
@@ -606,6 +709,8 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconfigure_fails_whole, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_reconfigure_out_of_memory,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_reconfigure_drains_removed_pool_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconfigure_remote, setup,
