@@ -15,7 +15,6 @@
 #include "alloc_fail.h"
 #include "fake_mc.h"
 
-#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -187,8 +186,7 @@ setup(void **state)
     memset(&fx, 0, sizeof(fx));
     fx.peer.fd = -1;
     fx.taken_fd = -1;
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/memring-worker-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL ||
+    if (fake_tmpdir(fx.dir, sizeof(fx.dir), "worker") != 0 ||
         fake_refusing_port(&fx.taken_fd, &fx.taken_port) != 0) {
         return -1;
     }
@@ -219,10 +217,7 @@ teardown(void **state)
     }
     unlink(fx.mc_path);
     /* Every listener removes its socket file when it closes. */
-    if (rmdir(fx.dir) != 0) {
-        fprintf(stderr, "rmdir %s: %s\n", fx.dir, strerror(errno));
-        ok = false;
-    }
+    ok &= fake_tmpdir_remove(fx.dir);
     return ok ? 0 : -1;
 }
 
