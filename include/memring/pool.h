@@ -46,6 +46,8 @@ struct pool {
     uint32_t               nejected;    /* servers off the ring now */
     uint64_t               next_rebuild; /* loop ms when one may return */
     uint64_t               health_gen;  /* health_generation() seen last */
+    bool                   ring_stale;  /* a rebuild ran out of memory:
+                                         * retried on the next route */
     struct pool_stats      stats;
     struct stats_hist      latency;     /* request parsed -> reply sent */
     struct tally           *tally;      /* clients, counted over workers */

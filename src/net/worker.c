@@ -240,10 +240,12 @@ worker_reconfigure(struct worker *w, const struct conf *conf, char *msg,
      * reload parks the pools it created here until exit). */
     removed = realloc(w->removed, (w->nremoved + w->npools + conf->npools) *
                                   sizeof(*removed));
+    if (removed != NULL) {
+        w->removed = removed;   /* the old block is freed once it moved */
+    }
     if (plans == NULL || pools == NULL || fresh == NULL || removed == NULL) {
         goto error;
     }
-    w->removed = removed;
 
     /* Everything that can fail, first: resolve, bind new listeners. */
     for (i = 0; i < conf->npools; i++) {

@@ -220,7 +220,7 @@ pool_destroy(struct pool **pp)
 static int
 pool_refresh(struct pool *p, uint64_t now, bool force)
 {
-    bool changed = force;
+    bool changed = force || p->ring_stale;
     uint32_t i;
 
     p->health_gen = health_generation();  /* before reading the states */
@@ -250,8 +250,10 @@ pool_refresh(struct pool *p, uint64_t now, bool force)
     }
     if (changed && pool_build_ring(p) != 0) {
         log_error("pool %s: ring rebuild: out of memory", p->cp->name);
+        p->ring_stale = true;
         return UV_ENOMEM;
     }
+    p->ring_stale = false;
     return 0;
 }
 
@@ -262,7 +264,7 @@ pool_route(struct pool *p, const char *key, size_t len)
     int32_t idx;
 
     /* One atomic load per request notices an ejection by any worker. */
-    if (p->health_gen != health_generation() ||
+    if (p->ring_stale || p->health_gen != health_generation() ||
         (p->next_rebuild != 0 &&
          uv_now(&p->env.io->loop) >= p->next_rebuild)) {
         pool_refresh(p, uv_now(&p->env.io->loop), false);
@@ -342,7 +344,9 @@ pool_abort(struct pool_plan **planp)
         return;
     }
     *planp = NULL;
-    for (i = 0; plan->servers != NULL && i < plan->ncp->nservers; i++) {
+    /* Without fresh (out of memory in pool_prepare) no server was made. */
+    for (i = 0; plan->servers != NULL && plan->fresh != NULL &&
+                i < plan->ncp->nservers; i++) {
         if (plan->fresh[i]) {
             server_destroy(&plan->servers[i]);
         }
@@ -463,7 +467,12 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
     plan->servers = NULL;
     p->cp = ncp;
     pool_set_ctx(p);
-    pool_refresh(p, uv_now(&p->env.io->loop), rebuild);
+    if (pool_refresh(p, uv_now(&p->env.io->loop), rebuild) != 0 &&
+        rebuild) {
+        /* The old ring indexes the old server list: no ring (no route)
+         * rather than a wrong one, until pool_route()'s retry succeeds. */
+        ring_destroy(&p->ring);
+    }
     moved = plan->listener != NULL;
     if (moved) {
         listener_close(&p->listener);

@@ -120,6 +120,27 @@ fake_refusing_port(int *fd, uint16_t *port)
     return 0;
 }
 
+int
+fake_tmpdir(char *dir, size_t len, const char *what)
+{
+    int n = snprintf(dir, len, "/tmp/memring-%s-XXXXXX", what);
+
+    if (n < 0 || (size_t)n >= len) {
+        return -ENAMETOOLONG;
+    }
+    return mkdtemp(dir) == NULL ? -errno : 0;
+}
+
+bool
+fake_tmpdir_remove(const char *dir)
+{
+    if (rmdir(dir) != 0) {
+        fprintf(stderr, "rmdir %s: %s\n", dir, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 /* ---------------------------------------------------------------------
  * Fake memcached
  * ------------------------------------------------------------------- */

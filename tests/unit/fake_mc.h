@@ -42,6 +42,14 @@ bool fake_run_down(uv_loop_t *loop, uint32_t ms);
  * held in *fd until the caller closes it. 0 or -errno. */
 int fake_refusing_port(int *fd, uint16_t *port);
 
+/* A fresh directory /tmp/memring-<what>-XXXXXX, its name in dir (len
+ * bytes). 0 or -errno. */
+int fake_tmpdir(char *dir, size_t len, const char *what);
+
+/* Removes dir, which the test must have emptied (a file left behind, a
+ * socket file say, is a finding): false, and printed, when that fails. */
+bool fake_tmpdir_remove(const char *dir);
+
 /* ---------------------------------------------------------------------
  * Fake memcached
  * ------------------------------------------------------------------- */

@@ -13,6 +13,8 @@
 #include "memring/req.h"
 #include "memring/stats.h"
 
+#include "alloc_fail.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -27,65 +29,6 @@
 #define KEYS_CAP 16
 #define NSERVERS_MAX 8
 #define MERGED_MAX 1024
-
-/* ---------------------------------------------------------------------
- * Allocation failure: the Nth malloc/calloc/realloc while armed fails
- * ------------------------------------------------------------------- */
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static bool alloc_armed;            /* count (and maybe fail) allocations */
-static unsigned long alloc_calls;   /* allocations since armed */
-static unsigned long alloc_fail_at; /* this one fails; 0: none */
-
-static bool
-alloc_fails(void)
-{
-    if (!alloc_armed) {
-        return false;
-    }
-    return ++alloc_calls == alloc_fail_at;
-}
-
-void *
-__wrap_malloc(size_t n)
-{
-    return alloc_fails() ? NULL : __real_malloc(n);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-    return alloc_fails() ? NULL : __real_calloc(n, size);
-}
-
-void *
-__wrap_realloc(void *p, size_t n)
-{
-    return alloc_fails() ? NULL : __real_realloc(p, n);
-}
-
-/* Counts allocations from now on; the fail_at-th fails (0: none). */
-static void
-alloc_arm(unsigned long fail_at)
-{
-    alloc_calls = 0;
-    alloc_fail_at = fail_at;
-    alloc_armed = true;
-}
-
-/* Stops counting; how many allocations were tried while armed. */
-static unsigned long
-alloc_disarm(void)
-{
-    alloc_armed = false;
-    return alloc_calls;
-}
 
 /* ---------------------------------------------------------------------
  * Fixture: a req cache, a pool's counters, one parent
@@ -124,7 +67,7 @@ static int
 fixture_teardown(void **state)
 {
     (void)state;
-    alloc_disarm();
+    alloc_fail_disarm();
     req_put(&fx.p);
     req_cache_drain(&fx.rc);
     return 0;
@@ -756,14 +699,14 @@ try_oom(struct fixture *f, bool is_flush, unsigned long n,
     int err;
 
     parse_parent(f, is_flush ? "flush_all\r\n" : "get 1 2 3 4 5\r\n");
-    alloc_arm(n);
+    alloc_fail_arm(n);
     if (is_flush) {
         err = fanout_flush_all(f->p, f->line, &f->m, 3);
     } else {
         err = fanout_split(f->p, f->line, &f->m, f->keys, route5,
                            f->per_server, 3);
     }
-    *tried = alloc_disarm();
+    *tried = alloc_fail_disarm();
     return err;
 }
 
@@ -833,9 +776,9 @@ test_value_oom_then_fail(void **state)
 
     split5(f);
     answer(f, 1, replies5[1]);
-    alloc_arm(1);
+    alloc_fail_arm(1);
     assert_int_equal(feed(f, 0, V("1")), UV_ENOMEM);
-    tried = alloc_disarm();
+    tried = alloc_fail_disarm();
     assert_int_equal(tried, 1);
     /* the connection fails what it had in flight */
     server_fails(f, 0, "SERVER_ERROR out of memory");
