@@ -9,6 +9,7 @@
 #include "memring/server.h"
 #include "memring/stats.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -43,7 +44,12 @@ struct pool {
     struct server          **servers;
     uint32_t               nservers;
     struct server          *retired;    /* list via next_retired */
-    uint32_t               nejected;    /* servers off the ring now */
+    _Atomic uint32_t       nejected;    /* servers off the ring now */
+    _Atomic uint32_t       npoints;     /* the ring's points; these two are
+                                         * read by the admin on another
+                                         * thread, which must not touch
+                                         * the ring itself (it is rebuilt
+                                         * whenever a server leaves) */
     uint64_t               next_rebuild; /* loop ms when one may return */
     uint64_t               health_gen;  /* health_generation() seen last */
     bool                   ring_stale;  /* a rebuild ran out of memory:

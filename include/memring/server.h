@@ -20,6 +20,7 @@
 #include "memring/req.h"
 #include "memring/stats.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -106,8 +107,9 @@ struct server {
     struct health            *health;   /* ejection state, shared by the
                                          * workers (health.h) */
     bool                     live;      /* on this worker's ring */
-    uint64_t                 retry_at;  /* loop ms: no connect before */
-    uint64_t                 backoff;   /* ms, doubles per failed connect */
+    _Atomic uint64_t         retry_at;  /* loop ms: no connect before */
+    _Atomic uint64_t         backoff;   /* ms, doubles per failed connect;
+                                         * both read by the admin */
     bool                     retired;   /* left the pool in a reload */
     uint64_t                 probe_responses; /* stats.responses when the
                                                * prober last looked */

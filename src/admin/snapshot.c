@@ -105,7 +105,7 @@ add_pool(struct snapshot_pool *sp, const struct pool *p)
     stats_pool_fold(&sp->stats, &p->stats);
     stats_hist_merge(&sp->latency, &p->latency);
     r->worker = p->env.worker_id;
-    r->npoints = p->ring != NULL ? ring_npoints(p->ring) : 0;
+    r->npoints = p->npoints;
     r->live_servers = p->nservers - p->nejected;
     r->ejected_servers = p->nejected;
     for (si = 0; si < p->nservers; si++) {

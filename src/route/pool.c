@@ -46,6 +46,7 @@ pool_build_ring(struct pool *p)
     }
     ring_destroy(&p->ring);
     p->ring = ring;
+    p->npoints = ring_npoints(ring);
     return 0;
 }
 
@@ -472,6 +473,7 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
         /* The old ring indexes the old server list: no ring (no route)
          * rather than a wrong one, until pool_route()'s retry succeeds. */
         ring_destroy(&p->ring);
+        p->npoints = 0;
     }
     moved = plan->listener != NULL;
     if (moved) {
