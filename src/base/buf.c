@@ -12,6 +12,10 @@
 
 #define BUF_MIN_CAP   256     /* a half-sent request holds little */
 #define BUF_KEEP_CAP  (64 * 1024)   /* larger buffers are freed on reset */
+/* No buffer or array of memring's needs a terabyte: a request for more
+ * is refused without asking the allocator (which, under a sanitizer,
+ * reports it). */
+#define BUF_MAX       ((size_t)1 << 40)
 
 int
 buf_reserve(struct buf *b, size_t n)
@@ -33,13 +37,13 @@ buf_reserve(struct buf *b, size_t n)
             return 0;
         }
     }
-    if (n > SIZE_MAX - b->len) {
+    if (n > BUF_MAX || b->len + n > BUF_MAX) {
         return UV_ENOMEM;
     }
     need = b->len + n;
     cap = b->cap < BUF_MIN_CAP ? BUF_MIN_CAP : b->cap;
     while (cap < need) {
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;   /* no wrap to 0 */
+        cap *= 2;               /* need <= BUF_MAX: no wrap */
     }
     p = realloc(b->data, cap);
     if (p == NULL) {
@@ -61,7 +65,7 @@ array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size)
     /* arrp points at some T *: copied, not read through a void **. */
     memcpy(&arr, arrp, sizeof(arr));
     free(arr);
-    arr = malloc((size_t)n * size);
+    arr = size != 0 && n > BUF_MAX / size ? NULL : malloc((size_t)n * size);
     *cap = arr != NULL ? n : 0;
     memcpy(arrp, &arr, sizeof(arr));
     return arr != NULL ? 0 : UV_ENOMEM;

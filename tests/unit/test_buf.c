@@ -14,8 +14,9 @@
 
 #include <cmocka.h>
 
-/* The ENOMEM tests ask for more than any allocator gives: under ASan
- * (MEMRING_ASAN) such a request must return NULL, not abort the test. */
+/* The ENOMEM tests ask for more than any allocator gives; buf refuses
+ * those sizes itself, and should one reach the allocator under ASan
+ * (MEMRING_ASAN) it must return NULL, not abort the test. */
 const char *__asan_default_options(void);
 
 const char *
