@@ -439,7 +439,7 @@ site_open(struct site *st, const char *yaml, size_t len)
         return false;
     }
     st->wp = &st->w;
-    st->admin = admin_create(&st->w.loop, &st->wp, 1);
+    st->admin = admin_create(&st->w.io.loop, &st->wp, 1);
     CHECK(st->admin != NULL);
     admin_conf_loaded(st->admin, 1700000000123456u);
     return true;
