@@ -6,6 +6,7 @@
 #include "memring/log.h"
 #include "memring/probe.h"
 #include "memring/proxy.h"
+#include "memring/ring_tool.h"
 
 #include <getopt.h>
 #include <stddef.h>
@@ -67,6 +68,7 @@ usage(FILE *f)
         "Usage: memring [-?hVdDt] [-v verbosity level] [-o output file]\n"
         "               [-c conf file] [-s stats port] [-a stats addr]\n"
         "               [-i stats interval] [-p pid file] [-m mbuf size]\n"
+        "       memring ring locate|diff ...  (memring ring --help)\n"
         "\n"
         "Options:\n"
         "  -h, --help             : this help\n"
@@ -283,6 +285,9 @@ main(int argc, char **argv)
     bool test_conf = false;
     int opt, rc;
 
+    if (argc > 1 && strcmp(argv[1], "ring") == 0) {
+        return ring_tool_main(argc - 1, argv + 1);
+    }
     limits_default(&o.limits);
     o.probe_interval_ms = PROBE_DEFAULT_INTERVAL_MS;
     opterr = 0;

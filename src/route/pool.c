@@ -9,6 +9,7 @@
 #include "memring/ioloop.h"
 #include "memring/listener.h"
 #include "memring/log.h"
+#include "memring/placement.h"
 #include "memring/ring.h"
 #include "memring/tally.h"
 
@@ -24,23 +25,19 @@ static int pool_refresh(struct pool *p, uint64_t now, bool force);
 static int
 pool_build_ring(struct pool *p)
 {
-    struct ring_node *nodes;
+    bool *live;
     struct ring *ring;
     uint32_t i;
 
-    nodes = calloc(p->nservers, sizeof(*nodes));
-    if (nodes == NULL) {
+    live = calloc(p->nservers == 0 ? 1 : p->nservers, sizeof(*live));
+    if (live == NULL) {
         return UV_ENOMEM;
     }
     for (i = 0; i < p->nservers; i++) {
-        const struct server *s = p->servers[i];
-        nodes[i].name = s->cs->name;
-        nodes[i].name_len = strlen(s->cs->name);
-        nodes[i].weight = s->cs->weight;
-        nodes[i].live = s->live;
+        live[i] = p->servers[i]->live;
     }
-    ring = ring_create(p->cp->distribution, nodes, p->nservers);
-    free(nodes);
+    ring = placement_ring(p->cp, live);
+    free(live);
     if (ring == NULL) {
         return UV_ENOMEM;
     }
@@ -273,8 +270,7 @@ pool_route(struct pool *p, const char *key, size_t len)
     if (p->nservers == 1) {
         return p->nejected == 0 ? p->servers[0] : NULL;
     }
-    hash_tag_slice(cp->hash_tag[0] != '\0' ? cp->hash_tag : NULL, &key, &len);
-    idx = ring_lookup(p->ring, hash_key(cp->hash, key, len));
+    idx = placement_route(cp, p->ring, key, len);
     return idx < 0 ? NULL : p->servers[idx];
 }
 
