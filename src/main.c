@@ -3,6 +3,7 @@
  */
 #include "memring/admin_stats.h"
 #include "memring/conf.h"
+#include "memring/crash.h"
 #include "memring/log.h"
 #include "memring/probe.h"
 #include "memring/proxy.h"
@@ -351,6 +352,7 @@ main(int argc, char **argv)
         fprintf(stderr, "memring: cannot open log file '%s'\n", o.log_file);
         return 1;
     }
+    crash_report_install();
     rc = proxy_run(&o);
     log_teardown();
     return rc;

@@ -27,6 +27,7 @@ int log_setup(int level, const char *path); /* 0 or negative errno */
 void log_teardown(void);
 void log_reopen(void);                      /* after rotation (SIGHUP-safe) */
 int log_level_get(void);
+int log_fd(void);                           /* where lines go, for crash.c */
 void log_write(int level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -69,6 +69,12 @@ log_level_get(void)
     return level;
 }
 
+int
+log_fd(void)
+{
+    return fileno(out != NULL ? out : stderr);
+}
+
 void
 log_write(int lvl, const char *file, int line, const char *fmt, ...)
 {

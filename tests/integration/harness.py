@@ -428,10 +428,25 @@ class Process:
         return ""
 
 
+def report_crash(p):
+    """A process that a signal other than our SIGTERM/SIGKILL ended (a
+    crash: memring's crash.c logged a backtrace): its status and the end of
+    its output to stderr, where ctest --output-on-failure shows them."""
+    rc = p.proc.poll() if p.proc is not None else None
+    if rc is None or rc >= 0 or -rc in (signal.SIGTERM, signal.SIGKILL):
+        return
+    text = p.output() + (p.log_text() if hasattr(p, "log_text") else "")
+    sys.stderr.write("harness: %s died of signal %d; its output and log "
+                     "end:\n%s\n" % (p.argv[0], -rc, text[-6000:]))
+    sys.stderr.flush()
+
+
 def stop_all(procs):
     """Stop several Processes at once: SIGTERM to all, one bounded wait
     (memcached takes ~0.7 s to exit), then SIGKILL to stragglers."""
     running = [p for p in procs if p.alive()]
+    for p in procs:
+        report_crash(p)
     for p in running:
         p.proc.terminate()
     deadline = time.monotonic() + STOP_TIMEOUT

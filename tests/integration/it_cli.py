@@ -4,6 +4,7 @@ FILE:LINE:COL errors, -V, -h, bad flags, -d with -p, -o, -s/-a."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -179,6 +180,34 @@ class TestFlags(CliCase):
         # -s/-a are accepted; the admin endpoint behind them is issue 4's.
         p.stop()
         self.assertTrue(os.path.getsize(log) > 0, "empty log")
+
+
+def sanitized(path):
+    """True for a sanitizer build (whose own handler reports crashes)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
+
+
+class TestCrashReport(CliCase):
+
+    def test_fatal_signal_logs_a_backtrace(self):
+        """SIGSEGV (as a crash would raise it): memring logs the signal and
+        a backtrace naming its own functions, then dies of that signal."""
+        if sanitized(h.memring_bin()):
+            self.skipTest("a sanitizer build reports crashes itself")
+        port = h.free_port()
+        conf = self.render("pool.yml.in", listen="%s:%d" % (h.HOST, port))
+        log = os.path.join(self.dir, "out.log")
+        p = h.Memring(conf, wait=[port], log=log)
+        self.addCleanup(p.stop)
+        p.start()
+        os.kill(p.pid, signal.SIGSEGV)
+        self.assertEqual(p.proc.wait(10), -signal.SIGSEGV)
+        text = p.log_text()
+        self.assertIn("memring: fatal signal SIGSEGV; backtrace", text)
+        self.assertRegex(text, r"\(main\+0x[0-9a-f]+\)")
+        p.proc = None                   # reported here, not by the harness
 
 
 if __name__ == "__main__":
