@@ -62,6 +62,14 @@ class CliCase(unittest.TestCase):
         subs.setdefault("servers", h.servers_yaml(["127.0.0.1:11211"]))
         return h.render_conf(template, self.dir, **subs)
 
+    def start_logged(self):
+        """A started memring on pool.yml.in, logging to out.log."""
+        port = h.free_port()
+        conf = self.render("pool.yml.in", listen="%s:%d" % (h.HOST, port))
+        p = h.Memring(conf, wait=[port], log=os.path.join(self.dir, "out.log"))
+        self.addCleanup(p.stop)
+        return p.start()
+
 
 class TestConfigCheck(CliCase):
 
@@ -171,15 +179,10 @@ class TestFlags(CliCase):
             os.kill(pid, 0)
 
     def test_output_log(self):
-        port = h.free_port()
-        conf = self.render("pool.yml.in", listen="%s:%d" % (h.HOST, port))
-        log = os.path.join(self.dir, "out.log")
-        p = h.Memring(conf, wait=[port], log=log)
-        self.addCleanup(p.stop)
-        p.start()
+        p = self.start_logged()
         # -s/-a are accepted; the admin endpoint behind them is issue 4's.
         p.stop()
-        self.assertTrue(os.path.getsize(log) > 0, "empty log")
+        self.assertTrue(os.path.getsize(p.log) > 0, "empty log")
 
 
 def sanitized(path):
@@ -196,12 +199,7 @@ class TestCrashReport(CliCase):
         a backtrace naming its own functions, then dies of that signal."""
         if sanitized(h.memring_bin()):
             self.skipTest("a sanitizer build reports crashes itself")
-        port = h.free_port()
-        conf = self.render("pool.yml.in", listen="%s:%d" % (h.HOST, port))
-        log = os.path.join(self.dir, "out.log")
-        p = h.Memring(conf, wait=[port], log=log)
-        self.addCleanup(p.stop)
-        p.start()
+        p = self.start_logged()
         os.kill(p.pid, signal.SIGSEGV)
         self.assertEqual(p.proc.wait(10), -signal.SIGSEGV)
         text = p.log_text()
