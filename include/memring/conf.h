@@ -3,7 +3,8 @@
  * immutable values. No libuv here. Keys are table driven; every error names
  * "FILE:LINE:COL: KEY: reason". Servers of each pool are sorted into
  * twemproxy's order (by name: shorter first, then bytewise) so that ring
- * indexes match nutcracker's.
+ * indexes match nutcracker's, unless the pool's placement is a client
+ * library's, which keeps the list's order.
  */
 #ifndef MEMRING_CONF_H
 #define MEMRING_CONF_H
@@ -45,11 +46,13 @@ struct conf_server {
                           * host:port, exactly as twemproxy derives it */
     bool     has_alias;  /* name was given explicitly */
     int      line;       /* where it was written, for later messages */
+    uint32_t listed;     /* its position in the servers: list */
 };
 
 struct conf_pool {
     char               *name;
     struct conf_listen listen;
+    enum ring_placement placement;           /* whose key -> server rule */
     enum hash_type     hash;
     char               hash_tag[3];          /* "" or two chars + NUL */
     enum dist_type     distribution;
@@ -62,7 +65,10 @@ struct conf_pool {
     int64_t            server_retry_timeout; /* ms */
     int                server_failure_limit;
     bool               tcpkeepalive;
-    struct conf_server *servers;             /* sorted, see above */
+    struct conf_server *servers;             /* sorted, see above; in list
+                                              * order when placement is not
+                                              * twemproxy (the libraries'
+                                              * order) */
     uint32_t           nservers;
     int                line;                 /* where the pool starts */
 };

@@ -7,6 +7,8 @@
 #ifndef MEMRING_RING_H
 #define MEMRING_RING_H
 
+#include "memring/hash.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +41,43 @@ struct ring;
 struct ring *ring_create(enum dist_type dist, const struct ring_node *nodes,
                          uint32_t n);
 void ring_destroy(struct ring **r);     /* NULL-safe; *r = NULL */
+
+/*
+ * Placement styles (conf's `placement:`): whose key -> server rule a pool
+ * follows. placement.c builds and reads the ring for each; the names live
+ * here so that conf and placement both read them without a circle.
+ */
+enum ring_placement {
+    PLACEMENT_TWEMPROXY = 0,            /* hash + distribution, names sorted */
+    PLACEMENT_PYTHON_MEMCACHED,         /* python-memcached 1.60+ */
+    PLACEMENT_PYTHON_MEMCACHED_159,     /* python-memcached up to 1.59 */
+    PLACEMENT_LIBMEMCACHED_MODULA,
+    PLACEMENT_LIBMEMCACHED_KETAMA,
+    PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED,
+    PLACEMENT_COUNT
+};
+
+const char *ring_placement_name(enum ring_placement pl);
+int ring_placement_from_name(const char *name, size_t len); /* -1: unknown */
+
+/*
+ * A client library's modulo table: each of nodes[0..n) weight times, in
+ * the order given, dead ones included (the library keeps them in its
+ * table and steps around them itself); ring_lookup() gives hash % slots'
+ * owner, ring_live() says whether it is live.
+ */
+struct ring *ring_create_table(const struct ring_node *nodes, uint32_t n);
+
+/*
+ * libmemcached's non-weighted continuum: `points` points per live server,
+ * point i the point_hash of "name-i" (i from 0); looked up as ketama.
+ */
+struct ring *ring_create_hashed(const struct ring_node *nodes, uint32_t n,
+                                enum hash_type point_hash, uint32_t points);
+
+/* Whether node i was live when r was built (true for rings that leave
+ * dead nodes out: those never return them). */
+bool ring_live(const struct ring *r, uint32_t i);
 
 /*
  * Server index for a key hash; -1 when no server is live. Binary search, no

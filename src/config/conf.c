@@ -34,6 +34,8 @@ struct parse {
     char              why[256];   /* setter's reason when it needs values */
     bool              quiet;      /* the value is a secret: do not echo it */
     bool              failed;     /* an error is recorded; keep the first */
+    const yaml_node_t *hash_alias; /* this pool's hash: in libmemcached's
+                                    * spelling ("default", "crc"), if so */
 };
 
 /*
@@ -440,13 +442,32 @@ set_redis_db(struct parse *p, const struct conf_cmd *cmd,
     return get_int(p, cmd, v, &n);
 }
 
+/* libmemcached's names for two of the hashes (memcached_hash_t), valid
+ * with its placements (checked by pool_placement()). */
+static const struct {
+    const char     *name;
+    enum hash_type hash;
+} libmemcached_hash_names[] = {
+    { "default", HASH_ONE_AT_A_TIME },
+    { "crc", HASH_CRC32 },              /* hashkit_crc32: the 15-bit one */
+};
+
 static const char *
 set_hash(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
          const yaml_node_t *v)
 {
+    size_t i;
     int h;
 
     (void)cmd;
+    for (i = 0; i < sizeof(libmemcached_hash_names) /
+                    sizeof(libmemcached_hash_names[0]); i++) {
+        if (strcmp(sval(v), libmemcached_hash_names[i].name) == 0) {
+            cp->hash = libmemcached_hash_names[i].hash;
+            p->hash_alias = v;
+            return NULL;
+        }
+    }
     h = hash_from_name(sval(v), slen(v));
     if (h < 0 || h >= HASH_COUNT) {
         return why_expected(p, hash_name_at, HASH_COUNT);
@@ -467,6 +488,27 @@ set_distribution(struct parse *p, const struct conf_cmd *cmd,
         return why_expected(p, dist_name_at, DIST_COUNT);
     }
     cp->distribution = (enum dist_type)d;
+    return NULL;
+}
+
+static const char *
+placement_name_at(int i)
+{
+    return ring_placement_name((enum ring_placement)i);
+}
+
+static const char *
+set_placement(struct parse *p, const struct conf_cmd *cmd,
+              struct conf_pool *cp, const yaml_node_t *v)
+{
+    int pl;
+
+    (void)cmd;
+    pl = ring_placement_from_name(sval(v), slen(v));
+    if (pl < 0) {
+        return why_expected(p, placement_name_at, PLACEMENT_COUNT);
+    }
+    cp->placement = (enum ring_placement)pl;
     return NULL;
 }
 
@@ -655,6 +697,7 @@ set_servers(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
         }
         s = &cp->servers[cp->nservers++];
         s->line = (int)item->start_mark.line + 1;
+        s->listed = cp->nservers - 1;
         why = server_parse(s, sval(item), slen(item));
         if (why != NULL) {
             return why;
@@ -675,6 +718,8 @@ static const struct conf_cmd conf_cmds[] = {
     { .name = "hash", .set = set_hash },
     { .name = "hash_tag", .set = set_hash_tag },
     { .name = "distribution", .set = set_distribution },
+    /* memring's own: a client library's placement (ring.h) */
+    { .name = "placement", .set = set_placement },
     { .name = "timeout", .set = set_int64,
       .offset = offsetof(struct conf_pool, timeout) },
     { .name = "backlog", .set = set_int,
@@ -716,6 +761,7 @@ static const struct conf_cmd conf_cmds[] = {
 static void
 pool_defaults(struct conf_pool *cp)
 {
+    cp->placement = PLACEMENT_TWEMPROXY;
     cp->hash = HASH_DEFAULT;
     cp->hash_tag[0] = '\0';
     cp->distribution = DIST_KETAMA;     /* twemproxy's CONF_DEFAULT_DIST */
@@ -748,6 +794,14 @@ server_cmp(const void *a, const void *b)
     }
     /* equal names are an error; order them so the message is stable */
     return (s1->line > s2->line) - (s1->line < s2->line);
+}
+
+static int
+server_listed_cmp(const void *a, const void *b)
+{
+    const struct conf_server *s1 = a, *s2 = b;
+
+    return (s1->listed > s2->listed) - (s1->listed < s2->listed);
 }
 
 /*
@@ -788,7 +842,86 @@ pool_sort_servers(struct parse *p, struct conf_pool *cp,
              "duplicate server name \"%s\"", b->name);
         return false;
     }
+    if (cp->placement != PLACEMENT_TWEMPROXY) {
+        /* the client libraries index their servers as listed */
+        qsort(cp->servers, cp->nservers, sizeof(*cp->servers),
+              server_listed_cmp);
+    }
     return true;
+}
+
+/*
+ * What a client library's placement fixes, after every key is read (the
+ * keys come in any order): the hash it defaults to, and no distribution:
+ * of its own (the placement is one). libmemcached's hash spellings only
+ * with libmemcached's placements.
+ */
+static bool
+pool_placement(struct parse *p, struct conf_pool *cp,
+               const yaml_node_t *hash_at, const yaml_node_t *dist_at,
+               const yaml_node_t *tag_at)
+{
+    bool libmemcached = cp->placement == PLACEMENT_LIBMEMCACHED_MODULA ||
+                        cp->placement == PLACEMENT_LIBMEMCACHED_KETAMA ||
+                        cp->placement == PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED;
+    bool python = cp->placement == PLACEMENT_PYTHON_MEMCACHED ||
+                  cp->placement == PLACEMENT_PYTHON_MEMCACHED_159;
+
+    if (p->hash_alias != NULL && !libmemcached) {
+        fail(p, &p->hash_alias->start_mark, "hash", "\"%s\" is libmemcached's "
+             "name, for placement: libmemcached_*; here say %s",
+             sval(p->hash_alias), hash_name(cp->hash));
+        return false;
+    }
+    if (cp->placement == PLACEMENT_TWEMPROXY) {
+        return true;
+    }
+    if (tag_at != NULL) {
+        fail(p, &tag_at->start_mark, "hash_tag", "placement %s hashes the "
+             "whole key, as the client library does; remove hash_tag:",
+             ring_placement_name(cp->placement));
+        return false;
+    }
+    if (dist_at != NULL) {
+        fail(p, &dist_at->start_mark, "distribution", "placement %s is a "
+             "distribution of its own; remove distribution:",
+             ring_placement_name(cp->placement));
+        return false;
+    }
+    if (python && hash_at != NULL && cp->hash != HASH_CRC32) {
+        fail(p, &hash_at->start_mark, "hash", "placement %s hashes with "
+             "crc32 (python-memcached's cmemcache_hash); remove hash:",
+             ring_placement_name(cp->placement));
+        return false;
+    }
+    if (libmemcached && cp->hash == HASH_HSIEH) {
+        fail(p, &hash_at->start_mark, "hash", "libmemcached as Debian builds "
+             "it has no hsieh (memcached_behavior_set() refuses it)");
+        return false;
+    }
+    if (python) {
+        cp->hash = HASH_CRC32;
+    } else if (hash_at == NULL) {
+        /* libmemcached's default, and what its KETAMA_WEIGHTED behaviour
+         * switches the key hash to */
+        cp->hash = cp->placement == PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED ?
+                   HASH_MD5 : HASH_ONE_AT_A_TIME;
+    }
+    return true;
+}
+
+/* The key node named name among a pool's seen keys, or NULL. */
+static const yaml_node_t *
+conf_seen(const yaml_node_t *const *seen, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < CONF_NCMDS; i++) {
+        if (strcmp(conf_cmds[i].name, name) == 0) {
+            return seen[i];
+        }
+    }
+    return NULL;
 }
 
 static bool
@@ -801,6 +934,7 @@ pool_parse(struct parse *p, struct conf_pool *cp, const yaml_node_t *key,
     size_t i;
 
     memset(seen, 0, sizeof(seen));
+    p->hash_alias = NULL;
     if (map->type != YAML_MAPPING_NODE) {
         fail(p, &map->start_mark, cp->name, "expected a mapping of pool "
              "settings (listen:, servers:, ...), got %s", node_kind(map));
@@ -889,6 +1023,11 @@ pool_parse(struct parse *p, struct conf_pool *cp, const yaml_node_t *key,
                  "\"%s\"", cp->name);
             return false;
         }
+    }
+    if (!pool_placement(p, cp, conf_seen(seen, "hash"),
+                        conf_seen(seen, "distribution"),
+                        conf_seen(seen, "hash_tag"))) {
+        return false;
     }
     return pool_sort_servers(p, cp, servers);
 }

@@ -30,9 +30,20 @@ struct ring_point {
 
 struct ring {
     enum dist_type    dist;
+    bool              *live;    /* ring_create_table(): per node; else NULL */
+    uint32_t          nnodes;   /* ... entries in live */
     uint32_t          npoints;  /* entries in points */
     uint32_t          modulus;  /* modula: total live weight */
     struct ring_point *points;  /* sorted by value (ketama, modula) */
+};
+
+static const char *const placement_names[PLACEMENT_COUNT] = {
+    [PLACEMENT_TWEMPROXY] = "twemproxy",
+    [PLACEMENT_PYTHON_MEMCACHED] = "python_memcached",
+    [PLACEMENT_PYTHON_MEMCACHED_159] = "python_memcached_159",
+    [PLACEMENT_LIBMEMCACHED_MODULA] = "libmemcached_modula",
+    [PLACEMENT_LIBMEMCACHED_KETAMA] = "libmemcached_ketama",
+    [PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED] = "libmemcached_ketama_weighted",
 };
 
 static const char *const dist_names[DIST_COUNT] = {
@@ -244,12 +255,103 @@ ring_create(enum dist_type dist, const struct ring_node *nodes, uint32_t n)
     return r;
 }
 
+struct ring *
+ring_create_table(const struct ring_node *nodes, uint32_t n)
+{
+    struct ring_node *all;
+    struct ring *r;
+    uint32_t i;
+
+    all = malloc(sizeof(*all) * (n > 0 ? n : 1));
+    if (all == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        all[i] = nodes[i];
+        all[i].live = true;     /* a dead server keeps its slots */
+    }
+    r = ring_create(DIST_MODULA, all, n);
+    free(all);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->live = malloc(sizeof(*r->live) * (n > 0 ? n : 1));
+    if (r->live == NULL) {
+        ring_destroy(&r);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        r->live[i] = nodes[i].live;
+    }
+    r->nnodes = n;
+    return r;
+}
+
+struct ring *
+ring_create_hashed(const struct ring_node *nodes, uint32_t n,
+                   enum hash_type point_hash, uint32_t points)
+{
+    uint32_t i, p, nlive = 0;
+    size_t buflen = 0;
+    struct ring *r;
+    char *buf;
+
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return NULL;
+    }
+    r->dist = DIST_KETAMA;
+    for (i = 0; i < n; i++) {
+        if (nodes[i].live) {
+            nlive++;
+            buflen = nodes[i].name_len > buflen ? nodes[i].name_len : buflen;
+        }
+    }
+    buflen += sizeof("-4294967295");
+    r->points = malloc(sizeof(*r->points) * ((size_t)nlive * points + 1));
+    buf = malloc(buflen);
+    if (r->points == NULL || buf == NULL) {
+        free(buf);
+        ring_destroy(&r);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (!nodes[i].live) {
+            continue;
+        }
+        if (nodes[i].name_len > 0) {
+            memcpy(buf, nodes[i].name, nodes[i].name_len);
+        }
+        for (p = 0; p < points; p++) {
+            int len = snprintf(buf + nodes[i].name_len,
+                               buflen - nodes[i].name_len, "-%u", p);
+
+            r->points[r->npoints].value =
+                hash_key(point_hash, buf, nodes[i].name_len + (size_t)len);
+            r->points[r->npoints].index = i;
+            r->npoints++;
+        }
+    }
+    free(buf);
+    /* libmemcached's qsort() compares values only; equal 32-bit values of
+     * two servers are left to chance there, by server order here. */
+    qsort(r->points, r->npoints, sizeof(*r->points), point_cmp);
+    return r;
+}
+
+bool
+ring_live(const struct ring *r, uint32_t i)
+{
+    return r == NULL || r->live == NULL || i >= r->nnodes || r->live[i];
+}
+
 void
 ring_destroy(struct ring **r)
 {
     if (r == NULL || *r == NULL) {
         return;
     }
+    free((*r)->live);
     free((*r)->points);
     free(*r);
     *r = NULL;
@@ -338,16 +440,37 @@ dist_name(enum dist_type d)
     return dist_names[d];
 }
 
-int
-dist_from_name(const char *name, size_t len)
+const char *
+ring_placement_name(enum ring_placement pl)
 {
-    int d;
+    if ((unsigned int)pl >= PLACEMENT_COUNT) {
+        return "unknown";
+    }
+    return placement_names[pl];
+}
 
-    for (d = 0; d < DIST_COUNT; d++) {
-        if (strlen(dist_names[d]) == len &&
-            memcmp(dist_names[d], name, len) == 0) {
-            return d;
+/* Index of name[0..len) in names[0..n), or -1. */
+static int
+name_index(const char *const *names, int n, const char *name, size_t len)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0) {
+            return i;
         }
     }
     return -1;
+}
+
+int
+ring_placement_from_name(const char *name, size_t len)
+{
+    return name_index(placement_names, PLACEMENT_COUNT, name, len);
+}
+
+int
+dist_from_name(const char *name, size_t len)
+{
+    return name_index(dist_names, DIST_COUNT, name, len);
 }

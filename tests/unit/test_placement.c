@@ -131,6 +131,243 @@ diff(const char *old_yaml, const char *new_yaml, const char *pool,
     return text;
 }
 
+/* Library placements keep the list's order: server i is the i-th listed,
+ * where twemproxy's sorts by name. */
+static void
+test_library_placement_keeps_list_order(void **state)
+{
+    struct conf *tw = parse(POOL("    - 10.0.0.9:11211:1\n"
+                                 "    - 10.0.0.10:11211:1\n"
+                                 "    - 10.0.0.1:11211:1\n", ""));
+    struct conf *py = parse(POOL("    - 10.0.0.9:11211:1\n"
+                                 "    - 10.0.0.10:11211:1\n"
+                                 "    - 10.0.0.1:11211:1\n",
+                                 "  placement: python_memcached\n"));
+
+    (void)state;
+    assert_string_equal(tw->pools[0].servers[0].name, "10.0.0.1");
+    assert_string_equal(py->pools[0].servers[0].name, "10.0.0.9");
+    assert_string_equal(py->pools[0].servers[1].name, "10.0.0.10");
+    assert_string_equal(py->pools[0].servers[2].name, "10.0.0.1");
+    assert_int_equal(py->pools[0].placement, PLACEMENT_PYTHON_MEMCACHED);
+    assert_int_equal(py->pools[0].hash, HASH_CRC32);
+    conf_destroy(&tw);
+    conf_destroy(&py);
+}
+
+/* python_memcached: crc32's 15 bits modulo a table of weight copies;
+ * 1.59 reads a hash of 0 as 1. */
+static void
+test_python_memcached_table(void **state)
+{
+    struct conf *c = parse(POOL("    - 10.0.0.1:11211:2\n"
+                                "    - 10.0.0.2:11211:1\n"
+                                "    - 10.0.0.3:11211:3\n",
+                                "  placement: python_memcached\n"));
+    struct conf *old = parse(POOL("    - 10.0.0.1:11211:2\n"
+                                  "    - 10.0.0.2:11211:1\n"
+                                  "    - 10.0.0.3:11211:3\n",
+                                  "  placement: python_memcached_159\n"));
+    static const int32_t slot_owner[6] = { 0, 0, 1, 2, 2, 2 };
+    struct ring *r = placement_ring(&c->pools[0], NULL);
+    struct ring *ro = placement_ring(&old->pools[0], NULL);
+    char key[32];
+    int i, zero = 0;
+
+    (void)state;
+    for (i = 0; i < 200000; i++) {
+        int n = snprintf(key, sizeof(key), "key:%d", i);
+        uint32_t h = hash_key(HASH_CRC32, key, (size_t)n);
+
+        assert_int_equal(placement_route(&c->pools[0], r, key, (size_t)n),
+                         slot_owner[h % 6]);
+        assert_int_equal(placement_route(&old->pools[0], ro, key, (size_t)n),
+                         slot_owner[(h == 0 ? 1 : h) % 6]);
+        zero += h == 0;
+    }
+    assert_true(zero > 0);      /* the case that tells the two apart */
+    ring_destroy(&r);
+    ring_destroy(&ro);
+    conf_destroy(&c);
+    conf_destroy(&old);
+}
+
+/* A dead server keeps its slots; its keys are rehashed from
+ * str(hash) + str(i) until a live server owns the slot. */
+static void
+test_python_memcached_rehash_on_dead(void **state)
+{
+    struct conf *c = parse(POOL(FOUR, "  placement: python_memcached\n"));
+    const struct conf_pool *cp = &c->pools[0];
+    static const bool live[4] = { true, false, true, true };
+    struct ring *all = placement_ring(cp, NULL);
+    struct ring *r = placement_ring(cp, live);
+    char key[32], again[32];
+    int i, moved = 0;
+
+    (void)state;
+    for (i = 0; i < 20000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        int32_t before = placement_route(cp, all, key, (size_t)n);
+        int32_t after = placement_route(cp, r, key, (size_t)n);
+        uint32_t h = hash_key(HASH_CRC32, key, (size_t)n);
+
+        assert_int_not_equal(after, 1);
+        if (before != 1) {
+            assert_int_equal(after, before);    /* others stay */
+            continue;
+        }
+        moved++;
+        /* the first retry, as python-memcached computes it */
+        n = snprintf(again, sizeof(again), "%u0", h);
+        h = hash_key(HASH_CRC32, again, (size_t)n);
+        if (h % 4 != 1) {
+            assert_int_equal(after, (int32_t)(h % 4));
+        }
+    }
+    assert_true(moved > 0);
+    ring_destroy(&all);
+    ring_destroy(&r);
+    conf_destroy(&c);
+}
+
+/* libmemcached_modula: hash % servers, weights ignored; a dead server's
+ * keys have no server (libmemcached does not move them). */
+static void
+test_libmemcached_modula(void **state)
+{
+    struct conf *c = parse(POOL("    - 10.0.0.1:11211:5\n"
+                                "    - 10.0.0.2:11211:1\n"
+                                "    - 10.0.0.3:11211:1\n",
+                                "  placement: libmemcached_modula\n"));
+    const struct conf_pool *cp = &c->pools[0];
+    static const bool live[3] = { true, true, false };
+    struct ring *r = placement_ring(cp, NULL);
+    struct ring *rd = placement_ring(cp, live);
+    char key[32];
+    int i;
+
+    (void)state;
+    assert_int_equal(cp->hash, HASH_ONE_AT_A_TIME);
+    for (i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        uint32_t want = hash_key(HASH_ONE_AT_A_TIME, key, (size_t)n) % 3;
+
+        assert_int_equal(placement_route(cp, r, key, (size_t)n), want);
+        assert_int_equal(placement_route(cp, rd, key, (size_t)n),
+                         want == 2 ? -1 : (int32_t)want);
+    }
+    ring_destroy(&r);
+    ring_destroy(&rd);
+    conf_destroy(&c);
+}
+
+/* libmemcached_ketama: 100 points per server hashed with the key hash;
+ * a dead server leaves the ring (auto-eject); weights > 1 switch to the
+ * weighted (md5) ring, which is libmemcached_ketama_weighted's with the
+ * pool's key hash. */
+static void
+test_libmemcached_ketama(void **state)
+{
+    struct conf *c = parse(POOL(FOUR, "  placement: libmemcached_ketama\n"
+                                "  hash: fnv1a_32\n"));
+    struct conf *w = parse(POOL("    - 10.0.0.1:11211:2 a\n"
+                                "    - 10.0.0.2:11211:1 b\n",
+                                "  placement: libmemcached_ketama\n"));
+    struct conf *kw = parse(POOL("    - 10.0.0.1:11211:2 a\n"
+                                 "    - 10.0.0.2:11211:1 b\n",
+                                 "  placement: libmemcached_ketama_weighted\n"
+                                 "  hash: one_at_a_time\n"));
+    static const bool live[4] = { true, true, false, true };
+    struct ring *r = placement_ring(&c->pools[0], NULL);
+    struct ring *rd = placement_ring(&c->pools[0], live);
+    struct ring *rw = placement_ring(&w->pools[0], NULL);
+    struct ring *rkw = placement_ring(&kw->pools[0], NULL);
+    char key[32];
+    int i;
+
+    (void)state;
+    assert_int_equal(ring_npoints(r), 400);
+    assert_int_equal(ring_npoints(rd), 300);
+    /* 160 points at equal shares: floor(2/3 * 40 * 2) * 4 + floor(1/3 * 40
+     * * 2) * 4 = 212 + 104 */
+    assert_int_equal(ring_npoints(rw), 316);
+    for (i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        int32_t all = placement_route(&c->pools[0], r, key, (size_t)n);
+        int32_t dead = placement_route(&c->pools[0], rd, key, (size_t)n);
+
+        assert_int_equal(all, ring_lookup(r, hash_key(HASH_FNV1A_32, key,
+                                                      (size_t)n)));
+        assert_int_not_equal(dead, 2);
+        if (all != 2) {
+            assert_int_equal(dead, all);
+        }
+        assert_int_equal(placement_route(&w->pools[0], rw, key, (size_t)n),
+                         placement_route(&kw->pools[0], rkw, key, (size_t)n));
+    }
+    ring_destroy(&r);
+    ring_destroy(&rd);
+    ring_destroy(&rw);
+    ring_destroy(&rkw);
+    conf_destroy(&c);
+    conf_destroy(&w);
+    conf_destroy(&kw);
+}
+
+/* What a library placement refuses, with the place and the reason. */
+static void
+test_placement_conf_errors(void **state)
+{
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        { POOL(FOUR, "  placement: libketama_x\n"), "t.yml:3:14: placement: "
+          "expected twemproxy, python_memcached" },
+        { POOL(FOUR, "  placement: python_memcached\n  hash: md5\n"),
+          "t.yml:4:3: hash: placement python_memcached hashes with crc32" },
+        { POOL(FOUR, "  placement: libmemcached_ketama\n  distribution: "
+               "ketama\n"), "t.yml:4:3: distribution: placement "
+          "libmemcached_ketama is a distribution of its own" },
+        { POOL(FOUR, "  hash_tag: \"{}\"\n  placement: libmemcached_modula\n"),
+          "t.yml:3:3: hash_tag: placement libmemcached_modula hashes the "
+          "whole key" },
+        { POOL(FOUR, "  hash: default\n"), "t.yml:3:9: hash: \"default\" is "
+          "libmemcached's name" },
+        { POOL(FOUR, "  placement: libmemcached_modula\n  hash: hsieh\n"),
+          "t.yml:4:3: hash: libmemcached as Debian builds it has no hsieh" },
+    };
+    char err[512];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct conf *c = conf_parse(cases[i].yaml, strlen(cases[i].yaml),
+                                    "t.yml", err, sizeof(err));
+        assert_null(c);
+        if (strstr(err, cases[i].want) == NULL) {
+            fail_msg("case %zu: got \"%s\", want \"%s\"", i, err,
+                     cases[i].want);
+        }
+    }
+}
+
+/* libmemcached's spellings are its hashes there. */
+static void
+test_libmemcached_hash_names(void **state)
+{
+    struct conf *c = parse(POOL(FOUR, "  placement: libmemcached_ketama\n"
+                                "  hash: crc\n"));
+    struct conf *d = parse(POOL(FOUR, "  hash: default\n"
+                                "  placement: libmemcached_modula\n"));
+
+    (void)state;
+    assert_int_equal(c->pools[0].hash, HASH_CRC32);
+    assert_int_equal(d->pools[0].hash, HASH_ONE_AT_A_TIME);
+    conf_destroy(&c);
+    conf_destroy(&d);
+}
+
 static void
 test_diff_same_config_moves_nothing(void **state)
 {
@@ -219,6 +456,13 @@ main(void)
         cmocka_unit_test(test_route_is_hash_then_ring),
         cmocka_unit_test(test_route_hash_tag),
         cmocka_unit_test(test_route_skips_dead),
+        cmocka_unit_test(test_library_placement_keeps_list_order),
+        cmocka_unit_test(test_python_memcached_table),
+        cmocka_unit_test(test_python_memcached_rehash_on_dead),
+        cmocka_unit_test(test_libmemcached_modula),
+        cmocka_unit_test(test_libmemcached_ketama),
+        cmocka_unit_test(test_placement_conf_errors),
+        cmocka_unit_test(test_libmemcached_hash_names),
         cmocka_unit_test(test_diff_same_config_moves_nothing),
         cmocka_unit_test(test_diff_counts_each_moved_key),
         cmocka_unit_test(test_diff_by_address),
