@@ -121,13 +121,14 @@ void admin_close(struct admin *a);
 void admin_destroy(struct admin **a);
 
 /*
- * The reply for method and path (a query string is ignored), as the HTTP
- * side sends it: 200/503/404/405/500/501. 0, or UV_ENOMEM with r->body
+ * The reply for method and path with the request's body (NULL, 0 when
+ * none), as the HTTP side sends it: 200/400/503/404/405/500/501. A query
+ * string is ignored but by POST /ring/diff (pool=, sample=). 0, or UV_ENOMEM with r->body
  * NULL. The body is NUL-terminated past len. Exposed for tests; the
  * caller frees r with admin_reply_free().
  */
 int admin_respond(struct admin *a, const char *method, const char *path,
-                  struct admin_reply *r);
+                  const char *body, size_t body_len, struct admin_reply *r);
 void admin_reply_free(struct admin_reply *r);
 
 #endif /* MEMRING_ADMIN_H */

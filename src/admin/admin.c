@@ -22,9 +22,11 @@
 #include "memring/admin_health.h"
 #include "memring/admin_stats.h"
 #include "memring/buf.h"
+#include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/metrics.h"
 #include "memring/net.h"
+#include "memring/ring_tool.h"
 #include "memring/snapshot.h"
 #include "memring/stats.h"
 #include "memring/worker.h"
@@ -103,6 +105,7 @@ enum admin_route {
     ROUTE_HEALTHZ,
     ROUTE_CONFIG,
     ROUTE_RELOAD,
+    ROUTE_RING_DIFF,
     ROUTE_NONE
 };
 
@@ -116,6 +119,7 @@ static const struct {
     { "/healthz", ROUTE_HEALTHZ, false },
     { "/config",  ROUTE_CONFIG,  false },
     { "/reload",  ROUTE_RELOAD,  true },
+    { "/ring/diff", ROUTE_RING_DIFF, true },
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -127,6 +131,96 @@ reply_text(struct admin_reply *r, struct buf *b, int status,
     r->status = status;
     r->type = TYPE_TEXT;
     return buf_append_str(b, text);
+}
+
+/*
+ * POST /ring/diff[?pool=P][&sample=N]: `memring ring diff` of the running
+ * config against the one in the body. It runs on the admin's loop, which
+ * worker 0's clients share: the sample is capped so that a request costs
+ * a few tens of milliseconds (100,000 keys by default).
+ */
+#define ADMIN_DIFF_SAMPLE_DEFAULT 100000
+#define ADMIN_DIFF_SAMPLE_MAX     1000000
+
+/* The value of name in path's query, copied into out (at most outlen - 1
+ * bytes, no %-decoding: pool names are plain); false when absent. */
+static bool
+query_value(const char *path, const char *name, char *out, size_t outlen)
+{
+    const char *q = strchr(path, '?');
+    size_t nlen = strlen(name);
+
+    while (q != NULL) {
+        const char *v = q + 1;
+        size_t vlen;
+
+        if (strncmp(v, name, nlen) == 0 && v[nlen] == '=') {
+            v += nlen + 1;
+            vlen = strcspn(v, "&#");
+            if (vlen >= outlen) {
+                vlen = outlen - 1;
+            }
+            memcpy(out, v, vlen);
+            out[vlen] = '\0';
+            return true;
+        }
+        q = strchr(v, '&');
+    }
+    return false;
+}
+
+static int
+respond_ring_diff(struct admin *a, const char *path, const char *body,
+                  size_t body_len, struct admin_reply *r, struct buf *b)
+{
+    char err[CONF_ERR_LEN + 64], pool[256], num[32];
+    unsigned long long sample = ADMIN_DIFF_SAMPLE_DEFAULT;
+    bool has_pool = query_value(path, "pool", pool, sizeof(pool));
+    struct conf *proposed;
+    char *report = NULL;
+    size_t report_len = 0;
+    FILE *out;
+    int rc;
+
+    if (query_value(path, "sample", num, sizeof(num))) {
+        char *end;
+
+        sample = strtoull(num, &end, 10);
+        if (*end != '\0' || sample == 0 || sample > ADMIN_DIFF_SAMPLE_MAX) {
+            return reply_text(r, b, 400, "ring diff: sample: expected 1 to "
+                              "1000000 keys\n");
+        }
+    }
+    if (body == NULL || body_len == 0) {
+        return reply_text(r, b, 400, "ring diff: send the proposed config "
+                          "(YAML) as the request body\n");
+    }
+    proposed = conf_parse(body, body_len, "request body", err, sizeof(err));
+    if (proposed == NULL) {
+        r->status = 400;
+        r->type = TYPE_TEXT;
+        return buf_append_str(b, err) != 0 ? UV_ENOMEM : buf_append(b, "\n", 1);
+    }
+    out = open_memstream(&report, &report_len);
+    if (out == NULL) {
+        conf_destroy(&proposed);
+        return UV_ENOMEM;
+    }
+    rc = ring_tool_diff(out, a->workers[0]->conf, proposed,
+                        has_pool ? pool : NULL, NULL, sample, err,
+                        sizeof(err));
+    fclose(out);
+    conf_destroy(&proposed);
+    r->type = TYPE_TEXT;
+    if (rc != 0) {
+        free(report);
+        r->status = 400;
+        return buf_append_str(b, err) != 0 ? UV_ENOMEM : buf_append(b, "\n", 1);
+    }
+    r->status = 200;
+    rc = buf_append(b, report, report_len);
+    free(report);
+    return rc;
 }
 
 static int
@@ -206,7 +300,7 @@ respond_doc(struct admin *a, enum admin_route route, struct admin_reply *r,
 
 int
 admin_respond(struct admin *a, const char *method, const char *path,
-              struct admin_reply *r)
+              const char *body, size_t body_len, struct admin_reply *r)
 {
     struct buf b = BUF_INIT;
     size_t plen = strcspn(path, "?#");
@@ -225,12 +319,14 @@ admin_respond(struct admin *a, const char *method, const char *path,
     }
     if (route == ROUTE_NONE) {
         err = reply_text(r, &b, 404, "not found; try /stats /metrics "
-                         "/healthz /config or POST /reload\n");
+                         "/healthz /config or POST /reload /ring/diff\n");
     } else if (routes[i].post ? strcmp(method, "POST") != 0 : !get) {
         err = reply_text(r, &b, 405, "method not allowed\n");
         r->allow = routes[i].post ? "POST" : "GET, HEAD";
     } else if (route == ROUTE_RELOAD) {
         err = respond_reload(a, r, &b);
+    } else if (route == ROUTE_RING_DIFF) {
+        err = respond_ring_diff(a, path, body, body_len, r, &b);
     } else {
         err = respond_doc(a, route, r, &b);
     }
@@ -622,7 +718,7 @@ admin_send_raw_stats(struct admin_conn *c)
 {
     struct admin_reply r;
 
-    if (admin_respond(c->admin, "GET", "/stats", &r) != 0) {
+    if (admin_respond(c->admin, "GET", "/stats", NULL, 0, &r) != 0) {
         admin_conn_close(c);
         return;
     }
@@ -635,7 +731,8 @@ admin_dispatch(struct admin_conn *c)
     const char *method = admin_http_method(&c->http);
     struct admin_reply r;
 
-    if (admin_respond(c->admin, method, c->http.url, &r) != 0) {
+    if (admin_respond(c->admin, method, c->http.url, c->http.body,
+                      c->http.body_bytes, &r) != 0) {
         admin_send_error(c, 500, "out of memory\n");
         return;
     }

@@ -359,7 +359,7 @@ respond(struct admin *a, const char *method, const char *path)
     size_t plen = strcspn(path, "?#");
     int status;
 
-    if (admin_respond(a, method, path, &r) != 0) {
+    if (admin_respond(a, method, path, NULL, 0, &r) != 0) {
         CHECK(r.body == NULL);
         return 0;
     }

@@ -193,6 +193,28 @@ class RingCase(unittest.TestCase):
                            "--sample", "1000")
         self.assertNotIn(b"beta", only)
 
+    def test_admin_ring_diff_is_the_cli_report(self):
+        """POST /ring/diff on the running config gives what `memring ring
+        diff` says of the same two files; a bad body is a 400 naming it."""
+        old, port = self.conf("old.yml", SERVERS[:4])
+        new, _ = self.conf("new.yml", SERVERS, port=port)
+        proxy = self.start(old, port)
+        self.addCleanup(proxy.stop)
+        with open(new, "rb") as f:
+            body = f.read()
+        status, report = h.http_request(proxy.stats_port,
+                                        "/ring/diff?sample=50000",
+                                        method="POST", body=body)
+        self.assertEqual(status, 200, report)
+        rc, out, err = ring("diff", old, new, "--sample", "50000")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(report, out)
+        self.assertRegex(report.decode(), r"pool alpha: 50000 keys, [1-9]")
+        status, report = h.http_request(proxy.stats_port, "/ring/diff",
+                                        method="POST", body=b"alpha: [\n")
+        self.assertEqual(status, 400)
+        self.assertIn(b"conf: request body:", report)
+
     def test_errors(self):
         path, _ = self.conf("e.yml", SERVERS[:2])
         two = h.write_conf(os.path.join(self.dir, "two.yml"),

@@ -5,6 +5,8 @@
  * by hand. The HTTP side is tested against the binary (it_admin.py).
  */
 #include "memring/admin.h"
+#include "memring/conf.h"
+#include "memring/ring_tool.h"
 
 #include "memring/conf.h"
 #include "memring/health.h"
@@ -91,7 +93,8 @@ static const char *
 get(const char *method, const char *path)
 {
     admin_reply_free(&fx.r);
-    assert_int_equal(admin_respond(fx.admin, method, path, &fx.r), 0);
+    assert_int_equal(admin_respond(fx.admin, method, path, NULL, 0, &fx.r),
+                     0);
     assert_non_null(fx.r.body);
     return fx.r.body;
 }
@@ -419,6 +422,72 @@ test_reload_hook(void **state)
     assert_int_equal(calls, 2);
 }
 
+/* The reply for a POST with body, kept in fx.r. */
+static const char *
+post(const char *path, const char *body)
+{
+    admin_reply_free(&fx.r);
+    assert_int_equal(admin_respond(fx.admin, "POST", path, body,
+                                   body != NULL ? strlen(body) : 0, &fx.r), 0);
+    assert_non_null(fx.r.body);
+    return fx.r.body;
+}
+
+/* POST /ring/diff: ring_tool_diff()'s report of the running config
+ * against the body; bad requests are 400 with the reason. */
+static void
+test_ring_diff(void **state)
+{
+    static const char grown[] =
+        "alpha:\n"
+        "  listen: 127.0.0.1:22121\n"
+        "  auto_eject_hosts: true\n"
+        "  servers:\n"
+        "   - 127.0.0.1:11211:1\n"
+        "   - 127.0.0.1:11212:1 beta\n"
+        "   - 127.0.0.1:11213:1 gamma\n";
+    char err[256], *want = NULL;
+    size_t want_len = 0;
+    struct conf *proposed;
+    const char *b;
+    FILE *out;
+
+    (void)state;
+    b = post("/ring/diff?sample=5000", wf_yaml);
+    assert_int_equal(fx.r.status, 200);
+    assert_non_null(strstr(b, "pool alpha: 5000 keys, 0 move"));
+
+    proposed = conf_parse(grown, strlen(grown), "x", err, sizeof(err));
+    assert_non_null(proposed);
+    out = open_memstream(&want, &want_len);
+    assert_non_null(out);
+    assert_int_equal(ring_tool_diff(out, fx.w[0].conf, proposed, "alpha",
+                                    NULL, 7000, err, sizeof(err)), 0);
+    fclose(out);
+    conf_destroy(&proposed);
+    b = post("/ring/diff?pool=alpha&sample=7000", grown);
+    assert_int_equal(fx.r.status, 200);
+    assert_string_equal(b, want);
+    assert_null(strstr(b, " 0 move"));
+    free(want);
+
+    b = post("/ring/diff", NULL);
+    assert_int_equal(fx.r.status, 400);
+    assert_non_null(strstr(b, "request body"));
+    b = post("/ring/diff", "alpha: [\n");
+    assert_int_equal(fx.r.status, 400);
+    assert_non_null(strstr(b, "conf: request body:"));
+    b = post("/ring/diff?sample=0", grown);
+    assert_int_equal(fx.r.status, 400);
+    b = post("/ring/diff?sample=1000001", grown);
+    assert_int_equal(fx.r.status, 400);
+    b = post("/ring/diff?pool=nope", grown);
+    assert_int_equal(fx.r.status, 400);
+    assert_non_null(strstr(b, "nope"));
+    get("GET", "/ring/diff");
+    assert_int_equal(fx.r.status, 405);
+}
+
 /* ----------------------------------------------------------- admin_http */
 
 static enum admin_http_state
@@ -637,6 +706,7 @@ main(void)
                                         setup_two, teardown),
         cmocka_unit_test_setup_teardown(test_config, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_routes, setup_one, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_diff, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_reload_hook, setup_one,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup_weird,
