@@ -23,7 +23,13 @@ enum hash_type {
     HASH_HSIEH,
     HASH_MURMUR,
     HASH_JENKINS,
-    HASH_COUNT
+    HASH_COUNT,
+    /* Not twemproxy's, so no config name of their own: libmc's FNVs,
+     * which read key bytes unsigned (`hash: fnv1_32` with placement
+     * libmc). */
+    HASH_FNV1_32_UNSIGNED = HASH_COUNT,
+    HASH_FNV1A_32_UNSIGNED,
+    HASH_ALL_COUNT
 };
 
 #define HASH_DEFAULT HASH_FNV1A_64 /* twemproxy's default */

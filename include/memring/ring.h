@@ -54,6 +54,9 @@ enum ring_placement {
     PLACEMENT_LIBMEMCACHED_MODULA,
     PLACEMENT_LIBMEMCACHED_KETAMA,
     PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED,
+    PLACEMENT_LIBKETAMA,                /* last.fm's libketama */
+    PLACEMENT_LIBMC,                    /* douban's libmc */
+    PLACEMENT_HASH_RING,                /* Python's hash_ring package */
     PLACEMENT_COUNT
 };
 
@@ -68,12 +71,45 @@ int ring_placement_from_name(const char *name, size_t len); /* -1: unknown */
  */
 struct ring *ring_create_table(const struct ring_node *nodes, uint32_t n);
 
+/* How many points each live server gets on a continuum. */
+enum ring_share {
+    RING_SHARE_FIXED = 0,   /* `points` each, weights ignored (libmemcached,
+                             * libmc) */
+    RING_SHARE_TWEMPROXY,   /* 160 at equal weights, single-precision share
+                             * steps of twemproxy and libmemcached weighted */
+    RING_SHARE_LIBKETAMA,   /* 160 at equal weights, libketama's float share
+                             * times a double product */
+    RING_SHARE_HASH_RING    /* floor(40 * n * w / W) digests (hash_ring) */
+};
+
+/* Where a key hash falls on a continuum. */
+enum ring_search {
+    RING_SEARCH_AT_OR_ABOVE = 0, /* first point >= hash, else the first */
+    RING_SEARCH_ABOVE,           /* first point > hash, else the first
+                                  * (hash_ring's bisect_right) */
+    RING_SEARCH_LIBKETAMA        /* libketama's own bisection, step for
+                                  * step (ketama_get_server()) */
+};
+
 /*
- * libmemcached's non-weighted continuum: `points` points per live server,
- * point i the point_hash of "name-i" (i from 0); looked up as ketama.
+ * A continuum: for each live server (each server when keep_dead), groups
+ * j = 0, 1, ... of the string "name-j"; a group is one point, the
+ * point_hash of the string (per_digest 1), or per_digest points read as
+ * little-endian slices of its MD5 (3 or 4).
  */
-struct ring *ring_create_hashed(const struct ring_node *nodes, uint32_t n,
-                                enum hash_type point_hash, uint32_t points);
+struct ring_continuum {
+    enum ring_share  share;
+    uint32_t         points;        /* RING_SHARE_FIXED: per server */
+    uint32_t         per_digest;    /* 1, 3 or 4 */
+    enum hash_type   point_hash;    /* per_digest 1 */
+    enum ring_search search;
+    bool             keep_dead;     /* dead servers keep their points and a
+                                     * key falls through to the next point
+                                     * of a live one (libmc's failover) */
+};
+
+struct ring *ring_create_continuum(const struct ring_node *nodes, uint32_t n,
+                                   const struct ring_continuum *how);
 
 /* Whether node i was live when r was built (true for rings that leave
  * dead nodes out: those never return them). */

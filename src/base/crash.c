@@ -26,6 +26,7 @@
 #endif
 #endif
 
+#ifndef CRASH_SANITIZED
 #define CRASH_FRAMES_MAX 64
 
 static const struct {
@@ -66,6 +67,8 @@ crash_handler(int signum)
      * faulting instruction, raise() covers an abort or a kill. */
     raise(signum);
 }
+
+#endif
 
 void
 crash_report_install(void)

@@ -850,6 +850,35 @@ pool_sort_servers(struct parse *p, struct conf_pool *cp,
     return true;
 }
 
+/* libmc's key hashes, as libmc computes them: md5 (its default), the
+ * whole CRC-32 (memring's crc32a), and FNVs over unsigned bytes. */
+static bool
+pool_libmc_hash(struct parse *p, struct conf_pool *cp,
+                const yaml_node_t *hash_at)
+{
+    if (hash_at == NULL) {
+        cp->hash = HASH_MD5;
+        return true;
+    }
+    switch (cp->hash) {
+    case HASH_MD5:
+        return true;
+    case HASH_CRC32:
+        cp->hash = HASH_CRC32A;
+        return true;
+    case HASH_FNV1_32:
+        cp->hash = HASH_FNV1_32_UNSIGNED;
+        return true;
+    case HASH_FNV1A_32:
+        cp->hash = HASH_FNV1A_32_UNSIGNED;
+        return true;
+    default:
+        fail(p, &hash_at->start_mark, "hash", "placement libmc hashes keys "
+             "with md5, crc32, fnv1_32 or fnv1a_32");
+        return false;
+    }
+}
+
 /*
  * What a client library's placement fixes, after every key is read (the
  * keys come in any order): the hash it defaults to, and no distribution:
@@ -866,6 +895,8 @@ pool_placement(struct parse *p, struct conf_pool *cp,
                         cp->placement == PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED;
     bool python = cp->placement == PLACEMENT_PYTHON_MEMCACHED ||
                   cp->placement == PLACEMENT_PYTHON_MEMCACHED_159;
+    bool md5_only = cp->placement == PLACEMENT_LIBKETAMA ||
+                    cp->placement == PLACEMENT_HASH_RING;
 
     if (p->hash_alias != NULL && !libmemcached) {
         fail(p, &p->hash_alias->start_mark, "hash", "\"%s\" is libmemcached's "
@@ -893,6 +924,18 @@ pool_placement(struct parse *p, struct conf_pool *cp,
              "crc32 (python-memcached's cmemcache_hash); remove hash:",
              ring_placement_name(cp->placement));
         return false;
+    }
+    if (md5_only && hash_at != NULL && cp->hash != HASH_MD5) {
+        fail(p, &hash_at->start_mark, "hash", "placement %s hashes with md5; "
+             "remove hash:", ring_placement_name(cp->placement));
+        return false;
+    }
+    if (md5_only) {
+        cp->hash = HASH_MD5;
+        return true;
+    }
+    if (cp->placement == PLACEMENT_LIBMC) {
+        return pool_libmc_hash(p, cp, hash_at);
     }
     if (libmemcached && cp->hash == HASH_HSIEH) {
         fail(p, &hash_at->start_mark, "hash", "libmemcached as Debian builds "

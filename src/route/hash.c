@@ -12,7 +12,7 @@
 #include <string.h>
 #include <zlib.h>
 
-static const char *const hash_names[HASH_COUNT] = {
+static const char *const hash_names[HASH_ALL_COUNT] = {
     [HASH_ONE_AT_A_TIME] = "one_at_a_time",
     [HASH_MD5] = "md5",
     [HASH_CRC16] = "crc16",
@@ -25,6 +25,8 @@ static const char *const hash_names[HASH_COUNT] = {
     [HASH_HSIEH] = "hsieh",
     [HASH_MURMUR] = "murmur",
     [HASH_JENKINS] = "jenkins",
+    [HASH_FNV1_32_UNSIGNED] = "fnv1_32",       /* libmc's spelling */
+    [HASH_FNV1A_32_UNSIGNED] = "fnv1a_32",
 };
 
 /* FNV parameters; the 64-bit ones as twemproxy truncates them (see fnv()) */
@@ -150,17 +152,20 @@ hash_crc32(const char *key, size_t len)
  * (sign-extended) byte, so the same cut gives the same value.
  */
 static inline uint32_t
-fnv(const char *key, size_t len, uint32_t h, uint32_t prime, bool xor_first)
+fnv(const char *key, size_t len, uint32_t h, uint32_t prime, bool xor_first,
+    bool sign)
 {
     size_t i;
 
     for (i = 0; i < len; i++) {
+        uint32_t b = sign ? schar(&key[i]) : (uint32_t)(unsigned char)key[i];
+
         if (xor_first) {
-            h ^= schar(&key[i]);
+            h ^= b;
             h *= prime;
         } else {
             h *= prime;
-            h ^= schar(&key[i]);
+            h ^= b;
         }
     }
     return h;
@@ -331,20 +336,24 @@ hash_key(enum hash_type t, const char *key, size_t len)
     case HASH_CRC32A:
         return hash_crc32a(key, len);
     case HASH_FNV1_64:
-        return fnv(key, len, FNV64_INIT, FNV64_PRIME, false);
+        return fnv(key, len, FNV64_INIT, FNV64_PRIME, false, true);
     case HASH_FNV1A_64:
-        return fnv(key, len, FNV64_INIT, FNV64_PRIME, true);
+        return fnv(key, len, FNV64_INIT, FNV64_PRIME, true, true);
     case HASH_FNV1_32:
-        return fnv(key, len, FNV32_INIT, FNV32_PRIME, false);
+        return fnv(key, len, FNV32_INIT, FNV32_PRIME, false, true);
     case HASH_FNV1A_32:
-        return fnv(key, len, FNV32_INIT, FNV32_PRIME, true);
+        return fnv(key, len, FNV32_INIT, FNV32_PRIME, true, true);
+    case HASH_FNV1_32_UNSIGNED:
+        return fnv(key, len, FNV32_INIT, FNV32_PRIME, false, false);
+    case HASH_FNV1A_32_UNSIGNED:
+        return fnv(key, len, FNV32_INIT, FNV32_PRIME, true, false);
     case HASH_HSIEH:
         return hash_hsieh(key, len);
     case HASH_MURMUR:
         return hash_murmur(key, len);
     case HASH_JENKINS:
         return hash_jenkins(key, len);
-    case HASH_COUNT:
+    case HASH_ALL_COUNT:
         break;
     }
     return 0;
@@ -353,7 +362,7 @@ hash_key(enum hash_type t, const char *key, size_t len)
 const char *
 hash_name(enum hash_type t)
 {
-    if ((unsigned int)t >= HASH_COUNT) {
+    if ((unsigned int)t >= HASH_ALL_COUNT) {
         return "unknown";
     }
     return hash_names[t];

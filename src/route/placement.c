@@ -24,8 +24,17 @@
  *                         twemproxy's ketama (md5, 160 points at equal
  *                         weight, the same float rounding) in list order.
  *
- * libmemcached sends every key to the only server of a one-server list,
- * whatever the hash; so does this.
+ *   libketama             its continuum (ring.h, RING_SHARE_LIBKETAMA, its
+ *                         bisection), md5 keys, "host:port-j" strings.
+ *   libmc                 100 points per server, md5 of "name-j" whatever
+ *                         the key hash (md5, crc32, fnv1_32, fnv1a_32 read
+ *                         unsigned); a dead server's keys go to the next
+ *                         point of a live one (its failover).
+ *   hash_ring             floor(40 n w / W) digests of 3 points per
+ *                         server, md5 keys, the first point above.
+ *
+ * libmemcached and libmc send every key to the only server of a
+ * one-server list, whatever the hash; so does this.
  */
 #include "memring/placement.h"
 
@@ -37,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LIBMEMCACHED_POINTS_PER_SERVER 100  /* MEMCACHED_POINTS_PER_SERVER */
 #define PYTHON_MEMCACHED_RETRIES 10         /* Client._SERVER_RETRIES */
 
 /* libmemcached switches a consistent distribution to the weighted ring as
@@ -56,51 +64,120 @@ placement_weighted(const struct conf_pool *cp)
     return false;
 }
 
-struct ring *
-placement_ring(const struct conf_pool *cp, const bool *live)
-{
-    struct ring_node *nodes;
-    struct ring *r;
-    uint32_t i;
+/* The continuums of the libraries that are not twemproxy's ketama. */
+static const struct ring_continuum libmemcached_continuum = {
+    .share = RING_SHARE_FIXED,
+    .points = 100,                      /* MEMCACHED_POINTS_PER_SERVER */
+    .per_digest = 1,                    /* .point_hash: the key hash */
+    .search = RING_SEARCH_AT_OR_ABOVE,
+};
 
-    nodes = calloc(cp->nservers == 0 ? 1 : cp->nservers, sizeof(*nodes));
-    if (nodes == NULL) {
-        return NULL;
+static const struct ring_continuum libmc_continuum = {
+    .share = RING_SHARE_FIXED,
+    .points = 100,
+    .per_digest = 1,
+    .point_hash = HASH_MD5,             /* always, whatever the key hash */
+    .search = RING_SEARCH_AT_OR_ABOVE,
+    .keep_dead = true,                  /* failover to the next point */
+};
+
+static const struct ring_continuum libketama_continuum = {
+    .share = RING_SHARE_LIBKETAMA,
+    .per_digest = 4,
+    .search = RING_SEARCH_LIBKETAMA,
+};
+
+static const struct ring_continuum hash_ring_continuum = {
+    .share = RING_SHARE_HASH_RING,
+    .per_digest = 3,
+    .search = RING_SEARCH_ABOVE,
+};
+
+/*
+ * The string a library hashes for server cs: its alias when it has one
+ * (so that it can move without moving its keys), else libketama's and
+ * hash_ring's "host:port" (always with the port), else twemproxy's name,
+ * which is also libmemcached's and libmc's (no ":11211"). Into buf (len
+ * bytes) when it has to be made.
+ */
+static const char *
+placement_server_name(const struct conf_pool *cp, const struct conf_server *cs,
+                      char *buf, size_t len)
+{
+    bool with_port = cp->placement == PLACEMENT_LIBKETAMA ||
+                     cp->placement == PLACEMENT_HASH_RING;
+
+    if (!with_port || cs->has_alias || cs->is_unix) {
+        return cs->name;
     }
-    for (i = 0; i < cp->nservers; i++) {
-        const struct conf_server *cs = &cp->servers[i];
-        nodes[i].name = cs->name;
-        nodes[i].name_len = strlen(cs->name);
-        nodes[i].weight = cs->weight;
-        nodes[i].live = live == NULL || live[i];
-    }
+    snprintf(buf, len, "%s:%u", cs->host, (unsigned int)cs->port);
+    return buf;
+}
+
+#define PLACEMENT_NAME_MAX 320      /* host (255) + ":65535" + NUL */
+
+static struct ring *
+placement_build(const struct conf_pool *cp, struct ring_node *nodes)
+{
+    struct ring_continuum how;
+    uint32_t i, n = cp->nservers;
+
     switch (cp->placement) {
     case PLACEMENT_PYTHON_MEMCACHED:
     case PLACEMENT_PYTHON_MEMCACHED_159:
-        r = ring_create_table(nodes, cp->nservers);
-        break;
+        return ring_create_table(nodes, n);
     case PLACEMENT_LIBMEMCACHED_MODULA:
-        for (i = 0; i < cp->nservers; i++) {
+        for (i = 0; i < n; i++) {
             nodes[i].weight = 1;
         }
-        r = ring_create_table(nodes, cp->nservers);
-        break;
+        return ring_create_table(nodes, n);
     case PLACEMENT_LIBMEMCACHED_KETAMA:
         if (!placement_weighted(cp)) {
-            r = ring_create_hashed(nodes, cp->nservers, cp->hash,
-                                   LIBMEMCACHED_POINTS_PER_SERVER);
-            break;
+            how = libmemcached_continuum;
+            how.point_hash = cp->hash;
+            return ring_create_continuum(nodes, n, &how);
         }
         /* a weight above 1 turns the weighted ring on */
-        __attribute__((fallthrough));
+        return ring_create(DIST_KETAMA, nodes, n);
     case PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED:
-        r = ring_create(DIST_KETAMA, nodes, cp->nservers);
-        break;
+        return ring_create(DIST_KETAMA, nodes, n);
+    case PLACEMENT_LIBKETAMA:
+        return ring_create_continuum(nodes, n, &libketama_continuum);
+    case PLACEMENT_LIBMC:
+        return ring_create_continuum(nodes, n, &libmc_continuum);
+    case PLACEMENT_HASH_RING:
+        return ring_create_continuum(nodes, n, &hash_ring_continuum);
     case PLACEMENT_TWEMPROXY:
     default:
-        r = ring_create(cp->distribution, nodes, cp->nservers);
-        break;
+        return ring_create(cp->distribution, nodes, n);
     }
+}
+
+struct ring *
+placement_ring(const struct conf_pool *cp, const bool *live)
+{
+    size_t n = cp->nservers == 0 ? 1 : cp->nservers;
+    struct ring_node *nodes;
+    struct ring *r = NULL;
+    char *names;
+    uint32_t i;
+
+    nodes = calloc(n, sizeof(*nodes));
+    names = malloc(n * PLACEMENT_NAME_MAX);
+    if (nodes != NULL && names != NULL) {
+        for (i = 0; i < cp->nservers; i++) {
+            const struct conf_server *cs = &cp->servers[i];
+
+            nodes[i].name = placement_server_name(
+                cp, cs, names + (size_t)i * PLACEMENT_NAME_MAX,
+                PLACEMENT_NAME_MAX);
+            nodes[i].name_len = strlen(nodes[i].name);
+            nodes[i].weight = cs->weight;
+            nodes[i].live = live == NULL || live[i];
+        }
+        r = placement_build(cp, nodes);
+    }
+    free(names);
     free(nodes);
     return r;
 }
@@ -152,6 +229,14 @@ placement_route(const struct conf_pool *cp, const struct ring *r,
         }
         idx = ring_lookup(r, hash_key(cp->hash, key, len));
         return idx < 0 || !ring_live(r, (uint32_t)idx) ? -1 : idx;
+    case PLACEMENT_LIBMC:
+        if (cp->nservers == 1) {        /* the only server, as libmc */
+            return ring_live(r, 0) && ring_npoints(r) > 0 ? 0 : -1;
+        }
+        return ring_lookup(r, hash_key(cp->hash, key, len));
+    case PLACEMENT_LIBKETAMA:
+    case PLACEMENT_HASH_RING:
+        return ring_lookup(r, hash_key(HASH_MD5, key, len));
     case PLACEMENT_TWEMPROXY:
     default:
         hash_tag_slice(cp->hash_tag[0] != '\0' ? cp->hash_tag : NULL, &key,

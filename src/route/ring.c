@@ -30,7 +30,9 @@ struct ring_point {
 
 struct ring {
     enum dist_type    dist;
-    bool              *live;    /* ring_create_table(): per node; else NULL */
+    enum ring_search  search;   /* ketama: how a hash finds its point */
+    bool              *live;    /* per node, for a table or a continuum that
+                                 * keeps dead servers; else NULL */
     uint32_t          nnodes;   /* ... entries in live */
     uint32_t          npoints;  /* entries in points */
     uint32_t          modulus;  /* modula: total live weight */
@@ -44,6 +46,9 @@ static const char *const placement_names[PLACEMENT_COUNT] = {
     [PLACEMENT_LIBMEMCACHED_MODULA] = "libmemcached_modula",
     [PLACEMENT_LIBMEMCACHED_KETAMA] = "libmemcached_ketama",
     [PLACEMENT_LIBMEMCACHED_KETAMA_WEIGHTED] = "libmemcached_ketama_weighted",
+    [PLACEMENT_LIBKETAMA] = "libketama",
+    [PLACEMENT_LIBMC] = "libmc",
+    [PLACEMENT_HASH_RING] = "hash_ring",
 };
 
 static const char *const dist_names[DIST_COUNT] = {
@@ -71,10 +76,49 @@ ketama_server_points(uint32_t weight, uint32_t total_weight, uint32_t nlive)
     return (uint32_t)(floorf(x) * KETAMA_POINTS_PER_HASH);
 }
 
+/* libketama: `floorf(pct * 40.0 * (float)n)`, pct a float, the product a
+ * double (40.0 is one) rounded to float by floorf's argument: 100 equal
+ * servers keep 40 digests, 160 points. */
+static uint32_t
+libketama_server_points(uint32_t weight, uint32_t total_weight, uint32_t n)
+{
+    float pct = (float)weight / (float)total_weight;
+
+    return (uint32_t)floorf((float)((double)pct * 40.0 * (double)(float)n)) *
+           KETAMA_POINTS_PER_HASH;
+}
+
+/* hash_ring: floor((40 * n * w) / W) digests of 3 points, Python's true
+ * division (correctly rounded, as a double division of exact integers). */
+static uint32_t
+hash_ring_server_points(uint32_t weight, uint32_t total_weight, uint32_t n)
+{
+    return (uint32_t)floor((double)(40.0 * n * weight) /
+                           (double)total_weight) * 3;
+}
+
+static uint32_t
+continuum_server_points(const struct ring_continuum *how, uint32_t weight,
+                        uint32_t total_weight, uint32_t n)
+{
+    switch (how->share) {
+    case RING_SHARE_TWEMPROXY:
+        return ketama_server_points(weight, total_weight, n);
+    case RING_SHARE_LIBKETAMA:
+        return libketama_server_points(weight, total_weight, n);
+    case RING_SHARE_HASH_RING:
+        return hash_ring_server_points(weight, total_weight, n);
+    case RING_SHARE_FIXED:
+    default:
+        return how->points;
+    }
+}
+
 /*
  * Ties between servers keep server order: twemproxy relies on glibc's
  * qsort(), a stable merge sort for arrays this size, over points laid out
- * by server index.
+ * by server index. (libmemcached, libketama and libmc compare values
+ * only; equal 32-bit points of two servers are left to chance there.)
  */
 static int
 point_cmp(const void *a, const void *b)
@@ -90,31 +134,73 @@ point_cmp(const void *a, const void *b)
     return 0;
 }
 
-static int
-ketama_build(struct ring *r, const struct ring_node *nodes, uint32_t n)
+/* Appends server i's points: group j is "name-j"; see ring.h. */
+static void
+continuum_add_server(struct ring *r, const struct ring_continuum *how,
+                     const struct ring_node *node, uint32_t i,
+                     uint32_t npoints, char *buf, size_t buflen)
 {
-    uint32_t i, nlive = 0, total_weight = 0, npoints = 0;
-    uint32_t pps, h, k;
-    size_t buflen = 0;
-    char *buf = NULL;
+    uint32_t j, k, groups = npoints / how->per_digest;
     uint8_t digest[16];
 
-    for (i = 0; i < n; i++) {
-        if (nodes[i].live) {
-            nlive++;
-            total_weight += nodes[i].weight;
-            if (nodes[i].name_len > buflen) {
-                buflen = nodes[i].name_len;
-            }
+    if (node->name_len > 0) {
+        memcpy(buf, node->name, node->name_len);
+    }
+    for (j = 0; j < groups; j++) {
+        int len = snprintf(buf + node->name_len, buflen - node->name_len,
+                           "-%u", j);
+        size_t slen = node->name_len + (size_t)len;
+
+        if (how->per_digest == 1) {
+            r->points[r->npoints].value = hash_key(how->point_hash, buf, slen);
+            r->points[r->npoints++].index = i;
+            continue;
+        }
+        hash_md5(buf, slen, digest);
+        for (k = 0; k < how->per_digest; k++) {
+            const uint8_t *d = digest + 4 * k;
+
+            r->points[r->npoints].value =
+                (uint32_t)d[0] | (uint32_t)d[1] << 8 |
+                (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+            r->points[r->npoints++].index = i;
         }
     }
-    if (nlive == 0 || total_weight == 0) {
+}
+
+static int
+continuum_build(struct ring *r, const struct ring_node *nodes, uint32_t n,
+                const struct ring_continuum *how)
+{
+    uint32_t i, nin = 0, total_weight = 0;
+    size_t npoints = 0, buflen = 0;
+    char *buf;
+
+    r->search = how->search;
+    for (i = 0; i < n; i++) {
+        if (nodes[i].live || how->keep_dead) {
+            nin++;
+            total_weight += nodes[i].weight;
+            buflen = nodes[i].name_len > buflen ? nodes[i].name_len : buflen;
+        }
+    }
+    if (how->keep_dead) {
+        r->live = malloc(sizeof(*r->live) * (n > 0 ? n : 1));
+        if (r->live == NULL) {
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            r->live[i] = nodes[i].live;
+        }
+        r->nnodes = n;
+    }
+    if (nin == 0 || total_weight == 0) {
         return 0;
     }
     for (i = 0; i < n; i++) {
-        if (nodes[i].live) {
-            npoints += ketama_server_points(nodes[i].weight, total_weight,
-                                            nlive);
+        if (nodes[i].live || how->keep_dead) {
+            npoints += continuum_server_points(how, nodes[i].weight,
+                                               total_weight, nin);
         }
     }
     r->points = malloc(sizeof(*r->points) * (npoints > 0 ? npoints : 1));
@@ -124,41 +210,28 @@ ketama_build(struct ring *r, const struct ring_node *nodes, uint32_t n)
         free(buf);
         return -1;
     }
-
-    /*
-     * Point group h of a server is the MD5 of "name-h"; each 4-byte slice of
-     * the digest, read little-endian, is one point. Whatever the length of
-     * the name: nutcracker 0.5.0 was checked with 120-byte aliases.
-     */
+    /* Whatever the length of the name: nutcracker 0.5.0 was checked with
+     * 120-byte aliases. */
     for (i = 0; i < n; i++) {
-        if (!nodes[i].live) {
-            continue;
-        }
-        pps = ketama_server_points(nodes[i].weight, total_weight, nlive);
-        if (nodes[i].name_len > 0) {
-            memcpy(buf, nodes[i].name, nodes[i].name_len);
-        }
-        for (h = 0; h < pps / KETAMA_POINTS_PER_HASH; h++) {
-            int len;
-
-            len = snprintf(buf + nodes[i].name_len,
-                           buflen - nodes[i].name_len, "-%u", h);
-            hash_md5(buf, nodes[i].name_len + (size_t)len, digest);
-            for (k = 0; k < KETAMA_POINTS_PER_HASH; k++) {
-                const uint8_t *d = digest + 4 * k;
-
-                r->points[r->npoints].value =
-                    (uint32_t)d[0] | (uint32_t)d[1] << 8 |
-                    (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
-                r->points[r->npoints].index = i;
-                r->npoints++;
-            }
+        if (nodes[i].live || how->keep_dead) {
+            continuum_add_server(r, how, &nodes[i], i,
+                                 continuum_server_points(how, nodes[i].weight,
+                                                         total_weight, nin),
+                                 buf, buflen);
         }
     }
     free(buf);
     qsort(r->points, r->npoints, sizeof(*r->points), point_cmp);
     return 0;
 }
+
+/* twemproxy's ketama: 160 points per server at equal weights, MD5 of
+ * "name-j", four points per digest. */
+static const struct ring_continuum twemproxy_ketama = {
+    .share = RING_SHARE_TWEMPROXY,
+    .per_digest = KETAMA_POINTS_PER_HASH,
+    .search = RING_SEARCH_AT_OR_ABOVE,
+};
 
 /*
  * twemproxy's modula table holds each live server weight times, in server
@@ -245,7 +318,7 @@ ring_create(enum dist_type dist, const struct ring_node *nodes, uint32_t n)
     case DIST_KETAMA:
     default:
         r->dist = DIST_KETAMA;
-        err = ketama_build(r, nodes, n);
+        err = continuum_build(r, nodes, n, &twemproxy_ketama);
         break;
     }
     if (err != 0) {
@@ -288,54 +361,19 @@ ring_create_table(const struct ring_node *nodes, uint32_t n)
 }
 
 struct ring *
-ring_create_hashed(const struct ring_node *nodes, uint32_t n,
-                   enum hash_type point_hash, uint32_t points)
+ring_create_continuum(const struct ring_node *nodes, uint32_t n,
+                      const struct ring_continuum *how)
 {
-    uint32_t i, p, nlive = 0;
-    size_t buflen = 0;
-    struct ring *r;
-    char *buf;
+    struct ring *r = calloc(1, sizeof(*r));
 
-    r = calloc(1, sizeof(*r));
     if (r == NULL) {
         return NULL;
     }
     r->dist = DIST_KETAMA;
-    for (i = 0; i < n; i++) {
-        if (nodes[i].live) {
-            nlive++;
-            buflen = nodes[i].name_len > buflen ? nodes[i].name_len : buflen;
-        }
-    }
-    buflen += sizeof("-4294967295");
-    r->points = malloc(sizeof(*r->points) * ((size_t)nlive * points + 1));
-    buf = malloc(buflen);
-    if (r->points == NULL || buf == NULL) {
-        free(buf);
+    if (continuum_build(r, nodes, n, how) != 0) {
         ring_destroy(&r);
         return NULL;
     }
-    for (i = 0; i < n; i++) {
-        if (!nodes[i].live) {
-            continue;
-        }
-        if (nodes[i].name_len > 0) {
-            memcpy(buf, nodes[i].name, nodes[i].name_len);
-        }
-        for (p = 0; p < points; p++) {
-            int len = snprintf(buf + nodes[i].name_len,
-                               buflen - nodes[i].name_len, "-%u", p);
-
-            r->points[r->npoints].value =
-                hash_key(point_hash, buf, nodes[i].name_len + (size_t)len);
-            r->points[r->npoints].index = i;
-            r->npoints++;
-        }
-    }
-    free(buf);
-    /* libmemcached's qsort() compares values only; equal 32-bit values of
-     * two servers are left to chance there, by server order here. */
-    qsort(r->points, r->npoints, sizeof(*r->points), point_cmp);
     return r;
 }
 
@@ -372,6 +410,78 @@ lower_bound(const struct ring_point *p, uint32_t n, uint32_t key)
         }
     }
     return lo;
+}
+
+/*
+ * libketama's ketama_get_server(), step for step: a bisection over
+ * [0, npoints] that takes the point whose value is >= hash and whose
+ * predecessor's (0 before the first) is < hash, and gives up on the first
+ * point when its bounds cross.
+ */
+static uint32_t
+libketama_search(const struct ring_point *p, uint32_t n, uint32_t hash)
+{
+    int64_t lowp = 0, highp = n, midp;
+
+    for (;;) {
+        uint32_t midval, midval1;
+
+        midp = (lowp + highp) / 2;
+        if (midp == (int64_t)n) {
+            return 0;
+        }
+        midval = p[midp].value;
+        midval1 = midp == 0 ? 0 : p[midp - 1].value;
+        if (hash <= midval && hash > midval1) {
+            return (uint32_t)midp;
+        }
+        if (midval < hash) {
+            lowp = midp + 1;
+        } else {
+            highp = midp - 1;
+        }
+        if (lowp > highp) {
+            return 0;
+        }
+    }
+}
+
+/* The point a hash falls on; see enum ring_search. */
+static uint32_t
+continuum_search(const struct ring *r, uint32_t hash)
+{
+    uint32_t i;
+
+    switch (r->search) {
+    case RING_SEARCH_LIBKETAMA:
+        return libketama_search(r->points, r->npoints, hash);
+    case RING_SEARCH_ABOVE:
+        i = hash == UINT32_MAX ? r->npoints :
+            lower_bound(r->points, r->npoints, hash + 1);
+        break;
+    case RING_SEARCH_AT_OR_ABOVE:
+    default:
+        i = lower_bound(r->points, r->npoints, hash);
+        break;
+    }
+    return i == r->npoints ? 0 : i;     /* past the last point: the first */
+}
+
+/* From point i on, around the ring, the first point of a live server
+ * (libmc's failover); -1 when none is live. */
+static int32_t
+continuum_next_live(const struct ring *r, uint32_t i)
+{
+    uint32_t k;
+
+    for (k = 0; k < r->npoints; k++) {
+        uint32_t idx = r->points[(i + k) % r->npoints].index;
+
+        if (r->live[idx]) {
+            return (int32_t)idx;
+        }
+    }
+    return -1;
 }
 
 /*
@@ -413,9 +523,9 @@ ring_lookup(const struct ring *r, uint32_t hash)
         break;
     case DIST_KETAMA:
     default:
-        i = lower_bound(r->points, r->npoints, hash);
-        if (i == r->npoints) {
-            i = 0;      /* past the last point: wrap to the first */
+        i = continuum_search(r, hash);
+        if (r->live != NULL) {
+            return continuum_next_live(r, i);
         }
         break;
     }

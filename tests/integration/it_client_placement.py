@@ -12,12 +12,16 @@ against the real libraries Debian 12 ships:
   ketama, python-memcached): memring on the same servers, with the
   matching placement, finds every key where the client put it;
 - with auto_eject_hosts and a server killed, memring places keys where
-  the library would with that server dead.
+  the library would with that server dead;
+- libketama, libmc and hash_ring, which Debian does not ship: vectors
+  their own code produced (vectors/gen_placement_vectors.py builds and
+  runs it; vectors/*.json is what it wrote), key for key.
 
 memring's side is `memring ring locate` (the rule pool_route uses) and a
 running memring on real memcached servers."""
 
 import ctypes
+import json
 import os
 import random
 import shutil
@@ -77,20 +81,33 @@ def fleet(n, seed):
              rng.choice([1, 1, 1, 2, 3, 10])) for i in range(n)]
 
 
-def locate(test, servers, keys, **pool_keys):
-    """memring ring locate's HOST:PORT for each key."""
+def locate_rows(test, servers, keys, names=None, **pool_keys):
+    """memring ring locate's (NAME, HOST:PORT, named) for each key, on a
+    pool of servers [(host, port, weight)] with aliases `names`."""
     conf = os.path.join(test.dir, "locate.yml")
     h.write_conf(conf, h.pool_yaml(
         "p", "127.0.0.1:1",
         h.servers_yaml(["%s:%d" % (a, p) for a, p, _ in servers],
-                       weights=[w for _, _, w in servers]), **pool_keys))
+                       weights=[w for _, _, w in servers], names=names),
+        **pool_keys))
     out = subprocess.run([h.memring_bin(), "ring", "locate", "-c", conf],
                          input=b"\n".join(keys) + b"\n", capture_output=True,
                          timeout=60)
     test.assertEqual(out.returncode, 0, out.stderr)
     lines = out.stdout.split(b"\n")[:-1]
     test.assertEqual(len(lines), len(keys))
-    return [line.rsplit(b"\t", 1)[1].decode() for line in lines]
+    aliases = set(n for n in names or () if n)
+    rows = []
+    for line in lines:
+        _, name, addr = line.rsplit(b"\t", 2)
+        rows.append((name.decode(), addr.decode(), name.decode() in aliases))
+    return rows
+
+
+def locate(test, servers, keys, **pool_keys):
+    """memring ring locate's HOST:PORT for each key."""
+    return [addr for _, addr, _ in locate_rows(test, servers, keys,
+                                               **pool_keys)]
 
 
 def libmemcached_servers(servers, keys, dist=None, hash_name=None,
@@ -229,6 +246,33 @@ class TestAgainstPythonMemcached(PlacementCase):
         self.assertSamePlaces(old, python_memcached_servers(servers, zero),
                               "1.59 on hash 0")
         self.assertNotEqual(old, new)
+
+
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors")
+
+
+class TestAgainstLibraryVectors(PlacementCase):
+    """Every vectors/*.json: the pool (placement, hash, servers with
+    weights and aliases) and what the library answered for each key."""
+
+    def test_vectors(self):
+        files = sorted(f for f in os.listdir(VECTORS) if f.endswith(".json"))
+        self.assertGreaterEqual(len(files), 24)
+        seen = set()
+        for name in files:
+            with open(os.path.join(VECTORS, name)) as f:
+                v = json.load(f)
+            seen.add(v["placement"])
+            with self.subTest(vector=name):
+                servers = [(h_, p, w) for h_, p, w, _ in v["servers"]]
+                aliases = [a for _, _, _, a in v["servers"]]
+                keys = [bytes.fromhex(k) for k in v["keys_hex"]]
+                rows = locate_rows(self, servers, keys, names=aliases,
+                                   placement=v["placement"], hash=v["hash"])
+                ours = [name_ if alias_used else addr
+                        for name_, addr, alias_used in rows]
+                self.assertSamePlaces(ours, v["expect"], name)
+        self.assertEqual(seen, {"libketama", "libmc", "hash_ring"})
 
 
 def wait_ejected(test, port, key, timeout=10.0):

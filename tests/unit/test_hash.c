@@ -166,10 +166,27 @@ test_empty_key(void **state)
     int t;
 
     (void)state;
-    for (t = 0; t < HASH_COUNT; t++) {
+    for (t = 0; t < HASH_ALL_COUNT; t++) {
         assert_int_equal(hash_key((enum hash_type)t, "", 0), 0);
     }
-    assert_int_equal(hash_key(HASH_COUNT, "a", 1), 0);
+    assert_int_equal(hash_key(HASH_ALL_COUNT, "a", 1), 0);
+}
+
+/* libmc's FNVs read bytes unsigned: the same below 0x80, not above. */
+static void
+test_fnv_unsigned(void **state)
+{
+    (void)state;
+    assert_int_equal(hash_key(HASH_FNV1_32_UNSIGNED, "key:1", 5),
+                     hash_key(HASH_FNV1_32, "key:1", 5));
+    assert_int_equal(hash_key(HASH_FNV1A_32_UNSIGNED, "key:1", 5),
+                     hash_key(HASH_FNV1A_32, "key:1", 5));
+    assert_int_not_equal(hash_key(HASH_FNV1_32_UNSIGNED, "k\xe9", 2),
+                         hash_key(HASH_FNV1_32, "k\xe9", 2));
+    /* FNV-1a 32 of 0xe9 alone, by its definition: (basis ^ 0xe9) * prime */
+    assert_int_equal(hash_key(HASH_FNV1A_32_UNSIGNED, "\xe9", 1),
+                     (uint32_t)((UINT32_C(2166136261) ^ 0xe9) *
+                                UINT32_C(16777619)));
 }
 
 static void
@@ -200,7 +217,11 @@ test_names(void **state)
         assert_string_equal(hash_name((enum hash_type)t), names[t]);
         assert_int_equal(hash_from_name(names[t], strlen(names[t])), t);
     }
-    assert_string_equal(hash_name(HASH_COUNT), "unknown");
+    assert_string_equal(hash_name(HASH_ALL_COUNT), "unknown");
+    /* libmc's FNVs print as libmc spells them, and are not config names
+     * of their own */
+    assert_string_equal(hash_name(HASH_FNV1_32_UNSIGNED), "fnv1_32");
+    assert_int_equal(hash_from_name("fnv1_32", 7), HASH_FNV1_32);
     assert_int_equal(hash_from_name("fnv1a", 5), -1);
     assert_int_equal(hash_from_name("fnv1a_64x", 9), -1);
     assert_int_equal(hash_from_name("MD5", 3), -1);
@@ -260,6 +281,7 @@ main(void)
         cmocka_unit_test(test_empty_key),
         cmocka_unit_test(test_md5_digest),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_fnv_unsigned),
         cmocka_unit_test(test_hash_tag),
     };
 

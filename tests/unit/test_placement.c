@@ -368,6 +368,113 @@ test_libmemcached_hash_names(void **state)
     conf_destroy(&d);
 }
 
+/* libmc: a dead server keeps its points; its keys go to the server of
+ * the next point that is live (failover), everyone else's stay. */
+static void
+test_libmc_failover(void **state)
+{
+    struct conf *c = parse(POOL(FOUR, "  placement: libmc\n"));
+    const struct conf_pool *cp = &c->pools[0];
+    static const bool live[4] = { true, true, false, true };
+    struct ring *all = placement_ring(cp, NULL);
+    struct ring *r = placement_ring(cp, live);
+    char key[32];
+    int i, moved = 0;
+
+    (void)state;
+    assert_int_equal(cp->hash, HASH_MD5);
+    assert_int_equal(ring_npoints(r), 400);     /* the dead one's included */
+    for (i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        int32_t before = placement_route(cp, all, key, (size_t)n);
+        int32_t after = placement_route(cp, r, key, (size_t)n);
+
+        assert_int_not_equal(after, 2);
+        if (before != 2) {
+            assert_int_equal(after, before);
+        } else {
+            moved++;
+        }
+    }
+    assert_true(moved > 0);
+    ring_destroy(&all);
+    ring_destroy(&r);
+    conf_destroy(&c);
+}
+
+/* libmc's hash names map to its functions; others are refused. */
+static void
+test_libmc_hashes(void **state)
+{
+    static const struct {
+        const char     *name;
+        enum hash_type want;
+    } cases[] = {
+        { "md5", HASH_MD5 },
+        { "crc32", HASH_CRC32A },
+        { "fnv1_32", HASH_FNV1_32_UNSIGNED },
+        { "fnv1a_32", HASH_FNV1A_32_UNSIGNED },
+    };
+    char yaml[512], err[512];
+    struct conf *c;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(yaml, sizeof(yaml), POOL(FOUR, "  placement: libmc\n"
+                 "  hash: %s\n"), cases[i].name);
+        c = parse(yaml);
+        assert_int_equal(c->pools[0].hash, cases[i].want);
+        conf_destroy(&c);
+    }
+    snprintf(yaml, sizeof(yaml), "%s", POOL(FOUR, "  placement: libmc\n"
+             "  hash: murmur\n"));
+    assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
+    assert_non_null(strstr(err, "libmc hashes keys with md5, crc32"));
+    snprintf(yaml, sizeof(yaml), "%s", POOL(FOUR, "  placement: libketama\n"
+             "  hash: crc32\n"));
+    assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
+    assert_non_null(strstr(err, "placement libketama hashes with md5"));
+}
+
+/* libketama and hash_ring hash "host:port" (port 11211 too), not
+ * twemproxy's name; an alias stands for it. */
+static void
+test_host_port_names(void **state)
+{
+    struct conf *bare = parse(POOL("    - 10.0.0.1:11211:1\n"
+                                   "    - 10.0.0.2:11211:1\n",
+                                   "  placement: libketama\n"));
+    struct conf *full = parse(POOL("    - 10.0.0.1:11211:1 10.0.0.1:11211\n"
+                                   "    - 10.0.0.2:11211:1 10.0.0.2:11211\n",
+                                   "  placement: libketama\n"));
+    struct conf *tw = parse(POOL("    - 10.0.0.1:11211:1 10.0.0.1\n"
+                                 "    - 10.0.0.2:11211:1 10.0.0.2\n",
+                                 "  placement: libketama\n"));
+    struct ring *rb = placement_ring(&bare->pools[0], NULL);
+    struct ring *rf = placement_ring(&full->pools[0], NULL);
+    struct ring *rt = placement_ring(&tw->pools[0], NULL);
+    char key[32];
+    int i, differ = 0;
+
+    (void)state;
+    for (i = 0; i < 2000; i++) {
+        int n = snprintf(key, sizeof(key), "k%d", i);
+        int32_t b = placement_route(&bare->pools[0], rb, key, (size_t)n);
+
+        assert_int_equal(b, placement_route(&full->pools[0], rf, key,
+                                            (size_t)n));
+        differ += b != placement_route(&tw->pools[0], rt, key, (size_t)n);
+    }
+    assert_true(differ > 0);
+    ring_destroy(&rb);
+    ring_destroy(&rf);
+    ring_destroy(&rt);
+    conf_destroy(&bare);
+    conf_destroy(&full);
+    conf_destroy(&tw);
+}
+
 static void
 test_diff_same_config_moves_nothing(void **state)
 {
@@ -463,6 +570,9 @@ main(void)
         cmocka_unit_test(test_libmemcached_ketama),
         cmocka_unit_test(test_placement_conf_errors),
         cmocka_unit_test(test_libmemcached_hash_names),
+        cmocka_unit_test(test_libmc_failover),
+        cmocka_unit_test(test_libmc_hashes),
+        cmocka_unit_test(test_host_port_names),
         cmocka_unit_test(test_diff_same_config_moves_nothing),
         cmocka_unit_test(test_diff_counts_each_moved_key),
         cmocka_unit_test(test_diff_by_address),
