@@ -3,6 +3,7 @@
  */
 #include "memring/admin_stats.h"
 #include "memring/conf.h"
+#include "memring/check_health.h"
 #include "memring/crash.h"
 #include "memring/log.h"
 #include "memring/probe.h"
@@ -28,6 +29,7 @@
 #define OPT_PENDING_OUTPUT_MAX 265
 #define OPT_GET_KEYS_MAX 266
 #define OPT_PROBE_INTERVAL 267
+#define OPT_CHECK_HEALTH 268
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -44,6 +46,7 @@ static const struct option long_options[] = {
     { "admin-addr",     required_argument, NULL, 'a' },
     { "no-admin",       no_argument,       NULL, OPT_NO_ADMIN },
     { "watch-config",   no_argument,       NULL, OPT_WATCH_CONFIG },
+    { "check-health",   no_argument,       NULL, OPT_CHECK_HEALTH },
     { "item-size-max",  required_argument, NULL, OPT_ITEM_SIZE_MAX },
     { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
     { "max-clients",    required_argument, NULL, OPT_MAX_CLIENTS },
@@ -85,6 +88,9 @@ usage(FILE *f)
         "  -a, --stats-addr=S     : set stats monitoring ip (default: %s);\n"
         "                           also --admin-addr\n"
         "      --no-admin         : no stats port (HTTP admin), as -s 0\n"
+        "      --check-health     : ask the running memring's admin port\n"
+        "                           (-s, -a) for /healthz; exit 0 when\n"
+        "                           healthy, 1 otherwise (for HEALTHCHECK)\n"
         "      --watch-config     : reload when the config file changes\n"
         "                           (SIGHUP and POST /reload always do)\n"
         "      --item-size-max=N  : longest value passed on, bytes (default:\n"
@@ -283,7 +289,7 @@ main(int argc, char **argv)
         .log_level = LOG_DEFAULT_LEVEL,
     };
     const struct number_flag *nf;
-    bool test_conf = false;
+    bool test_conf = false, health = false;
     int opt, rc;
 
     if (argc > 1 && strcmp(argv[1], "ring") == 0) {
@@ -327,6 +333,9 @@ main(int argc, char **argv)
         case OPT_WATCH_CONFIG:
             o.watch_config = true;
             break;
+        case OPT_CHECK_HEALTH:
+            health = true;
+            break;
         case OPT_NO_ADMIN:
             o.stats_port = 0;
             break;
@@ -347,6 +356,9 @@ main(int argc, char **argv)
     }
     if (test_conf) {
         return check_conf(o.conf_path);
+    }
+    if (health) {
+        return check_health(o.stats_addr, o.stats_port);
     }
     if (log_setup(o.log_level, o.log_file) != 0) {
         fprintf(stderr, "memring: cannot open log file '%s'\n", o.log_file);
