@@ -1,6 +1,7 @@
 /*
  * main: command line (nutcracker's flags, same meanings) and start-up.
  */
+#include "memring/admin.h"
 #include "memring/admin_stats.h"
 #include "memring/conf.h"
 #include "memring/check_health.h"
@@ -10,6 +11,7 @@
 #include "memring/proxy.h"
 #include "memring/ring_tool.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +32,7 @@
 #define OPT_GET_KEYS_MAX 266
 #define OPT_PROBE_INTERVAL 267
 #define OPT_CHECK_HEALTH 268
+#define OPT_ADMIN_TOKEN_FILE 269
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -47,6 +50,7 @@ static const struct option long_options[] = {
     { "no-admin",       no_argument,       NULL, OPT_NO_ADMIN },
     { "watch-config",   no_argument,       NULL, OPT_WATCH_CONFIG },
     { "check-health",   no_argument,       NULL, OPT_CHECK_HEALTH },
+    { "admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN_FILE },
     { "item-size-max",  required_argument, NULL, OPT_ITEM_SIZE_MAX },
     { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
     { "max-clients",    required_argument, NULL, OPT_MAX_CLIENTS },
@@ -88,6 +92,9 @@ usage(FILE *f)
         "  -a, --stats-addr=S     : set stats monitoring ip (default: %s);\n"
         "                           also --admin-addr\n"
         "      --no-admin         : no stats port (HTTP admin), as -s 0\n"
+        "      --admin-token-file=S : /config, POST /reload and POST\n"
+        "                           /ring/diff want \"Authorization: Bearer\n"
+        "                           TOKEN\", TOKEN the file's first line\n"
         "      --check-health     : ask the running memring's admin port\n"
         "                           (-s, -a) for /healthz; exit 0 when\n"
         "                           healthy, 1 otherwise (for HEALTHCHECK)\n"
@@ -129,6 +136,50 @@ usage(FILE *f)
         (unsigned long long)LIMITS_DEFAULT_PENDING_VALUES_MAX,
         LIMITS_DEFAULT_REQUESTS_MAX, LIMITS_DEFAULT_GET_KEYS_MAX,
         PROBE_DEFAULT_INTERVAL_MS);
+}
+
+/*
+ * The admin token from path: its first line, without surrounding spaces;
+ * into out (ADMIN_TOKEN_MAX + 1 bytes). Refuses an unreadable file, an
+ * empty token and one with spaces or control bytes (it goes in a header).
+ */
+static int
+read_admin_token(const char *path, char *out)
+{
+    char line[ADMIN_TOKEN_MAX + 2];
+    size_t len, i;
+    FILE *f = fopen(path, "r");
+    char *p;
+
+    if (f == NULL) {
+        fprintf(stderr, "memring: admin token file '%s': %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    if (fgets(line, sizeof(line), f) == NULL) {
+        line[0] = '\0';
+    }
+    fclose(f);
+    p = line + strspn(line, " \t");
+    len = strcspn(p, "\r\n");
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+        len--;
+    }
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) {
+            len = 0;
+            break;
+        }
+    }
+    if (len == 0 || len > ADMIN_TOKEN_MAX) {
+        fprintf(stderr, "memring: admin token file '%s': expected a token "
+                "of 1 to %d printable characters on its first line\n", path,
+                ADMIN_TOKEN_MAX);
+        return -1;
+    }
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 0;
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -289,6 +340,7 @@ main(int argc, char **argv)
         .log_level = LOG_DEFAULT_LEVEL,
     };
     const struct number_flag *nf;
+    static char token[ADMIN_TOKEN_MAX + 1];
     bool test_conf = false, health = false;
     int opt, rc;
 
@@ -335,6 +387,12 @@ main(int argc, char **argv)
             break;
         case OPT_CHECK_HEALTH:
             health = true;
+            break;
+        case OPT_ADMIN_TOKEN_FILE:
+            if (read_admin_token(optarg, token) != 0) {
+                return 1;
+            }
+            o.admin_token = token;
             break;
         case OPT_NO_ADMIN:
             o.stats_port = 0;

@@ -235,6 +235,7 @@ proxy_start(struct proxy *px, const struct proxy_options *o,
         }
         admin_conf_loaded(px->admin, loaded_at);
         admin_set_reload(px->admin, proxy_reload_cb, px);
+        admin_set_token(px->admin, o->admin_token);
         admin_set_reload_stats(px->admin, reload_stats(px->reload));
         rc = admin_listen(px->admin, o->stats_addr, o->stats_port);
         if (rc != 0) {

@@ -25,6 +25,8 @@ struct worker;
 #define ADMIN_HEADER_MAX    8192    /* request line + headers, bytes */
 #define ADMIN_URL_MAX       1024    /* request target, bytes */
 #define ADMIN_BODY_MAX      65536   /* request body, bytes */
+#define ADMIN_AUTH_MAX      512     /* Authorization header value, bytes */
+#define ADMIN_TOKEN_MAX     256     /* --admin-token-file's token, bytes */
 
 struct admin;
 
@@ -37,6 +39,7 @@ struct admin_reply {
     int        status;      /* HTTP status code */
     const char *type;       /* Content-Type (static) */
     const char *allow;      /* Allow header for 405 (static), or NULL */
+    bool       challenge;   /* 401: add WWW-Authenticate: Bearer */
     char       *body;       /* malloc'd, owned by the reply; may be NULL */
     size_t     len;
 };
@@ -68,6 +71,12 @@ struct admin_http {
     char       url[ADMIN_URL_MAX + 1];  /* request target, NUL-terminated */
     char       *body;                   /* body_bytes + NUL (owned), or NULL */
     size_t     body_cap;                /* bytes allocated at body */
+    char       field[16];               /* the header name being read ... */
+    size_t     field_len;               /* ... (longer names: not ours) */
+    bool       in_auth;                 /* reading Authorization's value */
+    bool       has_auth;                /* an Authorization header came */
+    size_t     auth_len;
+    char       auth[ADMIN_AUTH_MAX + 1]; /* its value, NUL-terminated */
 };
 
 /* Ready for a request's first byte. h must not hold a body: deinit first. */
@@ -107,6 +116,10 @@ void admin_conf_loaded(struct admin *a, uint64_t at_usec);
  * admin_conf_loaded(). */
 void admin_set_reload(struct admin *a, admin_reload_fn fn, void *arg);
 
+/* The bearer token the write and config endpoints want (NULL or "": none
+ * wanted, as before). Copied. */
+void admin_set_token(struct admin *a, const char *token);
+
 /* Counters of applied and refused reloads, shown in /stats and /metrics
  * (memring_reloads, memring_reload_failures). */
 struct reload_stats;
@@ -120,15 +133,26 @@ void admin_close(struct admin *a);
  * NULL-safe; *a = NULL. */
 void admin_destroy(struct admin **a);
 
+/* One request as the routing sees it. */
+struct admin_request {
+    const char *method;         /* "GET", "POST"... */
+    const char *path;           /* request target, query included */
+    const char *body;           /* NULL when none */
+    size_t     body_len;
+    const char *authorization;  /* the Authorization header, or NULL */
+};
+
 /*
- * The reply for method and path with the request's body (NULL, 0 when
- * none), as the HTTP side sends it: 200/400/503/404/405/500/501. A query
- * string is ignored but by POST /ring/diff (pool=, sample=). 0, or UV_ENOMEM with r->body
- * NULL. The body is NUL-terminated past len. Exposed for tests; the
- * caller frees r with admin_reply_free().
+ * The reply to req, as the HTTP side sends it: 200/400/401/403/404/405/
+ * 500/501/503. A query string is ignored but by POST /ring/diff (pool=,
+ * sample=). With a token set (admin_set_token), /config, POST /reload and
+ * POST /ring/diff want "Authorization: Bearer TOKEN": 401 without one,
+ * 403 with another. 0, or UV_ENOMEM with r->body NULL. The body is
+ * NUL-terminated past len. Exposed for tests; the caller frees r with
+ * admin_reply_free().
  */
-int admin_respond(struct admin *a, const char *method, const char *path,
-                  const char *body, size_t body_len, struct admin_reply *r);
+int admin_respond(struct admin *a, const struct admin_request *req,
+                  struct admin_reply *r);
 void admin_reply_free(struct admin_reply *r);
 
 #endif /* MEMRING_ADMIN_H */

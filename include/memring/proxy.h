@@ -19,6 +19,8 @@ struct proxy_options {
     const char *pid_file;      /* NULL: none */
     const char *log_file;      /* NULL: stderr */
     const char *stats_addr;    /* admin address (name or numeric) */
+    const char *admin_token;   /* bearer token for /config and the POSTs;
+                                * NULL: none wanted */
     int        log_level;
     uint16_t   stats_port;     /* admin port; 0: no admin endpoint */
     bool       daemonize;

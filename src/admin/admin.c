@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -89,6 +90,7 @@ struct admin {
     void                   *reload_arg;
     const struct reload_stats *reload_stats; /* or NULL */
     char                   host[256];   /* "source" in twemproxy's JSON */
+    char                   token[ADMIN_TOKEN_MAX + 1]; /* "": none wanted */
 };
 
 /* ---------------------------------------------------------------------
@@ -109,17 +111,20 @@ enum admin_route {
     ROUTE_NONE
 };
 
+/* "guarded": behind the token when one is set. /config shows every
+ * server address; the POSTs change or load the config. */
 static const struct {
     const char       *path;
     enum admin_route route;
     bool             post;     /* POST only, else GET and HEAD */
+    bool             guarded;
 } routes[] = {
-    { "/stats",   ROUTE_STATS,   false },
-    { "/metrics", ROUTE_METRICS, false },
-    { "/healthz", ROUTE_HEALTHZ, false },
-    { "/config",  ROUTE_CONFIG,  false },
-    { "/reload",  ROUTE_RELOAD,  true },
-    { "/ring/diff", ROUTE_RING_DIFF, true },
+    { "/stats",     ROUTE_STATS,     false, false },
+    { "/metrics",   ROUTE_METRICS,   false, false },
+    { "/healthz",   ROUTE_HEALTHZ,   false, false },
+    { "/config",    ROUTE_CONFIG,    false, true },
+    { "/reload",    ROUTE_RELOAD,    true,  true },
+    { "/ring/diff", ROUTE_RING_DIFF, true,  true },
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -298,16 +303,56 @@ respond_doc(struct admin *a, enum admin_route route, struct admin_reply *r,
     return err;
 }
 
+/* Whether two strings are equal, in time that depends on their lengths
+ * only (not on where they first differ). */
+static bool
+same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i;
+    unsigned char diff = la != lb;
+
+    for (i = 0; i < la && i < lb; i++) {
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    }
+    return diff == 0;
+}
+
+/* A guarded route's answer to a request without the token: 0 when it may
+ * go on; else r and b hold the refusal (401 or 403) and *err its status. */
+static bool
+refused_without_token(const struct admin *a, const char *authorization,
+                      struct admin_reply *r, struct buf *b, int *err)
+{
+    static const char scheme[] = "Bearer ";
+
+    if (a->token[0] == '\0') {
+        return false;
+    }
+    if (authorization == NULL ||
+        strncasecmp(authorization, scheme, sizeof(scheme) - 1) != 0) {
+        r->challenge = true;
+        *err = reply_text(r, b, 401, "unauthorized: this endpoint wants "
+                          "Authorization: Bearer <token>\n");
+        return true;
+    }
+    if (!same_secret(authorization + sizeof(scheme) - 1, a->token)) {
+        *err = reply_text(r, b, 403, "forbidden: wrong token\n");
+        return true;
+    }
+    return false;
+}
+
 int
-admin_respond(struct admin *a, const char *method, const char *path,
-              const char *body, size_t body_len, struct admin_reply *r)
+admin_respond(struct admin *a, const struct admin_request *req,
+              struct admin_reply *r)
 {
     struct buf b = BUF_INIT;
+    const char *method = req->method, *path = req->path;
     size_t plen = strcspn(path, "?#");
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     enum admin_route route = ROUTE_NONE;
     size_t i;
-    int err;
+    int err = 0;
 
     memset(r, 0, sizeof(*r));
     for (i = 0; i < NROUTES; i++) {
@@ -323,10 +368,13 @@ admin_respond(struct admin *a, const char *method, const char *path,
     } else if (routes[i].post ? strcmp(method, "POST") != 0 : !get) {
         err = reply_text(r, &b, 405, "method not allowed\n");
         r->allow = routes[i].post ? "POST" : "GET, HEAD";
+    } else if (routes[i].guarded &&
+               refused_without_token(a, req->authorization, r, &b, &err)) {
+        /* r holds the refusal */
     } else if (route == ROUTE_RELOAD) {
         err = respond_reload(a, r, &b);
     } else if (route == ROUTE_RING_DIFF) {
-        err = respond_ring_diff(a, path, body, body_len, r, &b);
+        err = respond_ring_diff(a, path, req->body, req->body_len, r, &b);
     } else {
         err = respond_doc(a, route, r, &b);
     }
@@ -376,6 +424,65 @@ http_on_url(llhttp_t *parser, const char *at, size_t len)
     memcpy(h->url + h->url_len, at, len);
     h->url_len += len;
     h->url[h->url_len] = '\0';
+    return 0;
+}
+
+/* Header names are read to find Authorization only; its value is kept
+ * (bounded), every other header is skipped. */
+static int
+http_on_header_field(llhttp_t *parser, const char *at, size_t len)
+{
+    struct admin_http *h = parser->data;
+
+    if (len > sizeof(h->field) - h->field_len) {
+        h->field_len = sizeof(h->field);    /* too long to be ours */
+    } else {
+        memcpy(h->field + h->field_len, at, len);
+        h->field_len += len;
+    }
+    return 0;
+}
+
+static int
+http_on_header_field_complete(llhttp_t *parser)
+{
+    struct admin_http *h = parser->data;
+
+    h->in_auth = h->field_len == 13 &&
+                 strncasecmp(h->field, "authorization", 13) == 0;
+    if (h->in_auth) {
+        h->has_auth = true;     /* a second one replaces the first */
+        h->auth_len = 0;
+        h->auth[0] = '\0';
+    }
+    h->field_len = 0;
+    return 0;
+}
+
+static int
+http_on_header_value(llhttp_t *parser, const char *at, size_t len)
+{
+    struct admin_http *h = parser->data;
+
+    if (!h->in_auth) {
+        return 0;
+    }
+    if (len > ADMIN_AUTH_MAX - h->auth_len) {
+        return http_refuse(h, 400, "Authorization header too long\n",
+                           "authorization too long");
+    }
+    memcpy(h->auth + h->auth_len, at, len);
+    h->auth_len += len;
+    h->auth[h->auth_len] = '\0';
+    return 0;
+}
+
+static int
+http_on_header_value_complete(llhttp_t *parser)
+{
+    struct admin_http *h = parser->data;
+
+    h->in_auth = false;
     return 0;
 }
 
@@ -438,6 +545,10 @@ http_on_message_complete(llhttp_t *parser)
 
 static const llhttp_settings_t http_settings = {
     .on_url = http_on_url,
+    .on_header_field = http_on_header_field,
+    .on_header_field_complete = http_on_header_field_complete,
+    .on_header_value = http_on_header_value,
+    .on_header_value_complete = http_on_header_value_complete,
     .on_headers_complete = http_on_headers_complete,
     .on_body = http_on_body,
     .on_message_complete = http_on_message_complete,
@@ -527,6 +638,8 @@ status_reason(int status)
     switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -674,6 +787,9 @@ admin_send_http(struct admin_conn *c, const struct admin_reply *r, bool head)
     if (err == 0 && r->allow != NULL) {
         err = buf_printf(&b, "Allow: %s\r\n", r->allow);
     }
+    if (err == 0 && r->challenge) {
+        err = buf_printf(&b, "WWW-Authenticate: Bearer realm=\"memring\"\r\n");
+    }
     if (err == 0) {
         err = buf_append(&b, "\r\n", 2);
     }
@@ -718,7 +834,10 @@ admin_send_raw_stats(struct admin_conn *c)
 {
     struct admin_reply r;
 
-    if (admin_respond(c->admin, "GET", "/stats", NULL, 0, &r) != 0) {
+    static const struct admin_request stats = { .method = "GET",
+                                                .path = "/stats" };
+
+    if (admin_respond(c->admin, &stats, &r) != 0) {
         admin_conn_close(c);
         return;
     }
@@ -731,8 +850,15 @@ admin_dispatch(struct admin_conn *c)
     const char *method = admin_http_method(&c->http);
     struct admin_reply r;
 
-    if (admin_respond(c->admin, method, c->http.url, c->http.body,
-                      c->http.body_bytes, &r) != 0) {
+    struct admin_request req = {
+        .method = method,
+        .path = c->http.url,
+        .body = c->http.body,
+        .body_len = c->http.body_bytes,
+        .authorization = c->http.has_auth ? c->http.auth : NULL,
+    };
+
+    if (admin_respond(c->admin, &req, &r) != 0) {
         admin_send_error(c, 500, "out of memory\n");
         return;
     }
@@ -916,6 +1042,12 @@ void
 admin_set_reload_stats(struct admin *a, const struct reload_stats *st)
 {
     a->reload_stats = st;
+}
+
+void
+admin_set_token(struct admin *a, const char *token)
+{
+    snprintf(a->token, sizeof(a->token), "%s", token != NULL ? token : "");
 }
 
 void

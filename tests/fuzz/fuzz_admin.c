@@ -355,18 +355,19 @@ check_text(const char *s, size_t n)
 static int
 respond(struct admin *a, const char *method, const char *path)
 {
+    struct admin_request req = { .method = method, .path = path };
     struct admin_reply r;
     size_t plen = strcspn(path, "?#");
     int status;
 
-    if (admin_respond(a, method, path, NULL, 0, &r) != 0) {
+    if (admin_respond(a, &req, &r) != 0) {
         CHECK(r.body == NULL);
         return 0;
     }
     status = r.status;
     CHECK(r.type != NULL);
     CHECK(r.len == 0 || r.body != NULL);
-    CHECK(status == 200 || status == 404 || status == 405 ||
+    CHECK(status == 200 || status == 400 || status == 404 || status == 405 ||
           status == 500 || status == 501 || status == 503);
     CHECK((status == 405) == (r.allow != NULL));
     if (status == 200 || status == 503) {

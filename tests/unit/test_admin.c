@@ -92,9 +92,10 @@ teardown(void **state)
 static const char *
 get(const char *method, const char *path)
 {
+    struct admin_request req = { .method = method, .path = path };
+
     admin_reply_free(&fx.r);
-    assert_int_equal(admin_respond(fx.admin, method, path, NULL, 0, &fx.r),
-                     0);
+    assert_int_equal(admin_respond(fx.admin, &req, &fx.r), 0);
     assert_non_null(fx.r.body);
     return fx.r.body;
 }
@@ -426,9 +427,13 @@ test_reload_hook(void **state)
 static const char *
 post(const char *path, const char *body)
 {
+    struct admin_request req = {
+        .method = "POST", .path = path, .body = body,
+        .body_len = body != NULL ? strlen(body) : 0,
+    };
+
     admin_reply_free(&fx.r);
-    assert_int_equal(admin_respond(fx.admin, "POST", path, body,
-                                   body != NULL ? strlen(body) : 0, &fx.r), 0);
+    assert_int_equal(admin_respond(fx.admin, &req, &fx.r), 0);
     assert_non_null(fx.r.body);
     return fx.r.body;
 }
