@@ -349,15 +349,18 @@ def read_replies(conn, n, timeout=None):
 
 # ---------------------------------------------------------------- admin port
 
-def http_request(port, path, method="GET", timeout=IO_TIMEOUT, body=None):
+def http_request(port, path, method="GET", timeout=IO_TIMEOUT, body=None,
+                 headers=()):
     """(status, body) of one HTTP/1.1 request on a raw socket
-    (Connection: close; read until the close), with body (bytes) when
-    given; (None, all bytes) when the answer is not HTTP: a request that
+    (Connection: close; read until the close), with body (bytes) and
+    headers [(name, value)] when given; (None, all bytes) when the answer is not HTTP: a request that
     reaches the admin port more than 250 ms after the connect (a loaded
     box) gets twemproxy's bare JSON."""
-    length = "" if body is None else "Content-Length: %d\r\n" % len(body)
+    extra = "".join("%s: %s\r\n" % kv for kv in headers)
+    if body is not None:
+        extra += "Content-Length: %d\r\n" % len(body)
     req = ("%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s\r\n"
-           % (method, path, HOST, length)).encode() + (body or b"")
+           % (method, path, HOST, extra)).encode() + (body or b"")
     with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(req)
         data, _ = read_to_eof(s, timeout)

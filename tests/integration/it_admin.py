@@ -633,5 +633,62 @@ class TestFlags(unittest.TestCase):
                  what="the warning")
 
 
+class TestToken(unittest.TestCase):
+    """--admin-token-file: /config, POST /reload and POST /ring/diff want
+    the bearer token; /stats, /metrics and /healthz stay open."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="memring-token-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def start(self, token_text):
+        token = h.write_conf(os.path.join(self.dir, "token"), token_text)
+        port = h.free_port()
+        conf = h.write_conf(os.path.join(self.dir, "m.yml"), pool_yaml(
+            "alpha", port, h.servers_yaml(["127.0.0.1:1"], indent=3)))
+        mr = h.Memring(conf, wait=[port], args=("--admin-token-file", token))
+        self.addCleanup(mr.stop)
+        return mr
+
+    def test_no_wrong_and_right_token(self):
+        mr = self.start("  Zm9vYmFy-42 \n# second line ignored\n").start()
+        s = mr.stats_port
+        for path in ("/stats", "/metrics"):
+            self.assertEqual(h.http_request(s, path)[0], 200, path)
+        self.assertIn(h.http_request(s, "/healthz")[0], (200, 503))
+        self.assertEqual(h.http_request(s, "/config")[0], 401)
+        self.assertEqual(h.http_request(s, "/reload", "POST", body=b"")[0],
+                         401)
+        wrong = [("Authorization", "Bearer Zm9vYmFy-43")]
+        self.assertEqual(h.http_request(s, "/config", headers=wrong)[0], 403)
+        self.assertEqual(h.http_request(s, "/reload", "POST", body=b"",
+                                        headers=wrong)[0], 403)
+        right = [("Authorization", "Bearer Zm9vYmFy-42")]
+        status, body = h.http_request(s, "/config", headers=right)
+        self.assertEqual(status, 200)
+        self.assertIn(b"127.0.0.1:1", body)
+        status, body = h.http_request(s, "/reload", "POST", body=b"",
+                                      headers=right)
+        self.assertEqual(status, 200, body)
+        with socket.create_connection((h.HOST, s), timeout=5) as c:
+            c.sendall(b"GET /config HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            head = h.read_to_eof(c, 5)[0].split(b"\r\n\r\n")[0]
+        self.assertIn(b"WWW-Authenticate: Bearer", head)
+
+    def test_bad_token_files_refused_at_start(self):
+        for text in ("", "\n\n", "two words\n", "x" * 300 + "\n"):
+            mr = self.start(text)
+            mr.spawn()
+            self.assertEqual(mr.proc.wait(10), 1, repr(text))
+            self.assertIn("admin token file", mr.output())
+        mr = h.Memring(os.path.join(self.dir, "m.yml"), args=(
+            "--admin-token-file", os.path.join(self.dir, "none")))
+        self.addCleanup(mr.stop)
+        mr.spawn()
+        self.assertEqual(mr.proc.wait(10), 1)
+        self.assertIn("No such file", mr.output())
+
+
 if __name__ == "__main__":
     sys.exit(h.run_tests(globals()))

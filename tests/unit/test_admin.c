@@ -493,12 +493,101 @@ test_ring_diff(void **state)
     assert_int_equal(fx.r.status, 405);
 }
 
+/* The reply to method path with an Authorization header (or NULL). */
+static const char *
+as(const char *auth, const char *method, const char *path)
+{
+    struct admin_request req = { .method = method, .path = path,
+                                 .authorization = auth };
+
+    admin_reply_free(&fx.r);
+    assert_int_equal(admin_respond(fx.admin, &req, &fx.r), 0);
+    return fx.r.body;
+}
+
+/* With a token, /config and the POSTs want it; the rest stays open. */
+static void
+test_token(void **state)
+{
+    int calls = 0;
+
+    (void)state;
+    admin_set_reload(fx.admin, fake_reload, &calls);
+    as(NULL, "GET", "/config");
+    assert_int_equal(fx.r.status, 200);         /* no token set: open */
+    admin_set_token(fx.admin, "s3cret-t0ken");
+    as(NULL, "GET", "/config");
+    assert_int_equal(fx.r.status, 401);
+    assert_true(fx.r.challenge);
+    as("Basic czNjcmV0", "GET", "/config");
+    assert_int_equal(fx.r.status, 401);
+    as("Bearer s3cret-t0ke", "GET", "/config");
+    assert_int_equal(fx.r.status, 403);
+    as("Bearer s3cret-t0kenX", "POST", "/reload");
+    assert_int_equal(fx.r.status, 403);
+    as("Bearer ", "POST", "/ring/diff");
+    assert_int_equal(fx.r.status, 403);
+    assert_int_equal(calls, 0);
+    as("Bearer s3cret-t0ken", "GET", "/config");
+    assert_int_equal(fx.r.status, 200);
+    as("bearer s3cret-t0ken", "POST", "/reload");
+    assert_int_equal(fx.r.status, 200);
+    assert_int_equal(calls, 1);
+    as(NULL, "GET", "/metrics");
+    assert_int_equal(fx.r.status, 200);
+    as(NULL, "GET", "/stats");
+    assert_int_equal(fx.r.status, 200);
+    as(NULL, "GET", "/healthz");
+    assert_true(fx.r.status == 200 || fx.r.status == 503);
+    as(NULL, "GET", "/reload");                 /* the method first */
+    assert_int_equal(fx.r.status, 405);
+    admin_set_token(fx.admin, NULL);
+    as(NULL, "GET", "/config");
+    assert_int_equal(fx.r.status, 200);
+}
+
 /* ----------------------------------------------------------- admin_http */
 
 static enum admin_http_state
 feed(struct admin_http *h, const char *s)
 {
     return admin_http_feed(h, s, strlen(s));
+}
+
+/* The Authorization header is kept, whatever its case and however the
+ * request is split; other headers are not; an overlong one is a 400. */
+static void
+test_http_authorization(void **state)
+{
+    static const char req[] = "POST /reload HTTP/1.1\r\nX-Authorization: no"
+                              "\r\naUtHoRiZaTiOn: Bearer abc def\r\n"
+                              "Host: a\r\nContent-Length: 0\r\n\r\n";
+    char big[ADMIN_AUTH_MAX + 200];
+    struct admin_http h;
+    size_t cut;
+
+    (void)state;
+    for (cut = 0; cut < strlen(req); cut++) {
+        admin_http_init(&h);
+        admin_http_feed(&h, req, cut);
+        assert_int_equal(admin_http_feed(&h, req + cut, strlen(req) - cut),
+                         ADMIN_HTTP_DONE);
+        assert_true(h.has_auth);
+        assert_string_equal(h.auth, "Bearer abc def");
+        admin_http_deinit(&h);
+    }
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, "GET /config HTTP/1.1\r\nHost: a\r\n\r\n"),
+                     ADMIN_HTTP_DONE);
+    assert_false(h.has_auth);
+    admin_http_deinit(&h);
+
+    snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nAuthorization: Bearer "
+             "%0*d\r\n\r\n", ADMIN_AUTH_MAX, 7);
+    admin_http_init(&h);
+    assert_int_equal(feed(&h, big), ADMIN_HTTP_BAD);
+    assert_int_equal(h.status, 400);
+    admin_http_deinit(&h);
 }
 
 /* A request split anywhere reads the same; what follows it is ignored. */
@@ -712,11 +801,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_config, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_routes, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_ring_diff, setup_one, teardown),
+        cmocka_unit_test_setup_teardown(test_token, setup_one, teardown),
         cmocka_unit_test_setup_teardown(test_reload_hook, setup_one,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_escaping, setup_weird,
                                         teardown),
         cmocka_unit_test(test_http_split),
+        cmocka_unit_test(test_http_authorization),
         cmocka_unit_test(test_http_bounds),
         cmocka_unit_test(test_http_body),
         cmocka_unit_test(test_http_end),
