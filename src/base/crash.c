@@ -28,6 +28,8 @@
 
 #define CRASH_FRAMES_MAX 64
 
+/* A sanitizer reports crashes itself: none of this is built then. */
+#ifndef CRASH_SANITIZED
 static const struct {
     int        signum;
     const char *name;
@@ -66,6 +68,7 @@ crash_handler(int signum)
      * faulting instruction, raise() covers an abort or a kill. */
     raise(signum);
 }
+#endif
 
 void
 crash_report_install(void)
