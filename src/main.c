@@ -28,6 +28,7 @@
 #define OPT_PENDING_OUTPUT_MAX 265
 #define OPT_GET_KEYS_MAX 266
 #define OPT_PROBE_INTERVAL 267
+#define OPT_SHUTDOWN_TIMEOUT 268
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -54,6 +55,7 @@ static const struct option long_options[] = {
     { "health-probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL },
     { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+    { "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
     { "pid-file",       required_argument, NULL, 'p' },
     { "mbuf-size",      required_argument, NULL, 'm' },
@@ -111,6 +113,11 @@ usage(FILE *f)
         "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
         "                           (default: 0, never)\n"
+        "      --shutdown-timeout=MS : on SIGTERM or SIGINT, stop accepting\n"
+        "                           and answer what clients sent for at\n"
+        "                           most MS, then close what is left and\n"
+        "                           exit 0; a second signal stops at once\n"
+        "                           (default: %d; 0: no wait)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
         "  -p, --pid-file=S       : set pid file (default: off)\n"
         "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
@@ -122,7 +129,7 @@ usage(FILE *f)
         LIMITS_DEFAULT_MAX_CLIENTS,
         (unsigned long long)LIMITS_DEFAULT_PENDING_VALUES_MAX,
         LIMITS_DEFAULT_REQUESTS_MAX, LIMITS_DEFAULT_GET_KEYS_MAX,
-        PROBE_DEFAULT_INTERVAL_MS);
+        PROBE_DEFAULT_INTERVAL_MS, PROXY_DEFAULT_SHUTDOWN_TIMEOUT_MS);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -194,6 +201,8 @@ static const struct number_flag number_flags[] = {
       FIELD(limits.idle_timeout_ms), 1000 },
     { OPT_PROBE_INTERVAL, "--health-probe-interval", 0, 3600 * 1000,
       FIELD(probe_interval_ms), 1 },
+    { OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", 0, 24 * 3600 * 1000,
+      FIELD(shutdown_timeout_ms), 1 },
     { 'i', "-i", 1, 1L << 30, IGNORED, 1 },
     { 'm', "-m", 1, 1L << 30, IGNORED, 1 },
 };
@@ -291,6 +300,7 @@ main(int argc, char **argv)
     }
     limits_default(&o.limits);
     o.probe_interval_ms = PROBE_DEFAULT_INTERVAL_MS;
+    o.shutdown_timeout_ms = PROXY_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, long_options,
                               NULL)) != -1) {
