@@ -8,13 +8,17 @@
 #include "memring/probe.h"
 #include "memring/proxy.h"
 #include "memring/ring_tool.h"
+#include "memring_git_rev.h"    /* generated: MEMRING_GIT_REV */
 
 #include <getopt.h>
+#include <llhttp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
+#include <yaml.h>
 
 #define OPT_NO_ADMIN     256     /* long-only options: past any char */
 #define OPT_WATCH_CONFIG 257
@@ -130,6 +134,19 @@ usage(FILE *f)
         (unsigned long long)LIMITS_DEFAULT_PENDING_VALUES_MAX,
         LIMITS_DEFAULT_REQUESTS_MAX, LIMITS_DEFAULT_GET_KEYS_MAX,
         PROBE_DEFAULT_INTERVAL_MS, PROXY_DEFAULT_SHUTDOWN_TIMEOUT_MS);
+}
+
+/* -V: the version (the first line as nutcracker words it), the git
+ * revision built, and the libraries: libuv and libyaml as loaded now,
+ * llhttp as compiled in. */
+static void
+print_version(void)
+{
+    printf("This is memring-%s\n", MEMRING_VERSION);
+    printf("git revision: %s\n", MEMRING_GIT_REV);
+    printf("libuv %s, libyaml %s, llhttp %d.%d.%d\n", uv_version_string(),
+           yaml_get_version_string(), LLHTTP_VERSION_MAJOR,
+           LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
 }
 
 /* A whole decimal number in [lo, hi], or -1. */
@@ -316,7 +333,7 @@ main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("This is memring-%s\n", MEMRING_VERSION);
+            print_version();
             return 0;
         case 'D':
             printf("This is memring-%s\n\n", MEMRING_VERSION);

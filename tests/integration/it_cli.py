@@ -136,10 +136,47 @@ class TestConfigCheck(CliCase):
 class TestFlags(CliCase):
 
     def test_version(self):
+        """nutcracker's first line, then the git revision built and the
+        library versions."""
         for flag in ("-V", "--version"):
             status, out = run(flag)
             self.assertEqual(status, 0, out)
-            self.assertIn(project_version(), out)
+            lines = out.splitlines()
+            self.assertEqual(lines[0], "This is memring-%s"
+                             % project_version())
+            self.assertRegex(lines[1],
+                             r"^git revision: ([0-9a-f]{7,}|unknown)$")
+            self.assertRegex(lines[2], r"^libuv \d+\.\d+\.\d+, libyaml "
+                             r"\d+\.\d+\.\d+, llhttp \d+\.\d+\.\d+$")
+            self.assertEqual(len(lines), 3, out)
+
+    def test_git_revision_script(self):
+        """cmake/git_rev.cmake, which the build runs: this checkout's short
+        hash; "unknown" in a folder of no checkout and in a subfolder of
+        one (a tarball unpacked inside another repository)."""
+        src = h.source_dir()
+        script = os.path.join(src, "cmake", "git_rev.cmake")
+        git = shutil.which("git")
+        plain = os.path.join(self.dir, "plain")
+        os.mkdir(plain)
+        for where, want in ((plain, "unknown"),
+                            (os.path.join(src, "tests"), "unknown"),
+                            (src, None)):
+            out = os.path.join(self.dir, "rev.h")
+            proc = subprocess.run(["cmake", "-DSRC=" + where, "-DOUT=" + out,
+                                   "-DGIT=" + (git or ""), "-P", script],
+                                  capture_output=True, timeout=30)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            with open(out) as f:
+                got = re.fullmatch(r'#define MEMRING_GIT_REV "(.*)"\n',
+                                   f.read()).group(1)
+            if want is None and git is not None and os.path.exists(
+                    os.path.join(src, ".git")):
+                want = subprocess.run(
+                    [git, "rev-parse", "--short", "HEAD"], cwd=src,
+                    capture_output=True, timeout=30).stdout.decode().strip()
+            if want is not None:
+                self.assertEqual(got, want, where)
 
     def test_help(self):
         for flag in ("-h", "--help"):
