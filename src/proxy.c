@@ -59,6 +59,7 @@ struct proxy {
     uv_signal_t   sigint;
     uv_signal_t   sigterm;
     uv_signal_t   sighup;
+    uv_signal_t   sigusr1;
     uv_timer_t    deadline;     /* --shutdown-timeout, once draining */
     uv_async_t    drained;      /* a worker has no client left */
     atomic_uint   ndrained;     /* ... how many have none */
@@ -95,6 +96,7 @@ proxy_shutdown(struct proxy *px)
     uv_close((uv_handle_t *)&px->sigint, NULL);
     uv_close((uv_handle_t *)&px->sigterm, NULL);
     uv_close((uv_handle_t *)&px->sighup, NULL);
+    uv_close((uv_handle_t *)&px->sigusr1, NULL);
     uv_close((uv_handle_t *)&px->deadline, NULL);
     uv_close((uv_handle_t *)&px->drained, NULL);
     admin_close(px->admin);
@@ -154,18 +156,37 @@ proxy_drain(struct proxy *px)
     }
 }
 
+/* SIGUSR1 (for logrotate), and SIGHUP before its reload. */
+static void
+proxy_reopen_log(int signum)
+{
+    int rc = log_reopen();
+
+    if (rc != 0) {
+        log_error("signal %d: log file: cannot reopen: %s", signum,
+                  strerror(-rc));
+    } else if (signum == SIGUSR1) {
+        log_notice("signal %d: log file reopened", signum);
+    }
+}
+
 static void
 proxy_signal_cb(uv_signal_t *handle, int signum)
 {
     struct proxy *px = handle->data;
 
+    if (signum == SIGUSR1 || signum == SIGHUP) {
+        proxy_reopen_log(signum);
+    }
+    if (signum == SIGUSR1) {
+        return;
+    }
     if (signum == SIGHUP && px->draining) {
         log_notice("signal %d: stopping; no reload", signum);
         return;
     }
     if (signum == SIGHUP) {
         char msg[2048];
-        log_reopen();
         log_notice("signal %d: reloading %s", signum,
                    reload_conf(px->reload)->path);
         reload_now(px->reload, msg, sizeof(msg));
@@ -426,10 +447,13 @@ proxy_catch_signals(struct proxy *px)
     uv_signal_init(loop, &px->sigint);
     uv_signal_init(loop, &px->sigterm);
     uv_signal_init(loop, &px->sighup);
+    uv_signal_init(loop, &px->sigusr1);
     px->sigint.data = px->sigterm.data = px->sighup.data = px;
+    px->sigusr1.data = px;
     uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
     uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
     uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
+    uv_signal_start(&px->sigusr1, proxy_signal_cb, SIGUSR1);
     /* the drain's handles, on the same loop as the signals */
     uv_timer_init(loop, &px->deadline);
     px->deadline.data = px;

@@ -36,7 +36,8 @@ struct proxy_options {
 /* Loads the config, starts serving, returns when stopped by a signal:
  * SIGTERM or SIGINT drains (no new clients; each client is closed once
  * the requests it sent are answered) for at most shutdown_timeout_ms, a
- * second one stops at once. SIGHUP reloads.
+ * second one stops at once. SIGHUP reopens the log and reloads, SIGUSR1
+ * reopens the log.
  * Returns the process exit status (0, or 1 when it could not start). */
 int proxy_run(const struct proxy_options *o);
 

@@ -222,6 +222,30 @@ class TestFlags(CliCase):
         self.assertTrue(os.path.getsize(p.log) > 0, "empty log")
 
 
+class TestLogRotation(CliCase):
+
+    def test_sigusr1_reopens_log(self):
+        """logrotate renames the -o file and sends SIGUSR1: memring keeps
+        running and writes its next lines to a new file at the path."""
+        p = self.start_logged()
+        rotated = p.log + ".1"
+        os.rename(p.log, rotated)
+        p.proc.send_signal(signal.SIGUSR1)
+        h.wait_for(lambda: "log file reopened" in p.log_text(),
+                   what="a new log file")
+        self.assertIsNone(p.proc.poll(), "memring died of SIGUSR1")
+        p.proc.send_signal(signal.SIGHUP)     # one more line, any later one
+        h.wait_for(lambda: "reloading" in p.log_text(),
+                   what="later lines in the new file")
+        with open(rotated) as f:
+            old = f.read()
+        self.assertIn("started", old)
+        self.assertNotIn("reopened", old)
+        self.assertNotIn("started", p.log_text())
+        p.stop()
+        self.assertEqual(p.proc.returncode, 0)
+
+
 def sanitized(path):
     """True for a sanitizer build (whose own handler reports crashes)."""
     with open(path, "rb") as f:
