@@ -124,7 +124,11 @@ usage(FILE *f)
         "                           (default: %d; 0: no wait)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
         "  -p, --pid-file=S       : set pid file (default: off)\n"
-        "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
+        "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n"
+        "\n"
+        "Signals: SIGTERM, SIGINT: drain and exit 0 (--shutdown-timeout);\n"
+        "  SIGHUP: reopen the log file and reload the config; SIGUSR1:\n"
+        "  reopen the log file (-o), after rotation.\n",
         LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, PROXY_DEFAULT_CONF,
         PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
         (unsigned long long)LIMITS_DEFAULT_ITEM_SIZE_MAX,

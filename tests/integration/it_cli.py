@@ -17,7 +17,7 @@ import harness as h
 
 LONG_FLAGS = ("--conf-file", "--test-conf", "--daemonize", "--pid-file",
               "--output", "--verbose", "--stats-port", "--stats-addr",
-              "--version", "--help")
+              "--version", "--help", "--shutdown-timeout")
 
 
 def run(*args, timeout=10):
