@@ -10,14 +10,18 @@
 #include "memring/probe.h"
 #include "memring/proxy.h"
 #include "memring/ring_tool.h"
+#include "memring_git_rev.h"    /* generated: MEMRING_GIT_REV */
 
 #include <errno.h>
 #include <getopt.h>
+#include <llhttp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
+#include <yaml.h>
 
 #define OPT_NO_ADMIN     256     /* long-only options: past any char */
 #define OPT_WATCH_CONFIG 257
@@ -33,6 +37,7 @@
 #define OPT_PROBE_INTERVAL 267
 #define OPT_CHECK_HEALTH 268
 #define OPT_ADMIN_TOKEN_FILE 269
+#define OPT_SHUTDOWN_TIMEOUT 270
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -61,6 +66,7 @@ static const struct option long_options[] = {
     { "health-probe-interval", required_argument, NULL, OPT_PROBE_INTERVAL },
     { "threads",        required_argument, NULL, OPT_THREADS },
     { "client-idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+    { "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
     { "stats-interval", required_argument, NULL, 'i' },
     { "pid-file",       required_argument, NULL, 'p' },
     { "mbuf-size",      required_argument, NULL, 'm' },
@@ -124,9 +130,18 @@ usage(FILE *f)
         "                           (default: one per CPU)\n"
         "      --client-idle-timeout=S : close clients idle S seconds\n"
         "                           (default: 0, never)\n"
+        "      --shutdown-timeout=MS : on SIGTERM or SIGINT, stop accepting\n"
+        "                           and answer what clients sent for at\n"
+        "                           most MS, then close what is left and\n"
+        "                           exit 0; a second signal stops at once\n"
+        "                           (default: %d; 0: no wait)\n"
         "  -i, --stats-interval=N : accepted for nutcracker compatibility\n"
         "  -p, --pid-file=S       : set pid file (default: off)\n"
-        "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n",
+        "  -m, --mbuf-size=N      : accepted for nutcracker compatibility\n"
+        "\n"
+        "Signals: SIGTERM, SIGINT: drain and exit 0 (--shutdown-timeout);\n"
+        "  SIGHUP: reopen the log file and reload the config; SIGUSR1:\n"
+        "  reopen the log file (-o), after rotation.\n",
         LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, PROXY_DEFAULT_CONF,
         PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
         (unsigned long long)LIMITS_DEFAULT_ITEM_SIZE_MAX,
@@ -135,7 +150,20 @@ usage(FILE *f)
         LIMITS_DEFAULT_MAX_CLIENTS,
         (unsigned long long)LIMITS_DEFAULT_PENDING_VALUES_MAX,
         LIMITS_DEFAULT_REQUESTS_MAX, LIMITS_DEFAULT_GET_KEYS_MAX,
-        PROBE_DEFAULT_INTERVAL_MS);
+        PROBE_DEFAULT_INTERVAL_MS, PROXY_DEFAULT_SHUTDOWN_TIMEOUT_MS);
+}
+
+/* -V: the version (the first line as nutcracker words it), the git
+ * revision built, and the libraries: libuv and libyaml as loaded now,
+ * llhttp as compiled in. */
+static void
+print_version(void)
+{
+    printf("This is memring-%s\n", MEMRING_VERSION);
+    printf("git revision: %s\n", MEMRING_GIT_REV);
+    printf("libuv %s, libyaml %s, llhttp %d.%d.%d\n", uv_version_string(),
+           yaml_get_version_string(), LLHTTP_VERSION_MAJOR,
+           LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
 }
 
 /*
@@ -251,6 +279,8 @@ static const struct number_flag number_flags[] = {
       FIELD(limits.idle_timeout_ms), 1000 },
     { OPT_PROBE_INTERVAL, "--health-probe-interval", 0, 3600 * 1000,
       FIELD(probe_interval_ms), 1 },
+    { OPT_SHUTDOWN_TIMEOUT, "--shutdown-timeout", 0, 24 * 3600 * 1000,
+      FIELD(shutdown_timeout_ms), 1 },
     { 'i', "-i", 1, 1L << 30, IGNORED, 1 },
     { 'm', "-m", 1, 1L << 30, IGNORED, 1 },
 };
@@ -349,6 +379,7 @@ main(int argc, char **argv)
     }
     limits_default(&o.limits);
     o.probe_interval_ms = PROBE_DEFAULT_INTERVAL_MS;
+    o.shutdown_timeout_ms = PROXY_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, short_options, long_options,
                               NULL)) != -1) {
@@ -364,7 +395,7 @@ main(int argc, char **argv)
             usage(stdout);
             return 0;
         case 'V':
-            printf("This is memring-%s\n", MEMRING_VERSION);
+            print_version();
             return 0;
         case 'D':
             printf("This is memring-%s\n\n", MEMRING_VERSION);

@@ -1,7 +1,7 @@
 /*
  * proxy: loads the config, daemonizes, writes the pid file, runs the
  * worker and the admin endpoint on its loop, and turns SIGINT/SIGTERM into
- * a clean stop.
+ * a drain and then a clean stop.
  */
 /* sched_getaffinity() and CPU_COUNT are GNU extensions. */
 #define _GNU_SOURCE
@@ -18,9 +18,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,13 @@ struct proxy {
     uv_signal_t   sigint;
     uv_signal_t   sigterm;
     uv_signal_t   sighup;
+    uv_signal_t   sigusr1;
+    uv_timer_t    deadline;     /* --shutdown-timeout, once draining */
+    uv_async_t    drained;      /* a worker has no client left */
+    atomic_uint   ndrained;     /* ... how many have none */
+    uint64_t      shutdown_timeout_ms;
+    bool          draining;     /* the first SIGTERM/SIGINT came */
+    bool          stopped;      /* proxy_shutdown() ran */
 };
 
 static void
@@ -76,16 +85,89 @@ worker_thread(void *arg)
 }
 
 /* Closes the signal handles, the admin, the config watch and every worker:
- * the loops then end by themselves. */
+ * the loops then end by themselves. Once; later calls do nothing. */
 static void
 proxy_shutdown(struct proxy *px)
 {
+    if (px->stopped) {
+        return;
+    }
+    px->stopped = true;
     uv_close((uv_handle_t *)&px->sigint, NULL);
     uv_close((uv_handle_t *)&px->sigterm, NULL);
     uv_close((uv_handle_t *)&px->sighup, NULL);
+    uv_close((uv_handle_t *)&px->sigusr1, NULL);
+    uv_close((uv_handle_t *)&px->deadline, NULL);
+    uv_close((uv_handle_t *)&px->drained, NULL);
     admin_close(px->admin);
     reload_stop(px->reload);
     proxy_stop_workers(px);
+}
+
+/* On a worker's thread: it has no client left. */
+static void
+proxy_worker_drained(void *arg)
+{
+    struct proxy *px = arg;
+
+    atomic_fetch_add(&px->ndrained, 1);
+    uv_async_send(&px->drained);
+}
+
+static void
+proxy_drained_cb(uv_async_t *handle)
+{
+    struct proxy *px = handle->data;
+
+    if (atomic_load(&px->ndrained) == px->ninit) {
+        log_notice("drained: every client answered");
+        proxy_shutdown(px);
+    }
+}
+
+static void
+proxy_deadline_cb(uv_timer_t *timer)
+{
+    struct proxy *px = timer->data;
+
+    log_warn("shutdown timeout: %" PRIu64 " ms passed; closing the "
+             "clients still owed replies", px->shutdown_timeout_ms);
+    proxy_shutdown(px);
+}
+
+/*
+ * The first SIGTERM/SIGINT: no new clients (listeners and the admin port
+ * close, the config is no longer watched), and every client is closed
+ * once it has the replies to all it sent; then proxy_shutdown(). At the
+ * deadline, or on a second signal, proxy_shutdown() closes what is left.
+ */
+static void
+proxy_drain(struct proxy *px)
+{
+    uint32_t i;
+
+    px->draining = true;
+    admin_close(px->admin);
+    reload_stop(px->reload);
+    uv_timer_start(&px->deadline, proxy_deadline_cb,
+                   px->shutdown_timeout_ms, 0);
+    for (i = 0; i < px->ninit; i++) {
+        worker_drain(px->workers[i]);
+    }
+}
+
+/* SIGUSR1 (for logrotate), and SIGHUP before its reload. */
+static void
+proxy_reopen_log(int signum)
+{
+    int rc = log_reopen();
+
+    if (rc != 0) {
+        log_error("signal %d: log file: cannot reopen: %s", signum,
+                  strerror(-rc));
+    } else if (signum == SIGUSR1) {
+        log_notice("signal %d: log file reopened", signum);
+    }
 }
 
 static void
@@ -93,16 +175,32 @@ proxy_signal_cb(uv_signal_t *handle, int signum)
 {
     struct proxy *px = handle->data;
 
+    if (signum == SIGUSR1 || signum == SIGHUP) {
+        proxy_reopen_log(signum);
+    }
+    if (signum == SIGUSR1) {
+        return;
+    }
+    if (signum == SIGHUP && px->draining) {
+        log_notice("signal %d: stopping; no reload", signum);
+        return;
+    }
     if (signum == SIGHUP) {
         char msg[2048];
-        log_reopen();
         log_notice("signal %d: reloading %s", signum,
                    reload_conf(px->reload)->path);
         reload_now(px->reload, msg, sizeof(msg));
         return;
     }
-    log_notice("signal %d: stopping", signum);
-    proxy_shutdown(px);
+    if (px->draining) {
+        log_notice("signal %d again: stopping now", signum);
+        proxy_shutdown(px);
+        return;
+    }
+    log_notice("signal %d: stopping: no new clients, answering what was "
+               "sent (at most %" PRIu64 " ms)", signum,
+               px->shutdown_timeout_ms);
+    proxy_drain(px);
 }
 
 /* POST /reload */
@@ -326,6 +424,8 @@ proxy_init_workers(struct proxy *px, const struct proxy_options *o)
         /* the `stats` command sums its pool over every worker */
         px->workers[i]->io.totals = snapshot_pool_totals;
         px->workers[i]->io.totals_arg = px->workers[i];
+        px->workers[i]->drained = proxy_worker_drained;
+        px->workers[i]->drained_arg = px;
     }
     if (o->probe_interval_ms > 0) {
         if (worker_start_probe(px->workers[0], o->probe_interval_ms) != 0) {
@@ -343,13 +443,24 @@ proxy_init_workers(struct proxy *px, const struct proxy_options *o)
 static void
 proxy_catch_signals(struct proxy *px)
 {
-    uv_signal_init(&px->workers[0]->io.loop, &px->sigint);
-    uv_signal_init(&px->workers[0]->io.loop, &px->sigterm);
-    uv_signal_init(&px->workers[0]->io.loop, &px->sighup);
+    uv_loop_t *loop = &px->workers[0]->io.loop;
+
+    uv_signal_init(loop, &px->sigint);
+    uv_signal_init(loop, &px->sigterm);
+    uv_signal_init(loop, &px->sighup);
+    uv_signal_init(loop, &px->sigusr1);
     px->sigint.data = px->sigterm.data = px->sighup.data = px;
+    px->sigusr1.data = px;
     uv_signal_start(&px->sigint, proxy_signal_cb, SIGINT);
     uv_signal_start(&px->sigterm, proxy_signal_cb, SIGTERM);
     uv_signal_start(&px->sighup, proxy_signal_cb, SIGHUP);
+    uv_signal_start(&px->sigusr1, proxy_signal_cb, SIGUSR1);
+    /* the drain's handles, on the same loop as the signals */
+    uv_timer_init(loop, &px->deadline);
+    px->deadline.data = px;
+    uv_async_init(loop, &px->drained, proxy_drained_cb);
+    px->drained.data = px;
+    atomic_init(&px->ndrained, 0);
 }
 
 /* Starts workers 1.. on their threads, runs worker 0 here until a stop,
@@ -419,6 +530,7 @@ proxy_run(const struct proxy_options *o)
     if (px == NULL) {
         goto out;
     }
+    px->shutdown_timeout_ms = o->shutdown_timeout_ms;
     px->reload = reload_create(&px->workers[0]->io.loop, o->conf_path, conf,
                                px->workers, px->nworkers);
     if (px->reload == NULL) {

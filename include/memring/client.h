@@ -42,24 +42,32 @@ struct client {
     bool                 closing;
     bool                 counted;   /* in its pool's tally */
     bool                 quitting;  /* a quit (or fatal error) was read */
+    bool                 draining;  /* not read any more: answers the
+                                     * requests it holds, then closes */
+    bool                 eof;       /* the client half-closed */
+    bool                 lingering; /* drained, still sending: FIN sent,
+                                     * read and dropped until its EOF */
     bool                 paused;    /* not read: too many requests unanswered
                                      * (window), or too many reply bytes
                                      * unsent (CLIENT_UNSENT_PAUSE) */
     bool                 binary_seen; /* logged its first binary request */
     struct ioloop_task   flush;     /* its end-of-turn write */
+    uv_shutdown_t        shut;      /* the FIN of a lingering close */
     TAILQ_ENTRY(client)  link;      /* io->clients */
 };
 
 /* uv_connection_cb for a pool listener (its data is the pool). */
 void client_accept_cb(uv_stream_t *listener, int status);
 
-/* Stops reading from c; c closes once every reply it is owed is sent. */
+/* Stops reading from c; c closes once it has answered every complete
+ * request it read (those still in its buffer too) and sent the replies. */
 void client_drain(struct client *c);
 
 /* Closes c now; its requests at servers are swallowed. Idempotent. */
 void client_close(struct client *c);
 
-/* client_drain() for every client of pool p on io (p left the config). */
+/* client_drain() for every client of pool p on io (p left the config), or
+ * for every client on io when p is NULL (a graceful shutdown). */
 void client_drain_pool(struct ioloop *io, const struct pool *p);
 
 /* Closes every client on io (shutdown). */

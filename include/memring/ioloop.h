@@ -51,6 +51,9 @@ TAILQ_HEAD(ioloop_clients, client);
 typedef int ioloop_totals_fn(void *arg, const struct pool *p,
                              struct pool_stats *sum);
 
+/* The last open client on a loop closed. */
+typedef void ioloop_clients_gone_fn(void *arg);
+
 struct ioloop {
     uv_loop_t              loop;
     uv_prepare_t           flusher;
@@ -67,6 +70,9 @@ struct ioloop {
     uint64_t               started;   /* uv_now() at init, ms */
     ioloop_totals_fn       *totals;   /* NULL: this worker's counters */
     void                   *totals_arg;
+    ioloop_clients_gone_fn *clients_gone; /* NULL: nobody waits for that
+                                           * (set by a draining worker) */
+    void                   *clients_gone_arg;
 };
 
 /* Initialises io's loop and flusher with limits. 0 or a UV_E* error. */

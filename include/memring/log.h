@@ -25,7 +25,8 @@ enum log_level {
 
 int log_setup(int level, const char *path); /* 0 or negative errno */
 void log_teardown(void);
-void log_reopen(void);                      /* after rotation (SIGHUP-safe) */
+int log_reopen(void);    /* -o FILE opened again (after rotation); 0 or
+                          * negative errno, lines then go on to the old */
 int log_level_get(void);
 int log_fd(void);                           /* where lines go, for crash.c */
 void log_write(int level, const char *file, int line, const char *fmt, ...)

@@ -72,6 +72,9 @@ int pool_listen(struct pool *p);
 /* Closes the listener and every server connection (shutdown). */
 void pool_close(struct pool *p);
 
+/* Closes the listener only: no new clients (a draining shutdown). */
+void pool_unlisten(struct pool *p);
+
 /* Frees p, its servers and ring; after the loop closed every handle. */
 void pool_destroy(struct pool **p);
 

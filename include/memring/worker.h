@@ -10,6 +10,7 @@
 #include "memring/ioloop.h"
 #include "memring/limits.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -17,6 +18,9 @@
 struct conf;
 struct pool;
 struct probe;
+
+/* A draining worker has no client left (called on its thread). */
+typedef void worker_drained_fn(void *arg);
 
 struct worker {
     struct ioloop       io;          /* the loop and what its connections
@@ -29,7 +33,12 @@ struct worker {
                                       * it; w holds it to replace them */
     struct pool         **removed;   /* pools gone in a reload, draining */
     uint32_t            nremoved;
-    uv_async_t          stopper;     /* worker_stop() from another thread */
+    uv_async_t          stopper;     /* worker_stop() and worker_drain()
+                                      * from another thread */
+    atomic_bool         stop_now;    /* worker_stop() was called */
+    worker_drained_fn   *drained;    /* set before w runs: told when a
+                                      * drain is done; or NULL */
+    void                *drained_arg;
     bool                shared_port; /* other workers listen too */
     struct worker       **all;       /* every worker (this one too), for
                                       * counters summed over them; or NULL */
@@ -42,6 +51,7 @@ struct worker {
     uv_timer_t          tick;        /* once a second: closes idle clients
                                       * (if enabled), gives memory back */
     struct probe        *probe;      /* checks idle servers (worker 0) */
+    bool                draining;    /* not accepting; clients finish */
     bool                stopping;
 };
 
@@ -77,6 +87,14 @@ int worker_reconfigure_remote(struct worker *w, const struct conf *conf,
 
 /* Asks w to stop: closes listeners, clients and servers. Thread safe. */
 void worker_stop(struct worker *w);
+
+/*
+ * Asks w to drain: it closes its listeners, and each client once it has
+ * answered the requests it read; when none is left, w calls
+ * w->drained(w->drained_arg) on its own thread, once. w runs until
+ * worker_stop(). Thread safe.
+ */
+void worker_drain(struct worker *w);
 
 /* Frees what worker_init() made; call after worker_run() returned. */
 void worker_deinit(struct worker *w);

@@ -26,6 +26,7 @@
 #endif
 #endif
 
+/* A sanitizer reports crashes itself: none of this is built then. */
 #ifndef CRASH_SANITIZED
 #define CRASH_FRAMES_MAX 64
 
@@ -67,7 +68,6 @@ crash_handler(int signum)
      * faulting instruction, raise() covers an abort or a kill. */
     raise(signum);
 }
-
 #endif
 
 void

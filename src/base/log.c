@@ -5,12 +5,14 @@
 #include "memring/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static int level = LOG_DEFAULT_LEVEL;
 static FILE *out;
@@ -51,16 +53,32 @@ log_teardown(void)
     out_path = NULL;
 }
 
-void
+/*
+ * The new file takes the old one's descriptor number (dup2), under the
+ * stream's lock: out stays the same FILE, so that workers writing lines
+ * meanwhile need no other lock, and crash.c's log_fd() stays right. When
+ * the file cannot be opened, lines keep going to the old one.
+ */
+int
 log_reopen(void)
 {
-    if (out_path != NULL) {
-        FILE *f = freopen(out_path, "a", out);
-        if (f != NULL) {
-            out = f;
-            setvbuf(out, NULL, _IOLBF, 0);
-        }
+    int fd, err = 0;
+
+    if (out_path == NULL) {
+        return 0;
     }
+    fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        return -errno;
+    }
+    flockfile(out);
+    fflush(out);
+    if (dup2(fd, fileno(out)) < 0) {
+        err = -errno;
+    }
+    funlockfile(out);
+    close(fd);
+    return err;
 }
 
 int

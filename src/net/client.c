@@ -72,6 +72,7 @@ struct client_scratch {
 
 static void client_req_done(struct req *r);
 static void client_flush_cb(struct ioloop_task *t);
+static void client_linger(struct client *c);
 
 static struct client_scratch *
 client_scratch(struct ioloop *io)
@@ -119,15 +120,24 @@ client_mark(struct client *c)
     }
 }
 
-/* A quit (or a drain) was read and every reply it was owed is out. */
+/*
+ * A quit was read, or c drains, and every reply it was owed is out: close
+ * it. A paused client that drains still holds requests in its buffer,
+ * which client_resume() parses first.
+ */
 static bool
 client_close_if_done(struct client *c)
 {
-    if (c->quitting && c->nwrites == 0 && TAILQ_EMPTY(&c->outq)) {
-        client_close(c);
-        return true;
+    if (!(c->quitting || (c->draining && !c->paused)) || c->nwrites > 0 ||
+        !TAILQ_EMPTY(&c->outq)) {
+        return false;
     }
-    return false;
+    if (c->draining && !c->quitting && !c->eof) {
+        client_linger(c);
+    } else {
+        client_close(c);
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -162,15 +172,16 @@ client_count_unsent(struct client *c)
     }
 }
 
-/* Bytes written to c's socket that it has not read yet (the kernel's
- * send queue), or 0 when that cannot be known. */
+/* Bytes in one of the kernel's queues of c's socket, or 0 when that
+ * cannot be known: SIOCOUTQ, written to c and not yet read by it;
+ * FIONREAD, sent by c and not yet read by memring. */
 static size_t
-client_kernel_unsent(const struct client *c)
+client_kernel_queued(const struct client *c, unsigned long which)
 {
     uv_os_fd_t fd;
     int n = 0;
 
-    if (uv_fileno(&c->h.handle, &fd) != 0 || ioctl(fd, SIOCOUTQ, &n) != 0) {
+    if (uv_fileno(&c->h.handle, &fd) != 0 || ioctl(fd, which, &n) != 0) {
         return 0;
     }
     return n > 0 ? (size_t)n : 0;
@@ -721,6 +732,12 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     if (c->closing || nread == 0) {
         return;
     }
+    if (c->lingering) {
+        if (nread < 0) {
+            client_close(c);    /* its EOF (or an error): all is said */
+        }
+        return;                 /* bytes sent after the drain: dropped */
+    }
     if (nread == UV_EOF) {
         /* A half-close (shutdown(SHUT_WR), nc -N): the client still reads,
          * and is owed a reply to every request it sent. */
@@ -728,6 +745,7 @@ client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
         if (!TAILQ_EMPTY(&c->outq) || c->nwrites > 0) {
             STATS_BUMP(c->pool->stats.client_half_closed, 1);
         }
+        c->eof = true;
         client_drain(c);
         return;
     }
@@ -860,6 +878,10 @@ client_resume(struct client *c)
     if (buf_unread(&c->rbuf) == 0) {
         buf_free(&c->rbuf);
     }
+    if (c->draining) {
+        client_close_if_done(c);    /* what is left is no whole request */
+        return;
+    }
     err = uv_read_start(&c->h.stream, client_alloc_cb, client_read_cb);
     if (err != 0) {
         log_warn("pool %s: client: read: %s", c->pool->cp->name,
@@ -880,7 +902,7 @@ client_grow(struct client *c, uint32_t n, size_t bytes)
     uint32_t next = c->window + n < max ? c->window + n : max;
 
     if (bytes / n * next > CLIENT_UNSENT_PAUSE &&
-        client_kernel_unsent(c) > CLIENT_UNSENT_PAUSE) {
+        client_kernel_queued(c, SIOCOUTQ) > CLIENT_UNSENT_PAUSE) {
         return;
     }
     c->window = next;
@@ -991,12 +1013,53 @@ client_flush_cb(struct ioloop_task *t)
 void
 client_drain(struct client *c)
 {
-    if (c->closing) {
+    if (c->closing || c->draining) {
         return;
     }
     uv_read_stop(&c->h.stream);
-    c->quitting = true;
+    c->draining = true;
     client_close_if_done(c);
+}
+
+static void
+client_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct client *c = req->data;
+
+    if (!c->closing && status != 0) {
+        client_close(c);
+    }
+}
+
+/*
+ * c drained and owes nothing. Closing a socket that holds unread bytes
+ * resets the connection, and the reset drops replies the kernel has not
+ * delivered yet: a client still sending first gets a FIN after its
+ * replies, and what it sends is read and dropped until its EOF (or the
+ * shutdown deadline). One with nothing unread is closed now.
+ */
+static void
+client_linger(struct client *c)
+{
+    int err;
+
+    if (client_kernel_queued(c, FIONREAD) == 0) {
+        client_close(c);
+        return;
+    }
+    c->lingering = true;
+    c->paused = false;
+    client_pending_done(c);
+    c->io->freed += c->rbuf.cap;
+    buf_free(&c->rbuf);
+    c->shut.data = c;
+    err = uv_shutdown(&c->shut, &c->h.stream, client_shutdown_cb);
+    if (err == 0) {
+        err = uv_read_start(&c->h.stream, client_alloc_cb, client_read_cb);
+    }
+    if (err != 0) {
+        client_close(c);
+    }
 }
 
 void
@@ -1023,6 +1086,9 @@ client_close(struct client *c)
     ioloop_flush_cancel(c->io, &c->flush);
     TAILQ_REMOVE(&c->io->clients, c, link);
     uv_close(&c->h.handle, client_close_cb);
+    if (TAILQ_EMPTY(&c->io->clients) && c->io->clients_gone != NULL) {
+        c->io->clients_gone(c->io->clients_gone_arg);
+    }
 }
 
 /* Counts c against --max-clients and its pool's client_connections, over
@@ -1100,7 +1166,7 @@ client_drain_pool(struct ioloop *io, const struct pool *p)
 
     for (c = TAILQ_FIRST(&io->clients); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
-        if (c->pool == p) {
+        if (p == NULL || c->pool == p) {
             client_drain(c);
         }
     }

@@ -24,6 +24,36 @@ walk_close_cb(uv_handle_t *handle, void *arg)
     }
 }
 
+/* The last client of a draining w closed. */
+static void
+worker_clients_gone(void *arg)
+{
+    struct worker *w = arg;
+
+    w->io.clients_gone = NULL;
+    if (w->drained != NULL) {
+        w->drained(w->drained_arg);
+    }
+}
+
+/* Stops accepting; every client finishes what it sent, then closes. */
+static void
+worker_start_drain(struct worker *w)
+{
+    uint32_t i;
+
+    w->draining = true;
+    for (i = 0; i < w->npools; i++) {
+        pool_unlisten(w->pools[i]);
+    }
+    w->io.clients_gone = worker_clients_gone;
+    w->io.clients_gone_arg = w;
+    client_drain_pool(&w->io, NULL);
+    if (TAILQ_EMPTY(&w->io.clients) && w->io.clients_gone != NULL) {
+        worker_clients_gone(w);
+    }
+}
+
 static void
 worker_stop_cb(uv_async_t *handle)
 {
@@ -33,7 +63,14 @@ worker_stop_cb(uv_async_t *handle)
     if (w->stopping) {
         return;
     }
+    if (!atomic_load(&w->stop_now)) {
+        if (!w->draining) {
+            worker_start_drain(w);
+        }
+        return;
+    }
     w->stopping = true;
+    w->io.clients_gone = NULL;
     client_close_all(&w->io);
     for (i = 0; i < w->npools; i++) {
         pool_close(w->pools[i]);
@@ -111,6 +148,7 @@ worker_init(struct worker *w, uint32_t id, const struct conf *conf,
     int err;
 
     memset(w, 0, sizeof(*w));
+    atomic_init(&w->stop_now, false);
     w->id = id;
     w->conf = conf;
     err = uv_mutex_init(&w->pools_lock);
@@ -169,6 +207,13 @@ worker_run(struct worker *w)
 
 void
 worker_stop(struct worker *w)
+{
+    atomic_store(&w->stop_now, true);
+    uv_async_send(&w->stopper);
+}
+
+void
+worker_drain(struct worker *w)
 {
     uv_async_send(&w->stopper);
 }

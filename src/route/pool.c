@@ -187,6 +187,12 @@ pool_close(struct pool *p)
 }
 
 void
+pool_unlisten(struct pool *p)
+{
+    listener_close(&p->listener);
+}
+
+void
 pool_destroy(struct pool **pp)
 {
     struct pool *p = *pp;
@@ -494,7 +500,7 @@ pool_remove(struct pool *p)
     uint32_t i;
 
     p->removed = true;
-    listener_close(&p->listener);
+    pool_unlisten(p);
     for (i = 0; i < p->nservers; i++) {
         server_drain(p->servers[i]);
     }

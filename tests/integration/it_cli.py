@@ -17,7 +17,7 @@ import harness as h
 
 LONG_FLAGS = ("--conf-file", "--test-conf", "--daemonize", "--pid-file",
               "--output", "--verbose", "--stats-port", "--stats-addr",
-              "--version", "--help")
+              "--version", "--help", "--shutdown-timeout")
 
 
 def run(*args, timeout=10):
@@ -136,10 +136,47 @@ class TestConfigCheck(CliCase):
 class TestFlags(CliCase):
 
     def test_version(self):
+        """nutcracker's first line, then the git revision built and the
+        library versions."""
         for flag in ("-V", "--version"):
             status, out = run(flag)
             self.assertEqual(status, 0, out)
-            self.assertIn(project_version(), out)
+            lines = out.splitlines()
+            self.assertEqual(lines[0], "This is memring-%s"
+                             % project_version())
+            self.assertRegex(lines[1],
+                             r"^git revision: ([0-9a-f]{7,}|unknown)$")
+            self.assertRegex(lines[2], r"^libuv \d+\.\d+\.\d+, libyaml "
+                             r"\d+\.\d+\.\d+, llhttp \d+\.\d+\.\d+$")
+            self.assertEqual(len(lines), 3, out)
+
+    def test_git_revision_script(self):
+        """cmake/git_rev.cmake, which the build runs: this checkout's short
+        hash; "unknown" in a folder of no checkout and in a subfolder of
+        one (a tarball unpacked inside another repository)."""
+        src = h.source_dir()
+        script = os.path.join(src, "cmake", "git_rev.cmake")
+        git = shutil.which("git")
+        plain = os.path.join(self.dir, "plain")
+        os.mkdir(plain)
+        for where, want in ((plain, "unknown"),
+                            (os.path.join(src, "tests"), "unknown"),
+                            (src, None)):
+            out = os.path.join(self.dir, "rev.h")
+            proc = subprocess.run(["cmake", "-DSRC=" + where, "-DOUT=" + out,
+                                   "-DGIT=" + (git or ""), "-P", script],
+                                  capture_output=True, timeout=30)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            with open(out) as f:
+                got = re.fullmatch(r'#define MEMRING_GIT_REV "(.*)"\n',
+                                   f.read()).group(1)
+            if want is None and git is not None and os.path.exists(
+                    os.path.join(src, ".git")):
+                want = subprocess.run(
+                    [git, "rev-parse", "--short", "HEAD"], cwd=src,
+                    capture_output=True, timeout=30).stdout.decode().strip()
+            if want is not None:
+                self.assertEqual(got, want, where)
 
     def test_help(self):
         for flag in ("-h", "--help"):
@@ -183,6 +220,30 @@ class TestFlags(CliCase):
         # -s/-a are accepted; the admin endpoint behind them is issue 4's.
         p.stop()
         self.assertTrue(os.path.getsize(p.log) > 0, "empty log")
+
+
+class TestLogRotation(CliCase):
+
+    def test_sigusr1_reopens_log(self):
+        """logrotate renames the -o file and sends SIGUSR1: memring keeps
+        running and writes its next lines to a new file at the path."""
+        p = self.start_logged()
+        rotated = p.log + ".1"
+        os.rename(p.log, rotated)
+        p.proc.send_signal(signal.SIGUSR1)
+        h.wait_for(lambda: "log file reopened" in p.log_text(),
+                   what="a new log file")
+        self.assertIsNone(p.proc.poll(), "memring died of SIGUSR1")
+        p.proc.send_signal(signal.SIGHUP)     # one more line, any later one
+        h.wait_for(lambda: "reloading" in p.log_text(),
+                   what="later lines in the new file")
+        with open(rotated) as f:
+            old = f.read()
+        self.assertIn("started", old)
+        self.assertNotIn("reopened", old)
+        self.assertNotIn("started", p.log_text())
+        p.stop()
+        self.assertEqual(p.proc.returncode, 0)
 
 
 def sanitized(path):

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -267,7 +268,7 @@ test_reopen_after_rotation(void **state)
     log_write(LOG_NOTICE, "a.c", 1, "before rotation");
     assert_int_equal(rename(f->path, old), 0);
     log_write(LOG_NOTICE, "a.c", 1, "still the old file");
-    log_reopen();
+    assert_int_equal(log_reopen(), 0);
     log_write(LOG_NOTICE, "a.c", 1, "after rotation");
     read_log(f);
     assert_int_equal(count_lines(f->text), 1);
@@ -276,6 +277,28 @@ test_reopen_after_rotation(void **state)
     assert_int_equal(count_lines(f->text), 2);
     assert_non_null(strstr(f->text, "before rotation"));
     assert_non_null(strstr(f->text, "still the old file"));
+}
+
+/* A path that cannot be opened again: log_reopen() says why, and lines
+ * go on to the file already open. Logging to stderr, it has nothing to
+ * do. */
+static void
+test_reopen_fails_keeps_file(void **state)
+{
+    struct fixture *f = *state;
+    char old[160];
+
+    snprintf(old, sizeof(old), "%s.1", f->path);
+    assert_int_equal(log_setup(LOG_NOTICE, f->path), 0);
+    assert_int_equal(rename(f->path, old), 0);
+    assert_int_equal(mkdir(f->path, 0700), 0);     /* open(2): EISDIR */
+    assert_int_equal(log_reopen(), -EISDIR);
+    log_write(LOG_NOTICE, "a.c", 1, "after a failed reopen");
+    assert_int_equal(rmdir(f->path), 0);
+    read_file(f, old);
+    assert_non_null(strstr(f->text, "after a failed reopen"));
+    assert_int_equal(log_setup(LOG_NOTICE, "-"), 0);
+    assert_int_equal(log_reopen(), 0);
 }
 
 int
@@ -299,6 +322,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stderr_names, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rotation,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_fails_keeps_file,
                                         fixture_setup, fixture_teardown),
     };
 
