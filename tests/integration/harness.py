@@ -433,6 +433,15 @@ class Process:
         return ""
 
 
+def sanitized(path=None):
+    """True for a sanitizer build of memring (path, default the binary
+    under test), which its sanitizer instruments: it reports crashes
+    itself and is not what a package ships."""
+    with open(path or memring_bin(), "rb") as f:
+        data = f.read()
+    return b"__asan_init" in data or b"__tsan_init" in data
+
+
 def report_crash(p):
     """A process that a signal other than our SIGTERM/SIGKILL ended (a
     crash: memring's crash.c logged a backtrace): its status and the end of

@@ -246,19 +246,12 @@ class TestLogRotation(CliCase):
         self.assertEqual(p.proc.returncode, 0)
 
 
-def sanitized(path):
-    """True for a sanitizer build (whose own handler reports crashes)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return b"__asan_init" in data or b"__tsan_init" in data
-
-
 class TestCrashReport(CliCase):
 
     def test_fatal_signal_logs_a_backtrace(self):
         """SIGSEGV (as a crash would raise it): memring logs the signal and
         a backtrace naming its own functions, then dies of that signal."""
-        if sanitized(h.memring_bin()):
+        if h.sanitized():
             self.skipTest("a sanitizer build reports crashes itself")
         p = self.start_logged()
         os.kill(p.pid, signal.SIGSEGV)
