@@ -20,6 +20,7 @@
 
 #include "memring/admin_config.h"
 #include "memring/admin_health.h"
+#include "memring/admin_page.h"
 #include "memring/admin_stats.h"
 #include "memring/buf.h"
 #include "memring/conf.h"
@@ -98,6 +99,7 @@ struct admin {
  * ------------------------------------------------------------------- */
 
 #define TYPE_JSON "application/json"
+#define TYPE_HTML "text/html; charset=utf-8"
 #define TYPE_TEXT "text/plain; charset=utf-8"
 #define TYPE_PROM "text/plain; version=0.0.4; charset=utf-8"
 
@@ -108,6 +110,7 @@ enum admin_route {
     ROUTE_CONFIG,
     ROUTE_RELOAD,
     ROUTE_RING_DIFF,
+    ROUTE_PAGE,
     ROUTE_NONE
 };
 
@@ -119,6 +122,7 @@ static const struct {
     bool             post;     /* POST only, else GET and HEAD */
     bool             guarded;
 } routes[] = {
+    { "/",          ROUTE_PAGE,      false, false },
     { "/stats",     ROUTE_STATS,     false, false },
     { "/metrics",   ROUTE_METRICS,   false, false },
     { "/healthz",   ROUTE_HEALTHZ,   false, false },
@@ -364,7 +368,7 @@ admin_respond(struct admin *a, const struct admin_request *req,
     }
     if (route == ROUTE_NONE) {
         err = reply_text(r, &b, 404, "not found; try /stats /metrics "
-                         "/healthz /config or POST /reload /ring/diff\n");
+                         "/healthz /config / or POST /reload /ring/diff\n");
     } else if (routes[i].post ? strcmp(method, "POST") != 0 : !get) {
         err = reply_text(r, &b, 405, "method not allowed\n");
         r->allow = routes[i].post ? "POST" : "GET, HEAD";
@@ -375,6 +379,10 @@ admin_respond(struct admin *a, const struct admin_request *req,
         err = respond_reload(a, r, &b);
     } else if (route == ROUTE_RING_DIFF) {
         err = respond_ring_diff(a, path, req->body, req->body_len, r, &b);
+    } else if (route == ROUTE_PAGE) {
+        r->status = 200;
+        r->type = TYPE_HTML;
+        err = admin_page_render(&b);
     } else {
         err = respond_doc(a, route, r, &b);
     }
