@@ -38,6 +38,7 @@
 #define OPT_CHECK_HEALTH 268
 #define OPT_ADMIN_TOKEN_FILE 269
 #define OPT_SHUTDOWN_TIMEOUT 270
+#define OPT_LOG_FORMAT   271
 
 static const struct option long_options[] = {
     { "help",           no_argument,       NULL, 'h' },
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
     { "no-admin",       no_argument,       NULL, OPT_NO_ADMIN },
     { "watch-config",   no_argument,       NULL, OPT_WATCH_CONFIG },
     { "check-health",   no_argument,       NULL, OPT_CHECK_HEALTH },
+    { "log-format",     required_argument, NULL, OPT_LOG_FORMAT },
     { "admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN_FILE },
     { "item-size-max",  required_argument, NULL, OPT_ITEM_SIZE_MAX },
     { "client-output-max", required_argument, NULL, OPT_OUTPUT_MAX },
@@ -92,6 +94,9 @@ usage(FILE *f)
         "  -D, --describe-stats   : print stats description and exit\n"
         "  -v, --verbose=N        : set logging level (default: %d, min: 0, max: %d)\n"
         "  -o, --output=S         : set logging file (default: stderr)\n"
+        "      --log-format=S     : text (default) or json, one object a\n"
+        "                           line; a line repeated past %d a\n"
+        "                           second is counted, not written\n"
         "  -c, --conf-file=S      : set configuration file (default: %s)\n"
         "  -s, --stats-port=N     : set stats monitoring port (default: %d;\n"
         "                           0 turns it off); also --admin-port\n"
@@ -142,7 +147,7 @@ usage(FILE *f)
         "Signals: SIGTERM, SIGINT: drain and exit 0 (--shutdown-timeout);\n"
         "  SIGHUP: reopen the log file and reload the config; SIGUSR1:\n"
         "  reopen the log file (-o), after rotation.\n",
-        LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, PROXY_DEFAULT_CONF,
+        LOG_DEFAULT_LEVEL, LOG_LEVEL_MAX, LOG_BURST, PROXY_DEFAULT_CONF,
         PROXY_DEFAULT_STATS_PORT, PROXY_DEFAULT_STATS_ADDR,
         (unsigned long long)LIMITS_DEFAULT_ITEM_SIZE_MAX,
         (unsigned long long)LIMITS_DEFAULT_OUTPUT_MAX,
@@ -418,6 +423,15 @@ main(int argc, char **argv)
             break;
         case OPT_CHECK_HEALTH:
             health = true;
+            break;
+        case OPT_LOG_FORMAT:
+            rc = log_format_from_name(optarg);
+            if (rc < 0) {
+                fprintf(stderr, "memring: --log-format: expected text or "
+                        "json, got '%s'\n", optarg);
+                return 1;
+            }
+            log_set_format((enum log_format)rc);
             break;
         case OPT_ADMIN_TOKEN_FILE:
             if (read_admin_token(optarg, token) != 0) {

@@ -24,6 +24,25 @@ enum log_level {
 #define LOG_DEFAULT_LEVEL LOG_NOTICE
 
 int log_setup(int level, const char *path); /* 0 or negative errno */
+
+/* How a line looks: "[2026-12-05 07:21:00.123] NOTICE file.c:12 text", or
+ * one JSON object per line for log pipelines:
+ * {"ts":"2026-12-05T07:21:00.123Z","level":"NOTICE","src":"file.c:12",
+ *  "msg":"text"} (UTC; bytes that JSON cannot hold raw as \u00XX). */
+enum log_format {
+    LOG_FORMAT_TEXT = 0,
+    LOG_FORMAT_JSON
+};
+void log_set_format(enum log_format f);
+int log_format_from_name(const char *name);   /* -1 when unknown */
+
+/*
+ * Repeats: one call site (file and line) writes at most LOG_BURST lines
+ * per second; the rest of that second's are counted, and its next line
+ * after it says how many were left out. A server that fails ten thousand
+ * requests a second then costs ten lines, not ten thousand.
+ */
+#define LOG_BURST 10
 void log_teardown(void);
 int log_reopen(void);    /* -o FILE opened again (after rotation); 0 or
                           * negative errno, lines then go on to the old */

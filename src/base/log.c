@@ -5,8 +5,11 @@
 #include "memring/log.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,23 @@
 static int level = LOG_DEFAULT_LEVEL;
 static FILE *out;
 static char *out_path;
+static enum log_format format = LOG_FORMAT_TEXT;
+
+/* Per call site, this second's count of lines (LOG_BURST); a small table
+ * by (file, line), a collision just starts the other site's count. Under
+ * its own lock: workers log from their threads. */
+#define LOG_SITES 256
+
+struct log_site {
+    const char *file;
+    int        line;
+    time_t     second;
+    uint32_t   lines;           /* this second */
+    uint32_t   left_out;        /* over LOG_BURST, not yet reported */
+};
+
+static struct log_site sites[LOG_SITES];
+static pthread_mutex_t sites_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {
     "EMERG", "ALERT", "CRIT", "ERROR", "WARN", "NOTICE",
@@ -28,6 +48,9 @@ log_setup(int lvl, const char *path)
 {
     level = lvl < 0 ? 0 : (lvl > LOG_LEVEL_MAX ? LOG_LEVEL_MAX : lvl);
     out = stderr;
+    pthread_mutex_lock(&sites_lock);
+    memset(sites, 0, sizeof(sites));        /* a new log counts afresh */
+    pthread_mutex_unlock(&sites_lock);
     free(out_path);
     out_path = NULL;
     if (path != NULL && strcmp(path, "-") != 0 && strcmp(path, "stderr") != 0) {
@@ -94,22 +117,110 @@ log_fd(void)
 }
 
 void
+log_set_format(enum log_format f)
+{
+    format = f;
+}
+
+int
+log_format_from_name(const char *name)
+{
+    if (strcmp(name, "text") == 0) {
+        return LOG_FORMAT_TEXT;
+    }
+    if (strcmp(name, "json") == 0) {
+        return LOG_FORMAT_JSON;
+    }
+    return -1;
+}
+
+/*
+ * Whether the line from file:line at second now goes out; *left_out is
+ * set to the lines of that site left out in an earlier second, to be
+ * reported with this one.
+ */
+static bool
+log_admit(const char *file, int line, time_t now, uint32_t *left_out)
+{
+    struct log_site *s;
+    bool admit;
+
+    s = &sites[((uintptr_t)file / 8 + (uintptr_t)line * 31) % LOG_SITES];
+    pthread_mutex_lock(&sites_lock);
+    *left_out = 0;
+    if (s->file != file || s->line != line) {
+        s->file = file;
+        s->line = line;
+        s->second = now;
+        s->lines = 0;
+        s->left_out = 0;
+    } else if (s->second != now) {
+        *left_out = s->left_out;
+        s->second = now;
+        s->lines = 0;
+        s->left_out = 0;
+    }
+    admit = s->lines < LOG_BURST;
+    if (admit) {
+        s->lines++;
+    } else {
+        s->left_out++;
+    }
+    pthread_mutex_unlock(&sites_lock);
+    return admit;
+}
+
+/* msg as a JSON string's contents into dst (dstlen > 0). */
+static void
+json_escape(const char *msg, char *dst, size_t dstlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (; *msg != '\0' && o + 7 < dstlen; msg++) {
+        unsigned char c = (unsigned char)*msg;
+
+        if (c == '"' || c == '\\') {
+            dst[o++] = '\\';
+            dst[o++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            dst[o++] = '\\';
+            dst[o++] = 'u';
+            dst[o++] = '0';
+            dst[o++] = '0';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    dst[o] = '\0';
+}
+
+void
 log_write(int lvl, const char *file, int line, const char *fmt, ...)
 {
-    char msg[1024];
+    char msg[1024], json[6 * sizeof(msg) + 1];
     char stamp[64];
     struct timeval tv;
     struct tm tm;
     const char *base;
+    uint32_t left_out;
+    size_t n;
     va_list ap;
 
+    gettimeofday(&tv, NULL);
+    if (!log_admit(file, line, tv.tv_sec, &left_out)) {
+        return;
+    }
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-
-    gettimeofday(&tv, NULL);
-    localtime_r(&tv.tv_sec, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+    if (left_out > 0) {
+        n = strlen(msg);
+        snprintf(msg + n, sizeof(msg) - n, " (and %u more like it left out "
+                 "before)", (unsigned int)left_out);
+    }
     base = strrchr(file, '/');
     base = base != NULL ? base + 1 : file;
     if (lvl < 0) {
@@ -117,6 +228,17 @@ log_write(int lvl, const char *file, int line, const char *fmt, ...)
     } else if (lvl > LOG_LEVEL_MAX) {
         lvl = LOG_LEVEL_MAX;
     }
+    if (format == LOG_FORMAT_JSON) {
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        json_escape(msg, json, sizeof(json));
+        fprintf(out != NULL ? out : stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":"
+                "\"%s\",\"src\":\"%s:%d\",\"msg\":\"%s\"}\n", stamp,
+                (long)(tv.tv_usec / 1000), level_names[lvl], base, line, json);
+        return;
+    }
+    localtime_r(&tv.tv_sec, &tm);
+    strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
     fprintf(out != NULL ? out : stderr, "[%s.%03ld] %s %s:%d %s\n", stamp,
             (long)(tv.tv_usec / 1000), level_names[lvl], base, line, msg);
 }

@@ -1,6 +1,7 @@
 """memring's command line, which mirrors nutcracker's: -t config checks with
 FILE:LINE:COL errors, -V, -h, bad flags, -d with -p, -o, -s/-a."""
 
+import json
 import os
 import re
 import shutil
@@ -244,6 +245,37 @@ class TestLogRotation(CliCase):
         self.assertNotIn("started", p.log_text())
         p.stop()
         self.assertEqual(p.proc.returncode, 0)
+
+
+class TestLogFormat(CliCase):
+
+    def test_json_lines(self):
+        """--log-format=json: every line of the log is one JSON object
+        with the time (UTC), level, source and message."""
+        port = h.free_port()
+        conf = self.render("pool.yml.in", listen="%s:%d" % (h.HOST, port))
+        log = os.path.join(self.dir, "json.log")
+        p = h.Memring(conf, wait=[port], log=log,
+                      args=("--log-format", "json"))
+        self.addCleanup(p.stop)
+        p.start()
+        p.stop()
+        with open(log) as f:
+            lines = f.read().splitlines()
+        self.assertGreaterEqual(len(lines), 2)
+        for line in lines:
+            doc = json.loads(line)
+            self.assertEqual(sorted(doc), ["level", "msg", "src", "ts"])
+            self.assertRegex(doc["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+                             r"\.\d{3}Z$")
+            self.assertRegex(doc["src"], r"^[a-z_]+\.c:\d+$")
+        self.assertTrue(any("started" in json.loads(l)["msg"]
+                            for l in lines))
+
+    def test_unknown_format_refused(self):
+        rc, out = run("--log-format", "xml", "-t")
+        self.assertEqual(rc, 1)
+        self.assertIn("expected text or json", out)
 
 
 class TestCrashReport(CliCase):

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -255,6 +256,63 @@ test_stderr_names(void **state)
     assert_int_equal(access("stderr", F_OK), -1);
 }
 
+/* One call site writes LOG_BURST lines a second; the rest are counted and
+ * its next line in a later second says how many. Other sites are not
+ * held back. */
+static void
+test_repeats_are_limited(void **state)
+{
+    struct fixture *f = *state;
+    time_t start;
+    int i, tries = 0;
+
+    assert_int_equal(log_setup(LOG_NOTICE, f->path), 0);
+    /* within one second, whatever the clock does at the start */
+    do {
+        assert_true(tries++ < 5);
+        start = time(NULL);
+        log_setup(LOG_NOTICE, f->path);
+        for (i = 0; i < 100; i++) {
+            log_write(LOG_NOTICE, "flood.c", 7, "server down %d", i);
+        }
+        log_write(LOG_NOTICE, "other.c", 9, "another site");
+    } while (time(NULL) != start);
+    read_log(f);
+    assert_non_null(strstr(f->text, "another site"));
+    assert_non_null(strstr(f->text, "server down 9\n"));
+    assert_null(strstr(f->text, "server down 10\n"));
+    while (time(NULL) == start) {
+        struct timespec ten_ms = { 0, 10 * 1000 * 1000 };
+
+        nanosleep(&ten_ms, NULL);
+    }
+    log_write(LOG_NOTICE, "flood.c", 7, "server down again");
+    read_log(f);
+    assert_non_null(strstr(f->text, "server down again (and 90 more like "
+                                    "it left out before)"));
+}
+
+/* JSON lines: one object per line, UTC time, the message escaped. */
+static void
+test_json_format(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(log_format_from_name("json"), LOG_FORMAT_JSON);
+    assert_int_equal(log_format_from_name("text"), LOG_FORMAT_TEXT);
+    assert_int_equal(log_format_from_name("xml"), -1);
+    assert_int_equal(log_setup(LOG_NOTICE, f->path), 0);
+    log_set_format(LOG_FORMAT_JSON);
+    log_write(LOG_WARN, "src/x/pool.c", 12, "key \"a\\b\"\t\x01\xc3\xa9 end");
+    log_set_format(LOG_FORMAT_TEXT);
+    read_log(f);
+    assert_int_equal(count_lines(f->text), 1);
+    assert_memory_equal(f->text, "{\"ts\":\"", 7);
+    assert_non_null(strstr(f->text, "Z\",\"level\":\"WARN\",\"src\":"
+                                    "\"pool.c:12\",\"msg\":\"key \\\"a\\\\b\\\""
+                                    "\\u0009\\u0001\\u00c3\\u00a9 end\"}\n"));
+}
+
 /* After logrotate renames the file, log_reopen() starts a new one at the
  * configured path; the old file keeps what was written before. */
 static void
@@ -320,6 +378,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unwritable_path, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_stderr_names, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_repeats_are_limited,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_json_format, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rotation,
                                         fixture_setup, fixture_teardown),
