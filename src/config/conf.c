@@ -661,6 +661,8 @@ server_parse(struct conf_server *s, const char *text, size_t len)
     return s->name == NULL ? "out of memory" : NULL;
 }
 
+#define SERVERS_ONE_OF "a pool has servers: or servers_file:, not both"
+
 static const char *
 set_servers(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
             const yaml_node_t *v)
@@ -669,6 +671,9 @@ set_servers(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
     size_t n;
 
     (void)cmd;
+    if (cp->servers != NULL) {
+        return SERVERS_ONE_OF;
+    }
     n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n == 0) {
         return "pool has no servers";
@@ -704,6 +709,90 @@ set_servers(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
         }
     }
     p->at = NULL;
+    return NULL;
+}
+
+/*
+ * servers_file: libketama's server list, one "ip:port<TAB>weight" line per
+ * server (its ketama.servers; blank lines and # comments skipped), read
+ * as servers: entries "ip:port:weight" in that order. A relative path is
+ * the config file's sibling.
+ */
+static const char *
+set_servers_file(struct parse *p, const struct conf_cmd *cmd,
+                 struct conf_pool *cp, const yaml_node_t *v)
+{
+    char path[4096], line[1024], item[1024];
+    const char *slash = strrchr(p->name, '/');
+    uint32_t cap = 0, lineno = 0;
+    FILE *f;
+
+    (void)cmd;
+    if (cp->servers != NULL) {
+        return SERVERS_ONE_OF;
+    }
+    if (sval(v)[0] == '/' || slash == NULL) {
+        snprintf(path, sizeof(path), "%s", sval(v));
+    } else {
+        snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - p->name),
+                 p->name, sval(v));
+    }
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(p->why, sizeof(p->why), "%.160s: %s", path, strerror(errno));
+        return p->why;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char addr[512];
+        unsigned long weight;
+        struct conf_server *srv;
+        const char *why;
+        char extra;
+        int n;
+
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0' ||
+            line[strspn(line, " \t")] == '#') {
+            continue;
+        }
+        n = sscanf(line, "%511s %lu %c", addr, &weight, &extra);
+        if (n != 2 || weight == 0 || weight > UINT32_MAX) {
+            fclose(f);
+            snprintf(p->why, sizeof(p->why), "%.160s:%u: expected "
+                     "\"ip:port<TAB>weight\" (libketama's format)", path,
+                     (unsigned int)lineno);
+            return p->why;
+        }
+        if (cp->nservers == cap) {
+            struct conf_server *grown;
+
+            cap = cap == 0 ? 16 : cap * 2;
+            grown = realloc(cp->servers, cap * sizeof(*grown));
+            if (grown == NULL) {
+                fclose(f);
+                return "out of memory";
+            }
+            cp->servers = grown;
+            memset(cp->servers + cp->nservers, 0,
+                   (cap - cp->nservers) * sizeof(*grown));
+        }
+        snprintf(item, sizeof(item), "%s:%lu", addr, weight);
+        srv = &cp->servers[cp->nservers++];
+        srv->line = (int)v->start_mark.line + 1;
+        srv->listed = cp->nservers - 1;
+        why = server_parse(srv, item, strlen(item));
+        if (why != NULL) {
+            fclose(f);
+            snprintf(p->why, sizeof(p->why), "%.120s:%u: %.100s", path,
+                     (unsigned int)lineno, why);
+            return p->why;
+        }
+    }
+    fclose(f);
+    if (cp->nservers == 0) {
+        snprintf(p->why, sizeof(p->why), "%.160s: no servers in it", path);
+        return p->why;
+    }
     return NULL;
 }
 
@@ -749,7 +838,9 @@ static const struct conf_cmd conf_cmds[] = {
       .offset = offsetof(struct conf_pool, server_failure_limit) },
     { .name = "tcpkeepalive", .set = set_bool,
       .offset = offsetof(struct conf_pool, tcpkeepalive) },
-    { .name = "servers", .set = set_servers, .seq = true, .required = true },
+    /* servers: or (memring's) servers_file:, one of them (pool_parse) */
+    { .name = "servers", .set = set_servers, .seq = true },
+    { .name = "servers_file", .set = set_servers_file },
 };
 
 #define CONF_NCMDS (sizeof(conf_cmds) / sizeof(conf_cmds[0]))
@@ -824,9 +915,10 @@ pool_sort_servers(struct parse *p, struct conf_pool *cp,
         if (strcmp(a->name, b->name) != 0) {
             continue;
         }
-        /* point at the later entry of the two */
-        for (it = servers->data.sequence.items.start;
-             it < servers->data.sequence.items.top; it++) {
+        /* point at the later entry of the two (servers_file: at it) */
+        for (it = servers->type == YAML_SEQUENCE_NODE ?
+                  servers->data.sequence.items.start : NULL;
+             it != NULL && it < servers->data.sequence.items.top; it++) {
             const yaml_node_t *item = yaml_document_get_node(p->doc, *it);
 
             if ((int)item->start_mark.line + 1 == b->line &&
@@ -1050,7 +1142,7 @@ pool_parse(struct parse *p, struct conf_pool *cp, const yaml_node_t *key,
             }
             return false;
         }
-        if (cmd->seq) {
+        if (cmd->seq || cmd->set == set_servers_file) {
             servers = v;
         } else if (cmd->set == set_listen) {
             p->listen_at[cp - p->conf->pools] = v->start_mark;
@@ -1066,6 +1158,12 @@ pool_parse(struct parse *p, struct conf_pool *cp, const yaml_node_t *key,
                  "\"%s\"", cp->name);
             return false;
         }
+    }
+    if (conf_seen(seen, "servers") == NULL &&
+        conf_seen(seen, "servers_file") == NULL) {
+        fail(p, &key->start_mark, "servers", "missing in pool \"%s\"",
+             cp->name);
+        return false;
     }
     if (!pool_placement(p, cp, conf_seen(seen, "hash"),
                         conf_seen(seen, "distribution"),

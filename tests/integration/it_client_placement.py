@@ -274,6 +274,30 @@ class TestAgainstLibraryVectors(PlacementCase):
                 self.assertSamePlaces(ours, v["expect"], name)
         self.assertEqual(seen, {"libketama", "libmc", "hash_ring"})
 
+    def test_libketama_server_file(self):
+        """libketama's own server file (ip:port<TAB>weight lines) as the
+        pool's servers_file: the same places as the vectors say."""
+        for name in ("libketama-10.json", "libketama-47.json"):
+            with open(os.path.join(VECTORS, name)) as f:
+                v = json.load(f)
+            sfile = os.path.join(self.dir, "ketama.servers")
+            with open(sfile, "w") as f:
+                f.write("# written as libketama reads it\n")
+                for host, port, weight, _ in v["servers"]:
+                    f.write("%s:%d\t%d\n" % (host, port, weight))
+            conf = h.write_conf(os.path.join(self.dir, "file.yml"),
+                                "p:\n  listen: 127.0.0.1:1\n"
+                                "  placement: libketama\n"
+                                "  servers_file: ketama.servers\n")
+            keys = [bytes.fromhex(k) for k in v["keys_hex"]]
+            out = subprocess.run([h.memring_bin(), "ring", "locate", "-c",
+                                  conf], input=b"\n".join(keys) + b"\n",
+                                 capture_output=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            ours = [l.rsplit(b"\t", 1)[1].decode()
+                    for l in out.stdout.split(b"\n")[:-1]]
+            self.assertSamePlaces(ours, v["expect"], name + " via file")
+
 
 def wait_ejected(test, port, key, timeout=10.0):
     """Asks for key until memring answers it (its server ejected)."""

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -475,6 +476,56 @@ test_host_port_names(void **state)
     conf_destroy(&tw);
 }
 
+/* servers_file: libketama's server list, as servers: in its order. */
+static void
+test_servers_file(void **state)
+{
+    char dir[] = "/tmp/memring-test-servers-XXXXXX", path[128];
+    char yaml[512], err[512];
+    struct conf *c;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/ketama.servers", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# libketama's file\n10.0.1.9:11211\t300\n\n"
+          "10.0.1.10:11212 100\n  10.0.1.1:11211\t200\n", f);
+    fclose(f);
+    snprintf(yaml, sizeof(yaml), "alpha:\n  listen: 127.0.0.1:22121\n"
+             "  placement: libketama\n  servers_file: %s\n", path);
+    c = parse(yaml);
+    assert_int_equal(c->pools[0].nservers, 3);
+    assert_string_equal(c->pools[0].servers[0].host, "10.0.1.9");
+    assert_int_equal(c->pools[0].servers[0].weight, 300);
+    assert_int_equal(c->pools[0].servers[1].port, 11212);
+    assert_int_equal(c->pools[0].servers[2].weight, 200);
+    conf_destroy(&c);
+
+    snprintf(yaml, sizeof(yaml), "alpha:\n  listen: 127.0.0.1:22121\n"
+             "  servers_file: %s\n  servers:\n    - 10.0.0.1:11211:1\n",
+             path);
+    assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
+    assert_non_null(strstr(err, "servers: or servers_file:, not both"));
+    snprintf(yaml, sizeof(yaml), "alpha:\n  listen: 127.0.0.1:22121\n");
+    assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
+    assert_non_null(strstr(err, "servers: missing in pool"));
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("10.0.1.9:11211\t300\n10.0.1.10:11212\n", f);
+    fclose(f);
+    snprintf(yaml, sizeof(yaml), "alpha:\n  listen: 127.0.0.1:22121\n"
+             "  servers_file: %s\n", path);
+    assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
+    assert_non_null(strstr(err, "ketama.servers:2: expected"));
+    unlink(path);
+    assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
+    assert_non_null(strstr(err, "No such file"));
+    rmdir(dir);
+}
+
 static void
 test_diff_same_config_moves_nothing(void **state)
 {
@@ -573,6 +624,7 @@ main(void)
         cmocka_unit_test(test_libmc_failover),
         cmocka_unit_test(test_libmc_hashes),
         cmocka_unit_test(test_host_port_names),
+        cmocka_unit_test(test_servers_file),
         cmocka_unit_test(test_diff_same_config_moves_nothing),
         cmocka_unit_test(test_diff_counts_each_moved_key),
         cmocka_unit_test(test_diff_by_address),
