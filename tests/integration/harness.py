@@ -444,14 +444,18 @@ def sanitized(path=None):
 
 def report_crash(p):
     """A process that a signal other than our SIGTERM/SIGKILL ended (a
-    crash: memring's crash.c logged a backtrace): its status and the end of
-    its output to stderr, where ctest --output-on-failure shows them."""
+    crash: memring's crash.c logged a backtrace), or that a sanitizer
+    stopped: its status and the end of its output to stderr, where ctest
+    --output-on-failure shows them."""
     rc = p.proc.poll() if p.proc is not None else None
-    if rc is None or rc >= 0 or -rc in (signal.SIGTERM, signal.SIGKILL):
+    if rc is None or rc == 0 or -rc in (signal.SIGTERM, signal.SIGKILL):
         return
     text = p.output() + (p.log_text() if hasattr(p, "log_text") else "")
-    sys.stderr.write("harness: %s died of signal %d; its output and log "
-                     "end:\n%s\n" % (p.argv[0], -rc, text[-6000:]))
+    if rc > 0 and "Sanitizer" not in text and "runtime error" not in text:
+        return      # an exit it chose (a bad config...), not a crash
+    sys.stderr.write("harness: %s %s; its output and log end:\n%s\n"
+                     % (p.argv[0], "died of signal %d" % -rc if rc < 0 else
+                        "exited %d" % rc, text[-6000:]))
     sys.stderr.flush()
 
 
