@@ -37,10 +37,11 @@ void log_set_format(enum log_format f);
 int log_format_from_name(const char *name);   /* -1 when unknown */
 
 /*
- * Repeats: one call site (file and line) writes at most LOG_BURST lines
- * per second; the rest of that second's are counted, and its next line
- * after it says how many were left out. A server that fails ten thousand
- * requests a second then costs ten lines, not ten thousand.
+ * Repeats: one call site (file and line) writes the same text at most
+ * LOG_BURST times a second; the repeats past that are counted, and the
+ * site's next line that goes out says how many were left out. A server
+ * that fails ten thousand requests a second then costs ten lines, not ten
+ * thousand; distinct events (reload 11, reload 12) always go out.
  */
 #define LOG_BURST 10
 void log_teardown(void);

@@ -30,8 +30,9 @@ static enum log_format format = LOG_FORMAT_TEXT;
 struct log_site {
     const char *file;
     int        line;
+    uint64_t   text;            /* hash of its last line's text */
     time_t     second;
-    uint32_t   lines;           /* this second */
+    uint32_t   lines;           /* of that text, this second */
     uint32_t   left_out;        /* over LOG_BURST, not yet reported */
 };
 
@@ -134,14 +135,29 @@ log_format_from_name(const char *name)
     return -1;
 }
 
+/* FNV-1a of s: tells one line's text from another's. */
+static uint64_t
+text_hash(const char *s)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+
+    for (; *s != '\0'; s++) {
+        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+    }
+    return h;
+}
+
 /*
- * Whether the line from file:line at second now goes out; *left_out is
- * set to the lines of that site left out in an earlier second, to be
- * reported with this one.
+ * Whether the line msg from file:line at second now goes out: a site
+ * repeating the same text writes it LOG_BURST times a second; a new text
+ * always goes out. *left_out is set to the repeats of that site left out
+ * before, to be reported with this line.
  */
 static bool
-log_admit(const char *file, int line, time_t now, uint32_t *left_out)
+log_admit(const char *file, int line, const char *msg, time_t now,
+          uint32_t *left_out)
 {
+    uint64_t text = text_hash(msg);
     struct log_site *s;
     bool admit;
 
@@ -149,13 +165,13 @@ log_admit(const char *file, int line, time_t now, uint32_t *left_out)
     pthread_mutex_lock(&sites_lock);
     *left_out = 0;
     if (s->file != file || s->line != line) {
+        memset(s, 0, sizeof(*s));
         s->file = file;
         s->line = line;
-        s->second = now;
-        s->lines = 0;
-        s->left_out = 0;
-    } else if (s->second != now) {
+    }
+    if (s->text != text || s->second != now) {
         *left_out = s->left_out;
+        s->text = text;
         s->second = now;
         s->lines = 0;
         s->left_out = 0;
@@ -209,13 +225,13 @@ log_write(int lvl, const char *file, int line, const char *fmt, ...)
     size_t n;
     va_list ap;
 
-    gettimeofday(&tv, NULL);
-    if (!log_admit(file, line, tv.tv_sec, &left_out)) {
-        return;
-    }
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    gettimeofday(&tv, NULL);
+    if (!log_admit(file, line, msg, tv.tv_sec, &left_out)) {
+        return;
+    }
     if (left_out > 0) {
         n = strlen(msg);
         snprintf(msg + n, sizeof(msg) - n, " (and %u more like it left out "

@@ -303,7 +303,9 @@ class TestStats(unittest.TestCase):
         self.assertGreater(int(headers["content-length"]), 0)
         self.assertEqual(curl(self.s.admin, "/stats?pretty=1")[0], 200)
         self.assertEqual(curl(self.s.admin, "/nope")[0], 404)
-        self.assertEqual(curl(self.s.admin, "/")[0], 404)
+        status, body = curl(self.s.admin, "/")          # the status page
+        self.assertEqual(status, 200)
+        self.assertIn(b"<title>memring status</title>", body)
         # The same file again: applied, and every pool says it is unchanged.
         status, body = curl(self.s.admin, "/reload", "POST")
         self.assertEqual(status, 200, body)
