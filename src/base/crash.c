@@ -11,6 +11,7 @@
 #include "memring/crash.h"
 
 #include "memring/log.h"
+#include "memring/sanitized.h"
 
 #include <execinfo.h>
 #include <signal.h>
@@ -18,16 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CRASH_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define CRASH_SANITIZED 1
-#endif
-#endif
 
 /* A sanitizer reports crashes itself: none of this is built then. */
-#ifndef CRASH_SANITIZED
+#if !MEMRING_SANITIZED
 #define CRASH_FRAMES_MAX 64
 
 static const struct {
@@ -73,7 +67,7 @@ crash_handler(int signum)
 void
 crash_report_install(void)
 {
-#ifndef CRASH_SANITIZED
+#if !MEMRING_SANITIZED
     static char altstack[64 * 1024];
     void *warm[1];
     stack_t ss;

@@ -8,6 +8,7 @@
 #include "memring/log.h"
 #include "memring/pool.h"
 #include "memring/probe.h"
+#include "memring/sanitized.h"
 #include "memring/stats.h"
 
 #include <malloc.h>
@@ -99,7 +100,12 @@ worker_tick_cb(uv_timer_t *timer)
      * back, at most once a second and only when there was such a burst. */
     if (w->io.freed >= WORKER_TRIM_AFTER) {
         w->io.freed = 0;
-        malloc_trim(0);
+        /* Not under a sanitizer: its malloc is not glibc's, whose heap was
+         * then never set up, and glibc's trim reads its NULL top chunk
+         * (an ASan build died so after a burst of frees). */
+        if (!MEMRING_SANITIZED) {
+            malloc_trim(0);
+        }
     }
 }
 
