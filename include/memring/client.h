@@ -52,7 +52,6 @@ struct client {
                                      * unsent (CLIENT_UNSENT_PAUSE) */
     bool                 binary_seen; /* logged its first binary request */
     struct ioloop_task   flush;     /* its end-of-turn write */
-    uv_shutdown_t        shut;      /* the FIN of a lingering close */
     TAILQ_ENTRY(client)  link;      /* io->clients */
 };
 

@@ -1026,6 +1026,7 @@ client_shutdown_cb(uv_shutdown_t *req, int status)
 {
     struct client *c = req->data;
 
+    free(req);
     if (!c->closing && status != 0) {
         client_close(c);
     }
@@ -1041,6 +1042,7 @@ client_shutdown_cb(uv_shutdown_t *req, int status)
 static void
 client_linger(struct client *c)
 {
+    uv_shutdown_t *shut;
     int err;
 
     if (client_kernel_queued(c, FIONREAD) == 0) {
@@ -1052,9 +1054,17 @@ client_linger(struct client *c)
     client_pending_done(c);
     c->io->freed += c->rbuf.cap;
     buf_free(&c->rbuf);
-    c->shut.data = c;
-    err = uv_shutdown(&c->shut, &c->h.stream, client_shutdown_cb);
-    if (err == 0) {
+    /* Made here, not kept in every client: only a drain lingers. */
+    shut = malloc(sizeof(*shut));
+    if (shut == NULL) {
+        client_close(c);
+        return;
+    }
+    shut->data = c;
+    err = uv_shutdown(shut, &c->h.stream, client_shutdown_cb);
+    if (err != 0) {
+        free(shut);             /* no callback comes for it */
+    } else {
         err = uv_read_start(&c->h.stream, client_alloc_cb, client_read_cb);
     }
     if (err != 0) {
