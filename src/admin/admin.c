@@ -420,18 +420,30 @@ http_refuse(struct admin_http *h, int status, const char *text,
     return HPE_USER;
 }
 
+/* Appends at[0..len) to dst (*dlen bytes so far, room for max and a NUL),
+ * NUL-terminated; false, appending nothing, when it would pass max. */
+static bool
+append_bounded(char *dst, size_t *dlen, size_t max, const char *at,
+               size_t len)
+{
+    if (len > max - *dlen) {
+        return false;
+    }
+    memcpy(dst + *dlen, at, len);
+    *dlen += len;
+    dst[*dlen] = '\0';
+    return true;
+}
+
 static int
 http_on_url(llhttp_t *parser, const char *at, size_t len)
 {
     struct admin_http *h = parser->data;
 
-    if (len > ADMIN_URL_MAX - h->url_len) {
+    if (!append_bounded(h->url, &h->url_len, ADMIN_URL_MAX, at, len)) {
         return http_refuse(h, 414, "request target too long\n",
                            "url too long");
     }
-    memcpy(h->url + h->url_len, at, len);
-    h->url_len += len;
-    h->url[h->url_len] = '\0';
     return 0;
 }
 
@@ -475,13 +487,10 @@ http_on_header_value(llhttp_t *parser, const char *at, size_t len)
     if (!h->in_auth) {
         return 0;
     }
-    if (len > ADMIN_AUTH_MAX - h->auth_len) {
+    if (!append_bounded(h->auth, &h->auth_len, ADMIN_AUTH_MAX, at, len)) {
         return http_refuse(h, 400, "Authorization header too long\n",
                            "authorization too long");
     }
-    memcpy(h->auth + h->auth_len, at, len);
-    h->auth_len += len;
-    h->auth[h->auth_len] = '\0';
     return 0;
 }
 

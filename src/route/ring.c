@@ -168,6 +168,24 @@ continuum_add_server(struct ring *r, const struct ring_continuum *how,
     }
 }
 
+/* For a ring that keeps dead nodes: who was live, for ring_live() and
+ * the lookup. 0, or -1 when out of memory. */
+static int
+ring_keep_live(struct ring *r, const struct ring_node *nodes, uint32_t n)
+{
+    uint32_t i;
+
+    r->live = malloc(sizeof(*r->live) * (n > 0 ? n : 1));
+    if (r->live == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        r->live[i] = nodes[i].live;
+    }
+    r->nnodes = n;
+    return 0;
+}
+
 static int
 continuum_build(struct ring *r, const struct ring_node *nodes, uint32_t n,
                 const struct ring_continuum *how)
@@ -184,15 +202,8 @@ continuum_build(struct ring *r, const struct ring_node *nodes, uint32_t n,
             buflen = nodes[i].name_len > buflen ? nodes[i].name_len : buflen;
         }
     }
-    if (how->keep_dead) {
-        r->live = malloc(sizeof(*r->live) * (n > 0 ? n : 1));
-        if (r->live == NULL) {
-            return -1;
-        }
-        for (i = 0; i < n; i++) {
-            r->live[i] = nodes[i].live;
-        }
-        r->nnodes = n;
+    if (how->keep_dead && ring_keep_live(r, nodes, n) != 0) {
+        return -1;
     }
     if (nin == 0 || total_weight == 0) {
         return 0;
@@ -348,15 +359,10 @@ ring_create_table(const struct ring_node *nodes, uint32_t n)
     if (r == NULL) {
         return NULL;
     }
-    r->live = malloc(sizeof(*r->live) * (n > 0 ? n : 1));
-    if (r->live == NULL) {
+    if (ring_keep_live(r, nodes, n) != 0) {
         ring_destroy(&r);
         return NULL;
     }
-    for (i = 0; i < n; i++) {
-        r->live[i] = nodes[i].live;
-    }
-    r->nnodes = n;
     return r;
 }
 
