@@ -46,6 +46,10 @@ void buf_free(struct buf *b);
  * survive a growth. 0, or UV_ENOMEM with the array freed and *cap 0. */
 int array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size);
 
+/* The same, for an array whose first *cap elements survive a growth.
+ * 0, or UV_ENOMEM with the array as it was. */
+int array_grow(void *arrp, uint32_t *cap, uint32_t n, size_t size);
+
 static inline size_t
 buf_unread(const struct buf *b)
 {

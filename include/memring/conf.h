@@ -65,6 +65,9 @@ struct conf_pool {
     int64_t            server_retry_timeout; /* ms */
     int                server_failure_limit;
     bool               tcpkeepalive;
+    int64_t            warmup_ms;            /* ms a ring change keeps the
+                                              * previous ring for lookups
+                                              * of misses; 0 = none */
     struct conf_server *servers;             /* sorted, see above; in list
                                               * order when placement is not
                                               * twemproxy (the libraries'

@@ -39,6 +39,12 @@ int fanout_split(struct req *p, const char *buf, const struct mc_req *m,
                  const struct mc_span *keys, const uint32_t *route,
                  uint32_t *per_server, uint32_t nservers);
 
+/* A fragment of p asking cmd, with room for n keys in frag_keys, holding
+ * a ref on p (NULL on OOM); fanout_fragment_drop() undoes one not sent.
+ * (Another round of p, warmup.h, makes its fragments so.) */
+struct req *fanout_fragment(struct req *p, enum mc_cmd cmd, uint32_t n);
+void fanout_fragment_drop(struct req **f);
+
 /* flush_all p (parsed as m from buf): one fragment per server, fragment
  * j for server j. 0, or UV_ENOMEM after which the caller calls
  * fanout_abort(p). */

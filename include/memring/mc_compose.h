@@ -9,6 +9,7 @@
 
 #include "memring/mc_parse.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,22 @@ int mc_compose_eol(struct buf *out);
 
 /* "delete <key>\r\n". 0 or UV_ENOMEM. */
 int mc_compose_delete(struct buf *out, const char *key, size_t len);
+
+/* Meta commands memring sends a server on its own account (warmup.h):
+ * "mg <key> v f t\r\n" (the value, its client flags and remaining TTL);
+ * "ms <key> <dlen> F<flags> T<ttl> ME[ c]\r\n<data>\r\n", an add that
+ * never overwrites (want_cas asks for the new item's CAS back).
+ * 0 or UV_ENOMEM. */
+int mc_compose_meta_get(struct buf *out, const char *key, size_t len);
+int mc_compose_meta_add(struct buf *out, const char *key, size_t klen,
+                        uint32_t flags, int64_t ttl, const char *data,
+                        size_t dlen, bool want_cas);
+
+/* "VALUE <key> <flags> <dlen>[ <cas>]\r\n<data>\r\n" (cas NULL: none).
+ * 0 or UV_ENOMEM. */
+int mc_compose_value(struct buf *out, const char *key, size_t klen,
+                     uint32_t flags, const char *data, size_t dlen,
+                     const uint64_t *cas);
 
 /* One reply line: text, then \r\n. 0 or UV_ENOMEM. */
 int mc_compose_line(struct buf *out, const char *text);

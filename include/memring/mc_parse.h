@@ -46,8 +46,16 @@ enum mc_cmd {
     MC_QUIT,
     MC_FLUSH_ALL,
     MC_STATS,
+    /* Meta commands memring sends to servers itself (a warm-up window's
+     * lookups on a previous owner and copies to the new one, see warmup.h);
+     * a client's "mg"/"ms" is not read as these. */
+    MC_META_GET,        /* mg <key> v f t */
+    MC_META_ADD,        /* ms <key> <n> F<flags> T<ttl> ME [c] */
     MC_CMD_COUNT
 };
+
+/* The last command a client's line can name. */
+#define MC_CLIENT_CMD_LAST MC_STATS
 
 /* A slice of the parsed buffer: buf + off, len bytes. */
 struct mc_span {
@@ -161,7 +169,8 @@ void mc_binary_error(const struct mc_req *req, char *out);
 enum mc_rsp_type {
     MC_RSP_VALUE = 0,   /* VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n */
     MC_RSP_END,         /* END\r\n */
-    MC_RSP_LINE         /* any other one-line reply: STORED, 42, ERROR ... */
+    MC_RSP_LINE,        /* any other one-line reply: STORED, 42, ERROR ... */
+    MC_RSP_META_VALUE   /* VA <bytes> <flags>*\r\n<data>\r\n (meta mg hit) */
 };
 
 /* Which one-line reply it is (LINE units). */
@@ -175,7 +184,12 @@ enum mc_rsp_word {
     MC_WORD_TOUCHED,
     MC_WORD_OK,
     MC_WORD_VERSION,
-    MC_WORD_ERROR       /* ERROR, CLIENT_ERROR, SERVER_ERROR */
+    MC_WORD_ERROR,      /* ERROR, CLIENT_ERROR, SERVER_ERROR */
+    MC_WORD_META_HD,    /* meta: HD <flags>* (stored, or a hit without v) */
+    MC_WORD_META_EN,    /* meta: EN (mg miss) */
+    MC_WORD_META_NS,    /* meta: NS <flags>* (not stored) */
+    MC_WORD_META_EX,    /* meta: EX <flags>* (CAS mismatch) */
+    MC_WORD_META_NF     /* meta: NF <flags>* (not found) */
 };
 
 /* One unit of a server's reply stream. */
@@ -186,7 +200,9 @@ struct mc_rsp {
                                 * PARSE_AGAIN: bytes needed when known (a
                                 * VALUE header was read), else 0 */
     struct mc_span   key;      /* VALUE: the key */
-    uint64_t         vlen;     /* VALUE: data length */
+    uint64_t         vlen;     /* VALUE, META_VALUE: data length */
+    struct mc_span   meta;     /* META_VALUE, meta words: the return
+                                * flags after the code ("f5 t-1 c9") */
     bool             is_error; /* LINE: ERROR, CLIENT_ERROR or SERVER_ERROR */
 };
 
@@ -202,6 +218,12 @@ enum parse_status mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp);
 /* True when a one-line reply rsp is one memcached sends to cmd (an error
  * line always is): STORED is no answer to incr. */
 bool mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp);
+
+/* The value of return flag `flag` in a meta reply's flags (rsp->meta of
+ * the unit at buf): "t-1" gives -1. False when the flag is absent or not a
+ * number. */
+bool mc_meta_number(const char *buf, const struct mc_rsp *rsp, char flag,
+                    int64_t *out);
 
 const char *mc_cmd_name(enum mc_cmd cmd);
 

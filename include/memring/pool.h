@@ -33,6 +33,20 @@ struct pool_env {
 };
 
 /*
+ * The ring a pool had before its last change, kept while a warm-up window
+ * is open (warmup_ms): misses are looked up where this ring put the key.
+ * Servers that left in a reload stay reachable until the window closes.
+ */
+struct pool_window {
+    const struct conf_pool *cp;      /* the config that ring was built
+                                      * from (configs live until exit) */
+    struct ring            *ring;    /* NULL: no window */
+    struct server          **servers; /* by index in cp->servers */
+    uint32_t               nservers;
+    uint64_t               until;    /* loop ms the window closes */
+};
+
+/*
  * A pool lives on the heap and is never moved: clients and servers point
  * at it (servers through its server_ctx).
  */
@@ -59,6 +73,7 @@ struct pool {
     struct tally           *tally;      /* clients, counted over workers */
     struct listener        *listener;   /* NULL when not listening */
     bool                   removed;     /* gone from the config: draining */
+    struct pool_window     window;      /* the previous ring, while warm */
 };
 
 /* A pool for cp in env: resolves server addresses, builds the ring. NULL
@@ -80,6 +95,17 @@ void pool_destroy(struct pool **p);
 
 /* The server for key, or NULL when no server is live. */
 struct server *pool_route(struct pool *p, const char *key, size_t len);
+
+/*
+ * True while p's warm-up window is open; closes it when its time is up
+ * (servers that left are let go then).
+ */
+bool pool_warming(struct pool *p);
+
+/* While warming: the live server the previous ring gave key, when it is
+ * not cur (the key's server now); else NULL. */
+struct server *pool_route_prev(struct pool *p, const char *key, size_t len,
+                               const struct server *cur);
 
 /* Opens connections to every server now (preconnect: true). */
 void pool_preconnect(struct pool *p);

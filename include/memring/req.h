@@ -28,11 +28,17 @@ struct sconn;
 /* The request's reply is complete (its owner flushes it in order). */
 typedef void req_done_fn(struct req *r);
 
+/* Every fragment of parent p is done: true when it sent another round of
+ * fragments (a warm-up window's lookups, warmup.h), false to merge now. */
+typedef bool req_round_fn(struct req *p);
+
 /* Where a parent's key i found its value: a slice of one fragment's reply. */
 struct req_slot {
     struct req *frag;    /* NULL: a miss */
     uint32_t   off;      /* in frag->reply */
     uint32_t   len;
+    uint32_t   flags;    /* a warm-up lookup's hit: its client flags */
+    int32_t    ttl;      /* ... and seconds left (0: none) */
 };
 
 struct req {
@@ -69,6 +75,11 @@ struct req {
     uint32_t         pending;  /* parent: fragments not done yet */
     uint32_t         nfrags;
     char             *first_error; /* parent of a fan-out: reply to use */
+    req_round_fn     *on_round;  /* parent: may start another round */
+    void             *round_arg; /* ... with this (the pool) */
+    uint32_t         round;      /* parent: rounds done */
+    int64_t          exptime;    /* warming gat/gats parent: the TTL its
+                                  * copies get */
 
     /* From here on, what a req keeps when it goes back to the worker's
      * pool (small buffers and arrays), so that the next request reuses
@@ -160,6 +171,9 @@ int req_write(uv_stream_t *s, struct req **reqs, uv_buf_t *bufs, uint32_t n,
  * grow as needed and are kept with a pooled req. 0 or UV_ENOMEM. */
 int req_reserve_keys(struct req *r, uint32_t n);
 int req_reserve_frags(struct req *r, uint32_t n);
+
+/* Room for n frags, the fragments r has kept (another round's). */
+int req_grow_frags(struct req *r, uint32_t n);
 int req_reserve_frag_keys(struct req *r, uint32_t n);
 
 /* Sets the reply to one line (text without \r\n) and marks r done (it

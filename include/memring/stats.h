@@ -44,7 +44,10 @@ enum stats_type {
     ACTION(client_half_closed, STATS_COUNTER, "# clients that shut down their sending side with replies still owed") \
     ACTION(request_binary,     STATS_COUNTER, "# binary-protocol requests answered 'unknown command'") \
     ACTION(request_too_large,  STATS_COUNTER, "# values refused: over the item size limit") \
-    ACTION(request_no_memory,  STATS_COUNTER, "# values refused: --pending-values-max reached")
+    ACTION(request_no_memory,  STATS_COUNTER, "# values refused: --pending-values-max reached") \
+    ACTION(warmup_lookups,     STATS_COUNTER, "# missed keys looked up on their previous server in a warm-up window") \
+    ACTION(warmup_hits,        STATS_COUNTER, "# of those found there and answered") \
+    ACTION(warmup_copies,      STATS_COUNTER, "# of those written to their new server")
 
 #define SERVER_METRICS(ACTION)                                               \
     ACTION(server_eof,         STATS_COUNTER, "# eof on server connections") \

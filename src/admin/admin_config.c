@@ -44,6 +44,7 @@ json_conf_pool(struct json *j, const struct conf_pool *cp)
     json_ms(j, "server_retry_timeout", cp->server_retry_timeout);
     json_i64(j, "server_failure_limit", cp->server_failure_limit);
     json_bool(j, "tcpkeepalive", cp->tcpkeepalive);
+    json_i64(j, "warmup_ms", cp->warmup_ms);
 }
 
 /* Each worker has its own ring of the pool. */

@@ -72,6 +72,25 @@ array_reserve(void *arrp, uint32_t *cap, uint32_t n, size_t size)
 }
 
 int
+array_grow(void *arrp, uint32_t *cap, uint32_t n, size_t size)
+{
+    void *arr, *grown;
+
+    if (n <= *cap) {
+        return 0;
+    }
+    memcpy(&arr, arrp, sizeof(arr));
+    grown = size != 0 && n > BUF_MAX / size ? NULL :
+            realloc(arr, (size_t)n * size);
+    if (grown == NULL) {
+        return UV_ENOMEM;
+    }
+    *cap = n;
+    memcpy(arrp, &grown, sizeof(grown));
+    return 0;
+}
+
+int
 buf_append(struct buf *b, const void *p, size_t n)
 {
     int err;

@@ -104,3 +104,63 @@ mc_compose_stat_text(struct buf *out, const char *name, const char *text)
     }
     return err != 0 ? err : mc_compose_line(out, text);
 }
+
+/* Appends key between head and tail (printf-built, short): the key is
+ * written as bytes, since it may hold any byte but space and newline. */
+static int
+compose_keyed(struct buf *out, const char *head, const char *key, size_t len,
+              const char *tail, int ntail)
+{
+    int err = buf_append_str(out, head);
+
+    if (err == 0) {
+        err = buf_append(out, key, len);
+    }
+    return err != 0 ? err : buf_append(out, tail, (size_t)ntail);
+}
+
+int
+mc_compose_meta_get(struct buf *out, const char *key, size_t len)
+{
+    static const char tail[] = " v f t\r\n";
+
+    return compose_keyed(out, "mg ", key, len, tail, sizeof(tail) - 1);
+}
+
+int
+mc_compose_meta_add(struct buf *out, const char *key, size_t klen,
+                    uint32_t flags, int64_t ttl, const char *data,
+                    size_t dlen, bool want_cas)
+{
+    char tail[96];
+    int n, err;
+
+    n = snprintf(tail, sizeof(tail), " %zu F%" PRIu32 " T%" PRId64 " ME%s\r\n",
+                 dlen, flags, ttl, want_cas ? " c" : "");
+    err = compose_keyed(out, "ms ", key, klen, tail, n);
+    if (err == 0) {
+        err = buf_append(out, data, dlen);
+    }
+    return err != 0 ? err : mc_compose_eol(out);
+}
+
+int
+mc_compose_value(struct buf *out, const char *key, size_t klen,
+                 uint32_t flags, const char *data, size_t dlen,
+                 const uint64_t *cas)
+{
+    char tail[96];
+    int n, err;
+
+    if (cas != NULL) {
+        n = snprintf(tail, sizeof(tail), " %" PRIu32 " %zu %" PRIu64 "\r\n",
+                     flags, dlen, *cas);
+    } else {
+        n = snprintf(tail, sizeof(tail), " %" PRIu32 " %zu\r\n", flags, dlen);
+    }
+    err = compose_keyed(out, "VALUE ", key, klen, tail, n);
+    if (err == 0) {
+        err = buf_append(out, data, dlen);
+    }
+    return err != 0 ? err : mc_compose_eol(out);
+}

@@ -82,6 +82,8 @@ static const struct {
     CMD(MC_QUIT, "quit"),
     CMD(MC_FLUSH_ALL, "flush_all"),
     CMD(MC_STATS, "stats"),
+    CMD(MC_META_GET, "mg"),
+    CMD(MC_META_ADD, "ms"),
 #undef CMD
 };
 
@@ -676,7 +678,7 @@ cmd_lookup(const struct token *t)
 {
     unsigned int c;
 
-    for (c = MC_UNKNOWN + 1; c < MC_CMD_COUNT; c++) {
+    for (c = MC_UNKNOWN + 1; c <= MC_CLIENT_CMD_LAST; c++) {
         if (tok_is(t, cmd_table[c].name, cmd_table[c].len)) {
             return (enum mc_cmd)c;
         }
@@ -787,6 +789,8 @@ mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
     case MC_GATS:
     case MC_STATS:
     case MC_UNKNOWN:
+    case MC_META_GET:
+    case MC_META_ADD:
     case MC_CMD_COUNT:
         break;
     }
@@ -825,6 +829,23 @@ rsp_number(const char **pp, const char *e, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* The header line (text bytes) of a unit with a data block of rsp->vlen
+ * bytes: the whole unit, when it is in. */
+static enum parse_status
+data_block(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
+{
+    size_t total = text + CRLF_LEN + (size_t)rsp->vlen + CRLF_LEN;
+
+    rsp->len = total;
+    if (len < total) {
+        return PARSE_AGAIN;
+    }
+    if (buf[total - 2] != '\r' || buf[total - 1] != '\n') {
+        return PARSE_ERROR;
+    }
+    return PARSE_OK;
+}
+
 /* VALUE <key> <flags> <bytes> [<cas>]\r\n<data>\r\n */
 static enum parse_status
 parse_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
@@ -834,7 +855,6 @@ parse_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
     const char *sp;
     struct token key;
     uint64_t v;
-    size_t total;
 
     sp = memchr(p, ' ', (size_t)(e - p));
     if (sp == NULL) {
@@ -862,15 +882,56 @@ parse_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
     rsp->type = MC_RSP_VALUE;
     rsp->key.off = (uint32_t)(key.p - buf);
     rsp->key.len = (uint32_t)key.len;
-    total = text + CRLF_LEN + (size_t)rsp->vlen + CRLF_LEN;
-    rsp->len = total;
-    if (len < total) {
-        return PARSE_AGAIN;
-    }
-    if (buf[total - 2] != '\r' || buf[total - 1] != '\n') {
+    return data_block(buf, len, text, rsp);
+}
+
+/* VA <bytes>[ <flags>]\r\n<data>\r\n: meta mg's hit. */
+static enum parse_status
+parse_meta_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
+{
+    const char *p = buf + 3;
+    const char *e = buf + text;
+
+    if (!rsp_number(&p, e, MC_VALUE_MAX, &rsp->vlen)) {
         return PARSE_ERROR;
     }
-    return PARSE_OK;
+    if (p < e) {
+        p++;
+        rsp->meta.off = (uint32_t)(p - buf);
+        rsp->meta.len = (uint32_t)(e - p);
+    }
+    rsp->type = MC_RSP_META_VALUE;
+    return data_block(buf, len, text, rsp);
+}
+
+bool
+mc_meta_number(const char *buf, const struct mc_rsp *rsp, char flag,
+               int64_t *out)
+{
+    const char *p = buf + rsp->meta.off;
+    const char *e = p + rsp->meta.len;
+
+    while (p < e) {
+        const char *end = memchr(p, ' ', (size_t)(e - p));
+        bool neg;
+        uint64_t v;
+
+        if (end == NULL) {
+            end = e;
+        }
+        if (*p == flag) {
+            p++;
+            neg = p < end && *p == '-';
+            p += neg;
+            if (!rsp_number(&p, end, INT64_MAX, &v) || p != end) {
+                return false;
+            }
+            *out = neg ? -(int64_t)v : (int64_t)v;
+            return true;
+        }
+        p = end + (end < e);
+    }
+    return false;
 }
 
 static const struct {
@@ -891,6 +952,11 @@ static const struct {
     WORD("ERROR", true, MC_WORD_ERROR),
     WORD("CLIENT_ERROR", true, MC_WORD_ERROR),
     WORD("SERVER_ERROR", true, MC_WORD_ERROR),
+    WORD("HD", true, MC_WORD_META_HD),
+    WORD("EN", false, MC_WORD_META_EN),
+    WORD("NS", true, MC_WORD_META_NS),
+    WORD("EX", true, MC_WORD_META_EX),
+    WORD("NF", true, MC_WORD_META_NF),
 #undef WORD
 };
 
@@ -899,11 +965,24 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
 {
     enum mc_rsp_word w = rsp->word;
 
+    if (rsp->type == MC_RSP_META_VALUE) {
+        return cmd == MC_META_GET;
+    }
     if (rsp->type != MC_RSP_LINE) {
         return mc_cmd_is_retrieval(cmd);
     }
     if (w == MC_WORD_ERROR) {
         return true;
+    }
+    if (cmd == MC_META_GET) {
+        return w == MC_WORD_META_EN;
+    }
+    if (cmd == MC_META_ADD) {
+        return w == MC_WORD_META_HD || w == MC_WORD_META_NS ||
+               w == MC_WORD_META_EX || w == MC_WORD_META_NF;
+    }
+    if (w >= MC_WORD_META_HD) {
+        return false;           /* a meta answer to a classic command */
     }
     if (mc_cmd_is_retrieval(cmd)) {
         return false;           /* VALUE ... END, or an error */
@@ -949,6 +1028,9 @@ mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
     if (text > 6 && memcmp(buf, "VALUE ", 6) == 0) {
         return parse_value(buf, len, text, rsp);
     }
+    if (text > 3 && memcmp(buf, "VA ", 3) == 0) {
+        return parse_meta_value(buf, len, text, rsp);
+    }
     rsp->len = text + CRLF_LEN;
     if (text == 3 && memcmp(buf, "END", 3) == 0) {
         rsp->type = MC_RSP_END;
@@ -966,6 +1048,10 @@ mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
             (text == n || (rsp_words[i].more && buf[n] == ' '))) {
             rsp->word = rsp_words[i].word;
             rsp->is_error = rsp->word == MC_WORD_ERROR;
+            if (rsp->word >= MC_WORD_META_HD && text > n) {
+                rsp->meta.off = (uint32_t)n + 1;
+                rsp->meta.len = (uint32_t)(text - n - 1);
+            }
             return PARSE_OK;
         }
     }

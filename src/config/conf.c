@@ -838,6 +838,10 @@ static const struct conf_cmd conf_cmds[] = {
       .offset = offsetof(struct conf_pool, server_failure_limit) },
     { .name = "tcpkeepalive", .set = set_bool,
       .offset = offsetof(struct conf_pool, tcpkeepalive) },
+    /* memring's own: after a ring change, misses are looked up on the
+     * key's previous server for this many ms (warmup.h); 0 = off */
+    { .name = "warmup_ms", .set = set_int64,
+      .offset = offsetof(struct conf_pool, warmup_ms) },
     /* servers: or (memring's) servers_file:, one of them (pool_parse) */
     { .name = "servers", .set = set_servers, .seq = true },
     { .name = "servers_file", .set = set_servers_file },

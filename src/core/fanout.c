@@ -10,25 +10,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Fragment of parent p for server si: the keys whose route is si, n of
- * them, in request order. NULL on OOM. */
-static struct req *
-make_fragment(struct req *p, const struct mc_req *m, const uint32_t *route,
-              uint32_t si, uint32_t n)
+struct req *
+fanout_fragment(struct req *p, enum mc_cmd cmd, uint32_t n)
 {
-    struct req *f = req_create(p->cache, p->stats, p->cmd);
-    uint32_t i;
-    int err;
+    struct req *f = req_create(p->cache, p->stats, cmd);
 
     if (f == NULL) {
         return NULL;
     }
     f->parent = p;
     req_ref(p);
-    err = req_reserve_frag_keys(f, n);
-    if (err == 0) {
-        err = mc_compose_retrieval_head(&f->out, p->cmd, m->exptime);
+    if (req_reserve_frag_keys(f, n) != 0) {
+        fanout_fragment_drop(&f);
     }
+    return f;
+}
+
+void
+fanout_fragment_drop(struct req **fp)
+{
+    req_put(&(*fp)->parent);
+    req_put(fp);
+}
+
+/* Fragment of parent p for server si: the keys whose route is si, n of
+ * them, in request order. NULL on OOM. */
+static struct req *
+make_fragment(struct req *p, const struct mc_req *m, const uint32_t *route,
+              uint32_t si, uint32_t n)
+{
+    struct req *f = fanout_fragment(p, p->cmd, n);
+    uint32_t i;
+    int err;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    err = mc_compose_retrieval_head(&f->out, p->cmd, m->exptime);
     for (i = 0; i < p->nkeys && err == 0; i++) {
         if (route[i] == si) {
             f->frag_keys[f->frag_nkeys++] = i;
@@ -40,8 +58,7 @@ make_fragment(struct req *p, const struct mc_req *m, const uint32_t *route,
         err = mc_compose_eol(&f->out);
     }
     if (err != 0) {
-        req_put(&f->parent);
-        req_put(&f);
+        fanout_fragment_drop(&f);
     }
     return f;
 }
@@ -143,7 +160,8 @@ keep_first_error(struct req *p, const char *text, size_t len)
 }
 
 /* What retrieval fragment f answered does not count: its keys miss,
- * values it sent included. */
+ * values it sent included (a warm-up copy's keys too: their values, from
+ * the previous server, wait for the CAS the copy would have given). */
 static void
 drop_values(struct req *p, struct req *f)
 {
@@ -151,7 +169,7 @@ drop_values(struct req *p, struct req *f)
 
     for (i = 0; i < f->frag_nkeys; i++) {
         struct req_slot *sl = &p->slots[f->frag_keys[i]];
-        if (sl->frag == f) {
+        if (sl->frag == f || f->cmd == MC_META_ADD) {
             sl->frag = NULL;
         }
     }
@@ -228,6 +246,9 @@ parent_complete(struct req *p)
 {
     uint32_t i;
 
+    if (p->on_round != NULL && p->on_round(p)) {
+        return;     /* another round is out (warmup.h) */
+    }
     if (p->cmd == MC_FLUSH_ALL) {
         req_reply_line(p, p->first_error != NULL ? p->first_error : "OK");
     } else {

@@ -76,6 +76,12 @@ req_reserve_frags(struct req *r, uint32_t n)
 }
 
 int
+req_grow_frags(struct req *r, uint32_t n)
+{
+    return array_grow(&r->frags, &r->frags_cap, n, sizeof(*r->frags));
+}
+
+int
 req_reserve_frag_keys(struct req *r, uint32_t n)
 {
     return array_reserve(&r->frag_keys, &r->frag_keys_cap, n,

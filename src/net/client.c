@@ -17,6 +17,7 @@
 #include "memring/pool.h"
 #include "memring/server.h"
 #include "memring/tally.h"
+#include "memring/warm.h"
 
 #include <inttypes.h>
 #include <linux/sockios.h>
@@ -321,6 +322,7 @@ forward_silent_delete(struct client *c, const char *buf,
     }
     r->noreply = true;
     s = pool_route(c->pool, buf + key->off, key->len);
+    warm_forget(c->pool, &c->io->reqs, buf + key->off, key->len, s);
     if (s == NULL) {
         r->done = true;
         client_mark(c);
@@ -346,6 +348,7 @@ forward_keyed(struct client *c, const char *buf, const struct mc_req *m,
     r->value_bytes = c->pending;        /* a storage command's count */
     c->pending = 0;
     s = pool_route(c->pool, buf + key->off, key->len);
+    warm_forget(c->pool, &c->io->reqs, buf + key->off, key->len, s);
     if (s == NULL) {
         fail_no_server(c, r);
         return 0;
@@ -364,7 +367,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
     struct client_scratch *cs = c->io->client_scratch;
     struct pool *pool = c->pool;
     struct server *first = NULL;
-    bool split = false;
+    bool split = false, warming = pool_warming(pool), warm = false;
     struct req *p;
     uint32_t i;
 
@@ -389,8 +392,11 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
         } else if (s != first) {
             split = true;
         }
+        /* a key that moved in the window: misses get more rounds */
+        warm = warm || (warming && pool_route_prev(pool, buf + keys[i].off,
+                                                   keys[i].len, s) != NULL);
     }
-    if (!split) {
+    if (!split && !warm) {
         /* The line as memcached reads it, so that the reply's keys can be
          * matched against it (server.c): nothing past a NUL. */
         if (buf_append(&p->out, buf, m->text_len) != 0 ||
@@ -406,6 +412,11 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
                      pool->nservers) != 0) {
         fanout_abort(p);
         return UV_ENOMEM;
+    }
+    if (warm) {
+        p->on_round = warm_round;
+        p->round_arg = pool;
+        p->exptime = m->exptime;
     }
     STATS_BUMP(pool->stats.fragments, p->nfrags);
     for (i = 0; i < p->nfrags; i++) {
@@ -489,6 +500,8 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
         c->quitting = true;
         return client_reply_local(c, m->cmd, NULL);
     case MC_UNKNOWN:
+    case MC_META_GET:
+    case MC_META_ADD:
     case MC_CMD_COUNT:
         break;
     }

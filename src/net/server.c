@@ -17,6 +17,7 @@
 #include "memring/log.h"
 #include "memring/mc_compose.h"
 #include "memring/mc_parse.h"
+#include "memring/warmup.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -270,6 +271,15 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
     if (r == NULL) {
         return UV_EPROTO;   /* a reply nobody asked for */
     }
+    if (r->cmd == MC_META_GET || r->cmd == MC_META_ADD) {
+        /* a warm-up lookup or copy: one answer per key */
+        int done = mc_rsp_fits(r->cmd, u) ? warmup_unit(r, unit, u) :
+                                            UV_EPROTO;
+        if (done == 1) {
+            req_complete(sc, r);
+        }
+        return done < 0 ? done : 0;
+    }
     if (mc_cmd_is_retrieval(r->cmd)) {
         switch (u->type) {
         case MC_RSP_VALUE:
@@ -295,6 +305,8 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
                 return UV_EPROTO;
             }
             break;
+        case MC_RSP_META_VALUE:
+            return UV_EPROTO;
         }
     } else if (!mc_rsp_fits(r->cmd, u)) {
         return UV_EPROTO;   /* a VALUE, or STORED to an incr... */

@@ -90,7 +90,12 @@ static void
 worker_tick_cb(uv_timer_t *timer)
 {
     struct worker *w = timer->data;
+    uint32_t i;
 
+    /* a warm-up window closes on time even without requests */
+    for (i = 0; i < w->npools; i++) {
+        pool_warming(w->pools[i]);
+    }
     if (w->io.limits.idle_timeout_ms > 0) {
         client_close_idle(&w->io, w->io.limits.idle_timeout_ms);
     }

@@ -21,9 +21,10 @@
 
 static int pool_refresh(struct pool *p, uint64_t now, bool force);
 
-/* Builds the ring from the servers' names, weights and liveness. */
+/* Builds the ring from the servers' names, weights and liveness. The ring
+ * it replaces goes to *prev when prev is not NULL, else is freed. */
 static int
-pool_build_ring(struct pool *p)
+pool_build_ring(struct pool *p, struct ring **prev)
 {
     bool *live;
     struct ring *ring;
@@ -41,10 +42,100 @@ pool_build_ring(struct pool *p)
     if (ring == NULL) {
         return UV_ENOMEM;
     }
-    ring_destroy(&p->ring);
+    if (prev != NULL) {
+        *prev = p->ring;
+    } else {
+        ring_destroy(&p->ring);
+    }
     p->ring = ring;
     p->npoints = ring_npoints(ring);
     return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Warm-up window: the previous ring, for lookups of misses (warmup.h)
+ * ------------------------------------------------------------------- */
+
+/* Lets go of the previous ring; servers that left in a reload and were
+ * kept for lookups drain now. */
+static void
+window_close(struct pool *p)
+{
+    struct pool_window *w = &p->window;
+    uint32_t i;
+
+    if (w->ring == NULL) {
+        return;
+    }
+    for (i = 0; i < w->nservers; i++) {
+        if (w->servers[i]->retired) {
+            server_drain(w->servers[i]);
+        }
+    }
+    ring_destroy(&w->ring);
+    free(w->servers);
+    w->servers = NULL;
+    w->nservers = 0;
+    w->until = 0;
+}
+
+/* ring (built from cp over servers[0..n), taken over) becomes the ring
+ * misses are looked up in for cp's warmup_ms. */
+static void
+window_open(struct pool *p, const struct conf_pool *cp, struct ring *ring,
+            struct server *const *servers, uint32_t n)
+{
+    struct pool_window *w = &p->window;
+    struct server **copy = malloc((n == 0 ? 1 : n) * sizeof(*copy));
+
+    window_close(p);
+    if (copy == NULL || ring == NULL) {
+        log_error("pool %s: warm-up window: out of memory", p->cp->name);
+        free(copy);
+        ring_destroy(&ring);
+        return;
+    }
+    memcpy(copy, servers, n * sizeof(*copy));
+    w->cp = cp;
+    w->ring = ring;
+    w->servers = copy;
+    w->nservers = n;
+    w->until = uv_now(&p->env.io->loop) + (uint64_t)p->cp->warmup_ms;
+    log_notice("pool %s: ring changed: warm-up window open for %" PRId64
+               " ms", p->cp->name, p->cp->warmup_ms);
+}
+
+bool
+pool_warming(struct pool *p)
+{
+    if (p->window.ring == NULL) {
+        return false;
+    }
+    if (uv_now(&p->env.io->loop) < p->window.until) {
+        return true;
+    }
+    log_notice("pool %s: warm-up window closed", p->cp->name);
+    window_close(p);
+    return false;
+}
+
+struct server *
+pool_route_prev(struct pool *p, const char *key, size_t len,
+                const struct server *cur)
+{
+    const struct pool_window *w = &p->window;
+    struct server *s;
+    int32_t idx;
+
+    if (w->ring == NULL) {
+        return NULL;
+    }
+    idx = w->nservers == 1 ? 0 : placement_route(w->cp, w->ring, key, len);
+    if (idx < 0 || (uint32_t)idx >= w->nservers) {
+        return NULL;
+    }
+    s = w->servers[idx];
+    return s != cur && s->live ? s : NULL;
 }
 
 /* What the pool's servers share follows its (new) config. */
@@ -212,6 +303,8 @@ pool_destroy(struct pool **pp)
     }
     free(p->servers);
     ring_destroy(&p->ring);
+    ring_destroy(&p->window.ring);
+    free(p->window.servers);
     tally_release(&p->tally);
     free(p);
 }
@@ -224,7 +317,8 @@ pool_destroy(struct pool **pp)
 static int
 pool_refresh(struct pool *p, uint64_t now, bool force)
 {
-    bool changed = force || p->ring_stale;
+    bool changed = force || p->ring_stale, returned = false;
+    struct ring *prev = NULL;
     uint32_t i;
 
     p->health_gen = health_generation();  /* before reading the states */
@@ -250,12 +344,19 @@ pool_refresh(struct pool *p, uint64_t now, bool force)
             }
         }
         changed |= s->live != (until == 0);
+        returned |= !s->live && until == 0;
         s->live = until == 0;
     }
-    if (changed && pool_build_ring(p) != 0) {
+    /* A server back from ejection takes its keys back: while warming,
+     * they are looked up where they went meanwhile. */
+    returned = returned && !force && p->cp->warmup_ms > 0 && p->ring != NULL;
+    if (changed && pool_build_ring(p, returned ? &prev : NULL) != 0) {
         log_error("pool %s: ring rebuild: out of memory", p->cp->name);
         p->ring_stale = true;
         return UV_ENOMEM;
+    }
+    if (prev != NULL) {
+        window_open(p, p->cp, prev, p->servers, p->nservers);
     }
     p->ring_stale = false;
     return 0;
@@ -317,7 +418,8 @@ pool_same(const struct pool *p, const struct conf_pool *ncp)
     if (!str_eq(o->listen.text, ncp->listen.text) ||
         o->listen.perm != ncp->listen.perm || o->hash != ncp->hash ||
         strcmp(o->hash_tag, ncp->hash_tag) != 0 ||
-        o->distribution != ncp->distribution || o->timeout != ncp->timeout ||
+        o->distribution != ncp->distribution ||
+        o->placement != ncp->placement || o->timeout != ncp->timeout ||
         o->backlog != ncp->backlog || o->preconnect != ncp->preconnect ||
         o->client_connections != ncp->client_connections ||
         o->server_connections != ncp->server_connections ||
@@ -434,13 +536,22 @@ void
 pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
 {
     struct pool_plan *plan = *planp;
-    const struct conf_pool *ncp = plan->ncp;
+    const struct conf_pool *ncp = plan->ncp, *ocp = p->cp;
     bool rebuild = !pool_same(p, ncp);
-    uint32_t i, j, added = 0, removed = 0;
+    /* A warm-up window keeps the ring being replaced, over the servers
+     * it was built on, those that leave included. */
+    bool warm = rebuild && ncp->warmup_ms > 0 && p->ring != NULL;
+    struct server **old = p->servers;
+    struct ring *prev = NULL;
+    uint32_t i, j, added = 0, removed = 0, nold = p->nservers;
     bool moved;
 
+    if (rebuild) {
+        window_close(p);
+    }
     /* Servers that are not in the new list leave: their connections
-     * finish what they carry, then close. */
+     * finish what they carry, then close (when the window closes, if
+     * one opens). */
     for (i = 0; i < p->nservers; i++) {
         struct server *s = p->servers[i];
         bool kept = false;
@@ -448,7 +559,9 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
             kept = plan->servers[j] == s;
         }
         if (!kept) {
-            server_drain(s);
+            if (!warm) {
+                server_drain(s);
+            }
             s->retired = true;
             s->next_retired = p->retired;
             p->retired = s;
@@ -464,12 +577,17 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
             server_resize(s, conns_per_server(ncp));
         }
     }
-    free(p->servers);
     p->servers = plan->servers;
     p->nservers = ncp->nservers;
     plan->servers = NULL;
     p->cp = ncp;
     pool_set_ctx(p);
+    if (warm) {
+        prev = p->ring;
+        p->ring = NULL;
+        window_open(p, ocp, prev, old, nold);
+    }
+    free(old);
     if (pool_refresh(p, uv_now(&p->env.io->loop), rebuild) != 0 &&
         rebuild) {
         /* The old ring indexes the old server list: no ring (no route)

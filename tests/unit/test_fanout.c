@@ -160,6 +160,8 @@ feed(struct fixture *f, uint32_t j, const char *reply)
             break;
         case MC_RSP_END:
             break;
+        case MC_RSP_META_VALUE:
+            return UV_EPROTO;   /* no retrieval fragment asks for one */
         }
         off += u.len;
     }
