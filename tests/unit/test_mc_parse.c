@@ -801,10 +801,12 @@ test_req_long_get(void **state)
     /* fed a piece at a time with one scan: the same answer */
     memset(&scan, 0, sizeof(scan));
     for (cut = 1000; cut < len; cut += 7777) {
-        assert_int_equal(mc_parse_req_scan(b, cut, &req, many, NKEYS, &scan),
+        assert_int_equal(mc_parse_req_scan(b, cut, &req, many, NKEYS, MC_KEY_MAX,
+                                           &scan),
                          PARSE_AGAIN);
     }
-    assert_int_equal(mc_parse_req_scan(b, len, &req, many, NKEYS, &scan),
+    assert_int_equal(mc_parse_req_scan(b, len, &req, many, NKEYS, MC_KEY_MAX,
+                                           &scan),
                      PARSE_OK);
     assert_int_equal(req.nkeys, NKEYS);
 
@@ -814,7 +816,8 @@ test_req_long_get(void **state)
     assert_true(req.close);
     memset(&scan, 0, sizeof(scan));
     for (cut = 3000; cut < len; cut += 3000) {
-        if (mc_parse_req_scan(b, cut, &req, many, CAP, &scan) != PARSE_AGAIN) {
+        if (mc_parse_req_scan(b, cut, &req, many, CAP, MC_KEY_MAX,
+                                           &scan) != PARSE_AGAIN) {
             break;
         }
     }
@@ -828,7 +831,8 @@ test_req_long_get(void **state)
     assert_int_equal(mc_parse_req(b, len, &req, many, CAP), PARSE_OK);
     assert_int_equal(req.nkeys, 10);
     memset(&scan, 0, sizeof(scan));
-    assert_int_equal(mc_parse_req_scan(b, len - 2, &req, many, CAP, &scan),
+    assert_int_equal(mc_parse_req_scan(b, len - 2, &req, many, CAP, MC_KEY_MAX,
+                                           &scan),
                      PARSE_AGAIN);
     free(b);
 }
