@@ -10,6 +10,7 @@
 #define MEMRING_CONF_H
 
 #include "memring/hash.h"
+#include "memring/mc_compose.h"
 #include "memring/ring.h"
 
 #include <stdbool.h>
@@ -56,6 +57,9 @@ struct conf_pool {
     enum hash_type     hash;
     char               hash_tag[3];          /* "" or two chars + NUL */
     enum dist_type     distribution;
+    struct mc_prefix   prefix;               /* prefix: (s owned), none:
+                                              * len 0; after_q under
+                                              * placement libmc */
     int64_t            timeout;              /* ms, -1 = none */
     int                backlog;
     bool               preconnect;

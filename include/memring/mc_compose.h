@@ -17,11 +17,55 @@ struct buf;
 
 #define MC_END_LINE "END\r\n"
 
+/*
+ * A pool's key prefix (prefix: in the config): servers see it in every
+ * key, clients never do. It goes in front of the key, or, with after_q
+ * (libmc's normalize_key()), after the '?' a key may start with.
+ */
+struct mc_prefix {
+    const char *s;      /* NULL: no prefix */
+    size_t     len;     /* 0: no prefix; else < MC_KEY_MAX */
+    bool       after_q; /* libmc: "?k" becomes "?" prefix "k" */
+};
+
+/* Where p goes in key[0..len): 0, or 1 after a leading '?' (after_q). */
+size_t mc_prefix_at(const struct mc_prefix *p, const char *key, size_t len);
+
+/* Writes the key servers see for key[0..len) to out (len + p->len
+ * bytes); returns that length. */
+size_t mc_prefix_key(const struct mc_prefix *p, const char *key, size_t len,
+                     char *out);
+
 /* Request m (parsed from buf) as a server should get it: the client's
  * bytes without " noreply" (the proxy answers for the client), data block
  * included. 0 or UV_ENOMEM. */
 int mc_compose_request(struct buf *out, const char *buf,
                        const struct mc_req *m);
+
+/* mc_compose_request() with p in m's key (one key: storage, delete,
+ * incr/decr, touch). 0 or UV_ENOMEM. */
+int mc_compose_request_prefixed(struct buf *out, const char *buf,
+                                const struct mc_req *m,
+                                const struct mc_span *key,
+                                const struct mc_prefix *p);
+
+/* Retrieval m (parsed from buf, keys[0..m->nkeys)) as a server should
+ * get it with p in every key: its text up to the first key, the keys
+ * with p, one space apart, then \r\n. pkeys[i] receives key i's span in
+ * out (from out->len on entry). 0 or UV_ENOMEM. */
+int mc_compose_retrieval_prefixed(struct buf *out, const char *buf,
+                                  const struct mc_req *m,
+                                  const struct mc_span *keys,
+                                  struct mc_span *pkeys,
+                                  const struct mc_prefix *p);
+
+/* VALUE unit u (its bytes at unit) as the client should get it: strip
+ * bytes taken out of its key, after its leading '?' when after_q (the
+ * inverse of mc_prefix_key(), for a key known to carry the prefix: the
+ * caller matched it against the keys it sent). 0 or UV_ENOMEM. */
+int mc_compose_value_unprefixed(struct buf *out, const char *unit,
+                                const struct mc_rsp *u, size_t strip,
+                                bool after_q);
 
 /* A retrieval line for a subset of keys: mc_compose_retrieval_head(),
  * then mc_compose_key() for each key, then mc_compose_eol(). exptime is

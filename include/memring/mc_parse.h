@@ -155,10 +155,12 @@ enum parse_status mc_parse_req(const char *buf, size_t len, struct mc_req *req,
 
 /* mc_parse_req() resuming the search for the line's end where an earlier
  * call on the same bytes left it: scan is the caller's, zeroed for each new
- * request. */
+ * request. Keys longer than key_max (<= MC_KEY_MAX; less where a pool's
+ * prefix takes room) get memcached's answer for a key over MC_KEY_MAX. */
 enum parse_status mc_parse_req_scan(const char *buf, size_t len,
                                     struct mc_req *req, struct mc_span *keys,
-                                    uint32_t keys_cap, struct mc_scan *scan);
+                                    uint32_t keys_cap, size_t key_max,
+                                    struct mc_scan *scan);
 
 /* memcached's binary reply "unknown command" (status 0x0081) to the binary
  * request req: its opcode and opaque echoed, the message as body. Writes

@@ -23,7 +23,9 @@ struct ring *placement_ring(const struct conf_pool *cp, const bool *live);
 
 /*
  * The index in cp->servers of the server r (built from cp) gives key
- * key[0..len); -1 when no server is live.
+ * key[0..len), the key as the client sent it (the pool's prefix is
+ * hashed only under placement libmc, as libmc does); -1 when no server
+ * is live.
  */
 int32_t placement_route(const struct conf_pool *cp, const struct ring *r,
                         const char *key, size_t len);

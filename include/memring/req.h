@@ -80,6 +80,12 @@ struct req {
     uint32_t         round;      /* parent: rounds done */
     int64_t          exptime;    /* warming gat/gats parent: the TTL its
                                   * copies get */
+    uint32_t         key_strip; /* retrieval of a pool with a key prefix:
+                                 * its length, taken out of each VALUE
+                                 * key (0: none, the reply is passed on
+                                 * as it is) */
+    bool             strip_after_q; /* ... after the key's leading '?'
+                                     * (mc_prefix.after_q) */
 
     /* From here on, what a req keeps when it goes back to the worker's
      * pool (small buffers and arrays), so that the next request reuses

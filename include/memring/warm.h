@@ -26,8 +26,9 @@ struct server;
  * waited for); false when there is nothing more to wait for. */
 bool warm_round(struct req *p);
 
-/* A write of key[0..len) goes to cur: while p warms, the key's previous
- * server deletes it (nobody waits for that answer). */
+/* A write of key[0..len) (as the client wrote it) goes to cur: while p
+ * warms, the key's previous server deletes it (nobody waits for that
+ * answer). */
 void warm_forget(struct pool *p, struct req_cache *rc, const char *key,
                  size_t len, const struct server *cur);
 

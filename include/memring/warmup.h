@@ -49,6 +49,12 @@ int warmup_round(struct req *p, enum mc_cmd cmd, const uint32_t *route,
  */
 int warmup_unit(struct req *f, const char *unit, const struct mc_rsp *u);
 
+/* Parent p's key k as its client wrote it (p's line carries the keys its
+ * servers get: with a pool's key prefix, which is taken out here, into
+ * out, of MC_KEY_MAX bytes, when it is not at the front). */
+const char *warmup_client_key(const struct req *p, uint32_t k, char *out,
+                              size_t *len);
+
 /* True when parent p's key k has a value found by a round-2 lookup. */
 bool warmup_found(const struct req *p, uint32_t k);
 

@@ -35,6 +35,12 @@ json_conf_pool(struct json *j, const struct conf_pool *cp)
         json_null(j, "hash_tag");
     }
     json_str(j, "distribution", dist_name(cp->distribution));
+    json_str(j, "placement", ring_placement_name(cp->placement));
+    if (cp->prefix.len > 0) {
+        json_str(j, "prefix", cp->prefix.s);
+    } else {
+        json_null(j, "prefix");
+    }
     json_ms(j, "timeout", cp->timeout);
     json_i64(j, "backlog", cp->backlog);
     json_bool(j, "preconnect", cp->preconnect);

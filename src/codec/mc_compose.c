@@ -7,17 +7,38 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <uv.h>
 
-int
-mc_compose_request(struct buf *out, const char *buf, const struct mc_req *m)
+size_t
+mc_prefix_at(const struct mc_prefix *p, const char *key, size_t len)
+{
+    return p->after_q && len > 0 && key[0] == '?' ? 1 : 0;
+}
+
+size_t
+mc_prefix_key(const struct mc_prefix *p, const char *key, size_t len,
+              char *out)
+{
+    size_t at = mc_prefix_at(p, key, len);
+
+    memcpy(out, key, at);
+    memcpy(out + at, p->s, p->len);
+    memcpy(out + at + p->len, key + at, len - at);
+    return len + p->len;
+}
+
+/* What mc_compose_request() writes, from byte from of the request on. */
+static int
+compose_from(struct buf *out, const char *buf, const struct mc_req *m,
+             size_t from)
 {
     int err;
 
     if (!m->noreply) {
-        return buf_append(out, buf, m->total_len);
+        return buf_append(out, buf + from, m->total_len - from);
     }
-    err = buf_append(out, buf, m->noreply_off);
+    err = buf_append(out, buf + from, m->noreply_off - from);
     if (err == 0) {
         err = mc_compose_eol(out);
     }
@@ -25,6 +46,71 @@ mc_compose_request(struct buf *out, const char *buf, const struct mc_req *m)
         err = buf_append(out, buf + m->line_len, m->total_len - m->line_len);
     }
     return err;
+}
+
+int
+mc_compose_request(struct buf *out, const char *buf, const struct mc_req *m)
+{
+    return compose_from(out, buf, m, 0);
+}
+
+int
+mc_compose_request_prefixed(struct buf *out, const char *buf,
+                            const struct mc_req *m, const struct mc_span *key,
+                            const struct mc_prefix *p)
+{
+    size_t at = key->off + mc_prefix_at(p, buf + key->off, key->len);
+    int err = buf_append(out, buf, at);
+
+    if (err == 0) {
+        err = buf_append(out, p->s, p->len);
+    }
+    return err != 0 ? err : compose_from(out, buf, m, at);
+}
+
+int
+mc_compose_retrieval_prefixed(struct buf *out, const char *buf,
+                              const struct mc_req *m,
+                              const struct mc_span *keys,
+                              struct mc_span *pkeys, const struct mc_prefix *p)
+{
+    size_t start = out->len;
+    uint32_t i;
+    int err;
+
+    /* the command (and gat's exptime) as the client wrote them */
+    err = buf_append(out, buf, keys[0].off);
+    for (i = 0; i < m->nkeys && err == 0; i++) {
+        if (i > 0) {
+            err = buf_append(out, " ", 1);
+        }
+        if (err == 0) {
+            err = buf_reserve(out, keys[i].len + p->len);
+        }
+        if (err == 0) {
+            pkeys[i].off = (uint32_t)(out->len - start);
+            pkeys[i].len = (uint32_t)mc_prefix_key(
+                p, buf + keys[i].off, keys[i].len, out->data + out->len);
+            out->len += pkeys[i].len;
+        }
+    }
+    return err != 0 ? err : mc_compose_eol(out);
+}
+
+int
+mc_compose_value_unprefixed(struct buf *out, const char *unit,
+                            const struct mc_rsp *u, size_t strip,
+                            bool after_q)
+{
+    size_t at = u->key.off;
+    int err;
+
+    if (after_q && u->key.len > 0 && unit[at] == '?') {
+        at++;
+    }
+    err = buf_append(out, unit, at);
+    return err != 0 ? err : buf_append(out, unit + at + strip,
+                                       u->len - at - strip);
 }
 
 int

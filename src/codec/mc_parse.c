@@ -53,6 +53,7 @@ struct req_line {
     struct mc_req  *req;
     struct mc_span *keys;              /* caller's array */
     uint32_t       keys_cap;
+    size_t         key_max;            /* longest key taken */
     struct token   tok[TOKENS_MAX];    /* tokens memcached would keep */
     size_t         ntok;
 };
@@ -294,9 +295,9 @@ noreply_maybe(struct req_line *l)
  * such keys as bytes with a length.
  */
 static bool
-key_ok(const struct token *t)
+key_ok(const struct token *t, size_t max)
 {
-    return t->len <= MC_KEY_MAX;
+    return t->len <= max;
 }
 
 static bool
@@ -437,7 +438,7 @@ parse_storage(struct req_line *l)
         return line_fail(l, ERR_ERROR);
     }
     noreply_maybe(l);
-    if (!key_ok(&l->tok[1])) {
+    if (!key_ok(&l->tok[1], l->key_max)) {
         return line_fail(l, ERR_FORMAT);
     }
     if (!num_u32(&l->tok[2], &flags) || !num_i32(&l->tok[3], &exptime) ||
@@ -505,7 +506,7 @@ parse_retrieval(struct req_line *l)
             return too_many_keys(req, req->line_len);
         }
         /* One bad key fails the whole request, as in memcached. */
-        if (!key_ok(&t)) {
+        if (!key_ok(&t, l->key_max)) {
             bad = true;
         }
         if (!bad) {
@@ -538,7 +539,7 @@ parse_delete(struct req_line *l)
             return line_fail(l, ERR_DELETE);
         }
     }
-    if (!key_ok(&l->tok[1])) {
+    if (!key_ok(&l->tok[1], l->key_max)) {
         return line_fail(l, ERR_FORMAT);
     }
     if (!add_key(l, &l->tok[1])) {
@@ -558,7 +559,7 @@ parse_key_number(struct req_line *l)
         return line_fail(l, ERR_ERROR);
     }
     noreply_maybe(l);
-    if (!key_ok(&l->tok[1])) {
+    if (!key_ok(&l->tok[1], l->key_max)) {
         return line_fail(l, ERR_FORMAT);
     }
     if (req->cmd == MC_TOUCH) {
@@ -693,12 +694,13 @@ mc_parse_req(const char *buf, size_t len, struct mc_req *req,
     struct mc_scan scan;
 
     memset(&scan, 0, sizeof(scan));
-    return mc_parse_req_scan(buf, len, req, keys, keys_cap, &scan);
+    return mc_parse_req_scan(buf, len, req, keys, keys_cap, MC_KEY_MAX,
+                             &scan);
 }
 
 enum parse_status
 mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
-                  struct mc_span *keys, uint32_t keys_cap,
+                  struct mc_span *keys, uint32_t keys_cap, size_t key_max,
                   struct mc_scan *scan)
 {
     struct req_line l;
@@ -747,6 +749,7 @@ mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
     l.req = req;
     l.keys = keys;
     l.keys_cap = keys_cap;
+    l.key_max = key_max;
     if (!next_token(&l.cur, l.end, &l.tok[0]) || l.tok[0].len < 2) {
         return line_fail(&l, ERR_ERROR);
     }
@@ -862,7 +865,7 @@ parse_value(const char *buf, size_t len, size_t text, struct mc_rsp *rsp)
     }
     key.p = p;
     key.len = (size_t)(sp - p);
-    if (key.len == 0 || !key_ok(&key)) {
+    if (key.len == 0 || !key_ok(&key, MC_KEY_MAX)) {
         return PARSE_ERROR;
     }
     p = sp + 1;

@@ -7,6 +7,8 @@
 #include "memring/conf.h"
 
 #include "memring/hash.h"
+#include "memring/mc_compose.h"
+#include "memring/mc_parse.h"
 #include "memring/ring.h"
 
 #include <arpa/inet.h>
@@ -528,6 +530,38 @@ set_hash_tag(struct parse *p, const struct conf_cmd *cmd,
 }
 
 /*
+ * A key prefix: bytes memcached takes in a key (no space, no control
+ * character), leaving room for a key of at least one byte.
+ */
+static const char *
+set_prefix(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
+           const yaml_node_t *v)
+{
+    size_t i, len = slen(v);
+    char *s;
+
+    (void)p;
+    (void)cmd;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)sval(v)[i];
+        if (c <= ' ' || c == 0x7f) {
+            return "a key prefix holds no space or control character";
+        }
+    }
+    if (len >= MC_KEY_MAX) {
+        return "a key prefix is shorter than memcached's longest key "
+               "(250 bytes)";
+    }
+    s = dup_n(sval(v), len);
+    if (s == NULL) {
+        return "out of memory";
+    }
+    cp->prefix.s = s;
+    cp->prefix.len = len;
+    return NULL;
+}
+
+/*
  * "host:port" split at the last colon (so "::1:22121" is ::1, as in
  * twemproxy; "[::1]:22121" is accepted too, which nutcracker cannot
  * resolve), or "/path [mode]" for a unix socket, mode in octal.
@@ -809,6 +843,8 @@ static const struct conf_cmd conf_cmds[] = {
     { .name = "distribution", .set = set_distribution },
     /* memring's own: a client library's placement (ring.h) */
     { .name = "placement", .set = set_placement },
+    /* memring's own: a key prefix servers see and clients do not */
+    { .name = "prefix", .set = set_prefix },
     { .name = "timeout", .set = set_int64,
       .offset = offsetof(struct conf_pool, timeout) },
     { .name = "backlog", .set = set_int,
@@ -1049,6 +1085,28 @@ pool_placement(struct parse *p, struct conf_pool *cp,
     return true;
 }
 
+/*
+ * libmc puts its prefix after the '?' a key may start with
+ * (normalize_key()), and so does memring under placement libmc. A prefix
+ * that itself starts with '?' would make "?k" and a key without the '?'
+ * indistinguishable in replies: refused there.
+ */
+static bool
+pool_prefix(struct parse *p, struct conf_pool *cp, const yaml_node_t *at)
+{
+    if (cp->placement != PLACEMENT_LIBMC) {
+        return true;
+    }
+    if (cp->prefix.len > 0 && cp->prefix.s[0] == '?') {
+        fail(p, &at->start_mark, "prefix", "placement libmc puts the prefix "
+             "after a key's leading '?'; a prefix starting with '?' cannot "
+             "be told apart from it");
+        return false;
+    }
+    cp->prefix.after_q = true;
+    return true;
+}
+
 /* The key node named name among a pool's seen keys, or NULL. */
 static const yaml_node_t *
 conf_seen(const yaml_node_t *const *seen, const char *name)
@@ -1171,7 +1229,8 @@ pool_parse(struct parse *p, struct conf_pool *cp, const yaml_node_t *key,
     }
     if (!pool_placement(p, cp, conf_seen(seen, "hash"),
                         conf_seen(seen, "distribution"),
-                        conf_seen(seen, "hash_tag"))) {
+                        conf_seen(seen, "hash_tag")) ||
+        !pool_prefix(p, cp, conf_seen(seen, "prefix"))) {
         return false;
     }
     return pool_sort_servers(p, cp, servers);
@@ -1434,6 +1493,7 @@ pool_deinit(struct conf_pool *cp)
     free(cp->listen.text);
     free(cp->listen.host);
     free(cp->listen.path);
+    free((char *)cp->prefix.s);     /* set_prefix()'s copy */
     for (i = 0; i < cp->nservers; i++) {
         server_deinit(&cp->servers[i]);
     }

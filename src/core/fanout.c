@@ -19,6 +19,8 @@ fanout_fragment(struct req *p, enum mc_cmd cmd, uint32_t n)
         return NULL;
     }
     f->parent = p;
+    f->key_strip = p->key_strip;
+    f->strip_after_q = p->strip_after_q;
     req_ref(p);
     if (req_reserve_frag_keys(f, n) != 0) {
         fanout_fragment_drop(&f);
@@ -137,11 +139,17 @@ fanout_value(struct req *f, const char *unit, const struct mc_rsp *u)
         if (ks->len == u->key.len &&
             memcmp(p->line.data + ks->off, key, ks->len) == 0) {
             struct req_slot *s = &p->slots[k];
+            size_t off = f->reply.len;
+            int err = f->key_strip == 0 ?
+                      buf_append(&f->reply, unit, u->len) :
+                      mc_compose_value_unprefixed(&f->reply, unit, u,
+                                                  f->key_strip,
+                                                  f->strip_after_q);
             s->frag = f;
-            s->off = (uint32_t)f->reply.len;
-            s->len = (uint32_t)u->len;
+            s->off = (uint32_t)off;
+            s->len = (uint32_t)(f->reply.len - off);
             f->frag_next = j + 1;
-            return buf_append(&f->reply, unit, u->len);
+            return err;
         }
     }
     return UV_EPROTO;   /* a key it was not asked for */

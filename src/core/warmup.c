@@ -16,11 +16,31 @@
 /* memcached reads an exptime above 30 days as a unix time. */
 #define WARMUP_RELATIVE_MAX (60 * 60 * 24 * 30)
 
+/* Key k as its servers get it. */
 static const char *
 key_of(const struct req *p, uint32_t k, size_t *len)
 {
     *len = p->keys[k].len;
     return p->line.data + p->keys[k].off;
+}
+
+const char *
+warmup_client_key(const struct req *p, uint32_t k, char *out, size_t *len)
+{
+    const char *key = key_of(p, k, len);
+    size_t at;
+
+    if (p->key_strip == 0) {
+        return key;
+    }
+    at = p->strip_after_q && *len > 0 && key[0] == '?';
+    *len -= p->key_strip;
+    if (at == 0) {
+        return key + p->key_strip;
+    }
+    out[0] = '?';
+    memcpy(out + 1, key + 1 + p->key_strip, *len - 1);
+    return out;
 }
 
 /* The data block of the VALUE slot sl points at. */
@@ -110,7 +130,8 @@ found(struct req *f, struct req *p, uint32_t k, const char *unit,
     struct req_slot *sl = &p->slots[k];
     int64_t flags = 0, ttl = -1;
     size_t klen, off = f->reply.len;
-    const char *key = key_of(p, k, &klen);
+    char ck[MC_KEY_MAX];
+    const char *key = warmup_client_key(p, k, ck, &klen);
     int err;
 
     mc_meta_number(unit, u, 'f', &flags);
@@ -139,7 +160,8 @@ copied(struct req *f, struct req *p, uint32_t k, const char *unit,
 {
     struct req_slot *sl = &p->slots[k];
     size_t klen, dlen, off = f->reply.len;
-    const char *key = key_of(p, k, &klen), *data;
+    char ck[MC_KEY_MAX];
+    const char *key = warmup_client_key(p, k, ck, &klen), *data;
     int64_t cas;
     uint64_t ucas;
     int err;

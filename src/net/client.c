@@ -69,6 +69,9 @@ struct client_scratch {
     uint32_t       keys_cap;     /* ... of keys and route */
     uint32_t       *per_server;
     uint32_t       per_server_cap;
+    struct buf     pline;        /* a retrieval with a pool's key prefix */
+    struct mc_span *pkeys;       /* ... and its keys' spans */
+    uint32_t       pkeys_cap;
 };
 
 static void client_req_done(struct req *r);
@@ -109,6 +112,8 @@ client_scratch_destroy(struct ioloop *io)
         free(cs->keys);
         free(cs->route);
         free(cs->per_server);
+        buf_free(&cs->pline);
+        free(cs->pkeys);
         free(cs);
     }
 }
@@ -312,12 +317,18 @@ static int
 forward_silent_delete(struct client *c, const char *buf,
                       const struct mc_span *key)
 {
+    const struct mc_prefix *pfx = &c->pool->cp->prefix;
+    char sk[MC_KEY_MAX];
     struct server *s;
     struct req *r;
 
     r = client_enqueue(c, MC_DELETE);
     if (r == NULL ||
-        mc_compose_delete(&r->out, buf + key->off, key->len) != 0) {
+        (pfx->len == 0 ?
+         mc_compose_delete(&r->out, buf + key->off, key->len) :
+         mc_compose_delete(&r->out, sk,
+                           mc_prefix_key(pfx, buf + key->off, key->len,
+                                         sk))) != 0) {
         return UV_ENOMEM;
     }
     r->noreply = true;
@@ -337,11 +348,15 @@ static int
 forward_keyed(struct client *c, const char *buf, const struct mc_req *m,
               const struct mc_span *key)
 {
+    const struct mc_prefix *pfx = &c->pool->cp->prefix;
     struct server *s;
     struct req *r;
 
     r = client_enqueue(c, m->cmd);
-    if (r == NULL || mc_compose_request(&r->out, buf, m) != 0) {
+    if (r == NULL ||
+        (pfx->len == 0 ?
+         mc_compose_request(&r->out, buf, m) :
+         mc_compose_request_prefixed(&r->out, buf, m, key, pfx)) != 0) {
         return UV_ENOMEM;
     }
     r->noreply = m->noreply;
@@ -357,9 +372,41 @@ forward_keyed(struct client *c, const char *buf, const struct mc_req *m,
     return 0;
 }
 
-/* get/gets/gat/gats: one server gets the line as it is; keys on several
- * servers become one fragment per server and a parent that merges
- * (fanout.h). */
+/*
+ * A retrieval of a pool with a key prefix, as its servers should get it:
+ * the line with the prefix in every key, in cs->pline, described by pm;
+ * buf, m and keys then point at those. p strips the prefix from the
+ * VALUE keys.
+ */
+static int
+prefix_retrieval(struct client_scratch *cs, const struct mc_prefix *pfx,
+                 struct req *p, const char **buf, const struct mc_req **m,
+                 const struct mc_span **keys, struct mc_req *pm)
+{
+    if (array_reserve(&cs->pkeys, &cs->pkeys_cap, (*m)->nkeys,
+                      sizeof(*cs->pkeys)) != 0) {
+        return UV_ENOMEM;
+    }
+    buf_reset(&cs->pline);
+    if (mc_compose_retrieval_prefixed(&cs->pline, *buf, *m, *keys,
+                                      cs->pkeys, pfx) != 0) {
+        return UV_ENOMEM;
+    }
+    *pm = **m;
+    pm->line_len = cs->pline.len;
+    pm->total_len = pm->line_len;
+    pm->text_len = pm->line_len - 2;    /* without its \r\n */
+    *m = pm;
+    *buf = cs->pline.data;
+    *keys = cs->pkeys;
+    p->key_strip = (uint32_t)pfx->len;
+    p->strip_after_q = pfx->after_q;
+    return 0;
+}
+
+/* get/gets/gat/gats: one server gets the line as it is (a pool with a key
+ * prefix: with the prefix in each key); keys on several servers become
+ * one fragment per server and a parent that merges (fanout.h). */
 static int
 forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
                   const struct mc_span *keys)
@@ -368,6 +415,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
     struct pool *pool = c->pool;
     struct server *first = NULL;
     bool split = false, warming = pool_warming(pool), warm = false;
+    struct mc_req pm;
     struct req *p;
     uint32_t i;
 
@@ -395,6 +443,11 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
         /* a key that moved in the window: misses get more rounds */
         warm = warm || (warming && pool_route_prev(pool, buf + keys[i].off,
                                                    keys[i].len, s) != NULL);
+    }
+    if (pool->cp->prefix.len > 0 &&
+        prefix_retrieval(cs, &pool->cp->prefix, p, &buf, &m, &keys,
+                         &pm) != 0) {
+        return UV_ENOMEM;
     }
     if (!split && !warm) {
         /* The line as memcached reads it, so that the reply's keys can be
@@ -652,7 +705,9 @@ client_parse(struct client *c, struct buf *in)
             continue;
         }
         st = mc_parse_req_scan(head, buf_unread(in), &m, cs->keys,
-                               cs->keys_cap, &c->scan);
+                               cs->keys_cap,
+                               MC_KEY_MAX - c->pool->cp->prefix.len,
+                               &c->scan);
         if (st == PARSE_ERROR && m.bad_chunk) {
             /* The server answers it as memcached would: a value over its
              * item size is refused before the block's end is looked at. */

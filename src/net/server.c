@@ -290,6 +290,11 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
                 return UV_EPROTO;
             }
             r->nhits++;
+            if (r->key_strip > 0) {
+                return mc_compose_value_unprefixed(&r->reply, unit, u,
+                                                   r->key_strip,
+                                                   r->strip_after_q);
+            }
             return buf_append(&r->reply, unit, u->len);
         case MC_RSP_END:
             if (r->parent == NULL) {
@@ -339,7 +344,8 @@ sconn_take_reply(struct sconn *sc, struct req *r)
     struct buf tmp;
 
     if (r->parent != NULL || !mc_cmd_is_retrieval(r->cmd) ||
-        buf_unread(&r->reply) != 0 || unread < SCONN_TAKE_MIN) {
+        r->key_strip > 0 || buf_unread(&r->reply) != 0 ||
+        unread < SCONN_TAKE_MIN) {
         return false;
     }
     while (off < unread) {

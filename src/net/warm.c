@@ -3,6 +3,7 @@
  */
 #include "memring/warm.h"
 
+#include "memring/conf.h"
 #include "memring/log.h"
 #include "memring/mc_compose.h"
 #include "memring/pool.h"
@@ -85,13 +86,6 @@ plan_send(struct warm_plan *w, struct req *p, enum mc_cmd cmd)
     return n > 0;
 }
 
-static const char *
-key_of(const struct req *p, uint32_t k, size_t *len)
-{
-    *len = p->keys[k].len;
-    return p->line.data + p->keys[k].off;
-}
-
 /* Round 2: each key that missed and moved, on its previous server. */
 static bool
 warm_lookups(struct pool *pool, struct req *p, struct warm_plan *w)
@@ -102,8 +96,9 @@ warm_lookups(struct pool *pool, struct req *p, struct warm_plan *w)
         return false;
     }
     for (i = 0; i < p->nkeys; i++) {
+        char ck[MC_KEY_MAX];
         size_t len;
-        const char *key = key_of(p, i, &len);
+        const char *key = warmup_client_key(p, i, ck, &len);
         struct server *prev;
 
         if (p->slots[i].frag != NULL) {
@@ -143,6 +138,7 @@ warm_copies(struct pool *pool, struct req *p, struct warm_plan *w)
     uint32_t k;
 
     for (k = 0; k < p->nkeys; k++) {
+        char ck[MC_KEY_MAX];
         size_t len;
         const char *key;
         struct server *s;
@@ -150,7 +146,7 @@ warm_copies(struct pool *pool, struct req *p, struct warm_plan *w)
         if (!warmup_found(p, k)) {
             continue;
         }
-        key = key_of(p, k, &len);
+        key = warmup_client_key(p, k, ck, &len);
         s = pool_route(pool, key, len);
         if (s == NULL) {
             if (wait) {
@@ -194,6 +190,8 @@ void
 warm_forget(struct pool *p, struct req_cache *rc, const char *key, size_t len,
             const struct server *cur)
 {
+    const struct mc_prefix *pfx = &p->cp->prefix;
+    char sk[MC_KEY_MAX];
     struct server *prev;
     struct req *r;
 
@@ -209,6 +207,10 @@ warm_forget(struct pool *p, struct req_cache *rc, const char *key, size_t len,
         return;
     }
     r->noreply = true;
+    if (pfx->len > 0) {
+        len = mc_prefix_key(pfx, key, len, sk);
+        key = sk;
+    }
     if (mc_compose_delete(&r->out, key, len) == 0) {
         server_forward(prev, r);
     }

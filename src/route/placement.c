@@ -35,11 +35,19 @@
  *
  * libmemcached and libmc send every key to the only server of a
  * one-server list, whatever the hash; so does this.
+ *
+ * A pool's key prefix (prefix:) is hashed where libmc hashes it: libmc
+ * hashes the key it sends (normalize_key() puts the prefix in first).
+ * Every other placement hashes the key as the client sent it, as
+ * libmemcached does with its namespace by default (HASH_WITH_PREFIX_KEY
+ * off): giving a pool a prefix moves no key to another server.
  */
 #include "memring/placement.h"
 
 #include "memring/conf.h"
 #include "memring/hash.h"
+#include "memring/mc_compose.h"
+#include "memring/mc_parse.h"
 #include "memring/ring.h"
 
 #include <stdio.h>
@@ -211,11 +219,39 @@ python_memcached_route(const struct conf_pool *cp, const struct ring *r,
     return -1;
 }
 
+/* libmc's key hash: of the key it sends, prefix included. A key the
+ * proxy takes fits the stack; a longer one (the ring tools place any
+ * line) is hashed from the heap, or placed nowhere when that fails. */
+static bool
+libmc_hash(const struct conf_pool *cp, const char *key, size_t len,
+           uint32_t *h)
+{
+    char stack[MC_KEY_MAX + 1];
+    char *sk = stack;
+
+    if (cp->prefix.len == 0) {
+        *h = hash_key(cp->hash, key, len);
+        return true;
+    }
+    if (len + cp->prefix.len > sizeof(stack)) {
+        sk = malloc(len + cp->prefix.len);
+        if (sk == NULL) {
+            return false;
+        }
+    }
+    *h = hash_key(cp->hash, sk, mc_prefix_key(&cp->prefix, key, len, sk));
+    if (sk != stack) {
+        free(sk);
+    }
+    return true;
+}
+
 int32_t
 placement_route(const struct conf_pool *cp, const struct ring *r,
                 const char *key, size_t len)
 {
     int32_t idx;
+    uint32_t h;
 
     switch (cp->placement) {
     case PLACEMENT_PYTHON_MEMCACHED:
@@ -233,7 +269,7 @@ placement_route(const struct conf_pool *cp, const struct ring *r,
         if (cp->nservers == 1) {        /* the only server, as libmc */
             return ring_live(r, 0) && ring_npoints(r) > 0 ? 0 : -1;
         }
-        return ring_lookup(r, hash_key(cp->hash, key, len));
+        return libmc_hash(cp, key, len, &h) ? ring_lookup(r, h) : -1;
     case PLACEMENT_LIBKETAMA:
     case PLACEMENT_HASH_RING:
         return ring_lookup(r, hash_key(HASH_MD5, key, len));

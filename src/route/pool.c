@@ -417,6 +417,10 @@ pool_same(const struct pool *p, const struct conf_pool *ncp)
 
     if (!str_eq(o->listen.text, ncp->listen.text) ||
         o->listen.perm != ncp->listen.perm || o->hash != ncp->hash ||
+        o->placement != ncp->placement ||
+        o->prefix.len != ncp->prefix.len ||
+        (o->prefix.len > 0 &&
+         memcmp(o->prefix.s, ncp->prefix.s, o->prefix.len) != 0) ||
         strcmp(o->hash_tag, ncp->hash_tag) != 0 ||
         o->distribution != ncp->distribution ||
         o->placement != ncp->placement || o->timeout != ncp->timeout ||

@@ -285,6 +285,31 @@ class TestWindow(Servers, unittest.TestCase):
             got = dict((k, v) for k, _, v in get_many(c, written))
             self.assertEqual(got, {})
 
+    def test_with_a_key_prefix(self):
+        proxy = Proxy(self, self.mc[:3], warmup_ms=60000, prefix='"app:"')
+        ks = keyset(300, "px")
+        with proxy.conn() as c:
+            set_many(c, ((k, value_of(k)) for k in ks))
+        before = proxy.owners(ks)
+        proxy.reload(self.mc[:4], warmup_ms=60000, prefix='"app:"')
+        after = proxy.owners(ks)
+        moved = [k for k in ks if before[k] != after[k]]
+        self.assertGreater(len(moved), 10)
+        with proxy.conn() as c:
+            got = get_many(c, ks)     # client keys back, in order
+            self.assertEqual([k for k, _, _ in got], ks)
+            for k, _, v in got:
+                self.assertEqual(v, value_of(k))
+            h.wait_for(lambda: proxy.counters()["warmup_copies"]
+                       == len(moved), what="copies")
+            k = moved[0]
+            self.assertEqual(self.server(after[k]).raw_get(b"app:" + k),
+                             value_of(k))
+            self.assertEqual(c.call(b"delete " + k + b"\r\n"),
+                             b"DELETED\r\n")
+            h.wait_for(lambda: self.server(before[k]).raw_get(b"app:" + k)
+                       is None, what="the previous server forgot it")
+
     def test_removed_server_is_reachable_until_the_window_closes(self):
         proxy = Proxy(self, self.mc[:3], warmup_ms=1500)
         ks = keyset(300, "rm")

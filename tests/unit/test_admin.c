@@ -350,6 +350,7 @@ test_config(void **state)
     assert_non_null(strstr(b, "\"name\":\"alpha\",\"listen\":"
                               "\"127.0.0.1:22121\",\"hash\":\"fnv1a_64\","
                               "\"hash_tag\":null,\"distribution\":\"ketama\","
+                              "\"placement\":\"twemproxy\",\"prefix\":null,"
                               "\"timeout\":null,"));
     assert_non_null(strstr(b, "\"ring\":[{\"worker\":0,\"npoints\":320,"
                               "\"live_servers\":1,\"ejected_servers\":1}]"));

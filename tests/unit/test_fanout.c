@@ -468,6 +468,36 @@ test_value_not_asked_is_eproto(void **state)
     assert_merged(f, "END\r\n", 0, 5, 4);
 }
 
+/* A pool with a key prefix: the parent is split over the line its
+ * servers get (client.c puts the prefix in each key first), and each
+ * VALUE must carry the prefixed key, which the client gets back without
+ * it ('?' keys under libmc: after the '?'). */
+static void
+test_prefixed_values_come_back_unprefixed(void **state)
+{
+    static const uint32_t route[] = { 0, 1, 0 };
+    struct fixture *f = *state;
+    static const char line[] = "get app:k1 ?app:k2 app:k3\r\n";
+
+    parse_parent(f, line);
+    f->p->key_strip = 4;
+    f->p->strip_after_q = true;
+    assert_int_equal(fanout_split(f->p, line, &f->m, f->keys, route,
+                                  f->per_server, 2), 0);
+    send_all(f);
+    assert_int_equal(f->frags[1]->key_strip, 4);
+    assert_true(f->frags[1]->strip_after_q);
+    assert_buf(&f->frags[0]->out, "get app:k1 app:k3\r\n");
+    /* the client's own key is no answer: the server got the prefixed */
+    assert_int_equal(feed(f, 0, "VALUE k1 0 2\r\nv1\r\n"), UV_EPROTO);
+    assert_int_equal(feed(f, 1, "VALUE app:?k2 0 2\r\nv2\r\n"), UV_EPROTO);
+    answer(f, 1, "VALUE ?app:k2 0 2\r\nv2\r\nEND\r\n");
+    answer(f, 0, "VALUE app:k1 0 2\r\nv1\r\nVALUE app:k3 7 3 99\r\n"
+                 "v33\r\nEND\r\n");
+    assert_merged(f, "VALUE k1 0 2\r\nv1\r\nVALUE ?k2 0 2\r\nv2\r\n"
+                     "VALUE k3 7 3 99\r\nv33\r\nEND\r\n", 3, 0, 3);
+}
+
 static void
 test_failed_fragment_keys_miss(void **state)
 {
@@ -805,6 +835,7 @@ main(void)
         T(test_repeated_key_answered_twice),
         T(test_gets_values_with_cas_merge),
         T(test_value_not_asked_is_eproto),
+        T(test_prefixed_values_come_back_unprefixed),
         T(test_failed_fragment_keys_miss),
         T(test_error_line_makes_fragment_keys_miss),
         T(test_error_line_after_values_drops_them),

@@ -263,6 +263,117 @@ test_end_line(void **state)
 }
 
 /* ---------------------------------------------------------------------
+ * Key prefix
+ * ------------------------------------------------------------------- */
+
+static const struct mc_prefix app = { "app:", 4, false };
+static const struct mc_prefix libmc = { "app:", 4, true };
+
+/* Parses in and composes it with prefix p, as for a pool with one. */
+static void
+compose_prefixed(const char *in, const struct mc_prefix *p)
+{
+    struct mc_span keys[KEYS_CAP], pkeys[KEYS_CAP];
+    struct mc_req m;
+
+    assert_int_equal(mc_parse_req(in, strlen(in), &m, keys, KEYS_CAP),
+                     PARSE_OK);
+    if (mc_cmd_is_retrieval(m.cmd)) {
+        assert_int_equal(mc_compose_retrieval_prefixed(&out, in, &m, keys,
+                                                       pkeys, p), 0);
+    } else {
+        assert_int_equal(mc_compose_request_prefixed(&out, in, &m, keys, p),
+                         0);
+    }
+}
+
+static void
+test_prefix_key(void **state)
+{
+    char k[32];
+
+    (void)state;
+    assert_int_equal(mc_prefix_key(&app, "k1", 2, k), 6);
+    assert_memory_equal(k, "app:k1", 6);
+    assert_int_equal(mc_prefix_key(&app, "?k", 2, k), 6);
+    assert_memory_equal(k, "app:?k", 6);
+    /* libmc's normalize_key(): after a leading '?' */
+    assert_int_equal(mc_prefix_key(&libmc, "?k", 2, k), 6);
+    assert_memory_equal(k, "?app:k", 6);
+    assert_int_equal(mc_prefix_key(&libmc, "k?", 2, k), 6);
+    assert_memory_equal(k, "app:k?", 6);
+    assert_int_equal(mc_prefix_at(&libmc, "?", 1), 1);
+    assert_int_equal(mc_prefix_at(&libmc, "", 0), 0);
+}
+
+static void
+test_prefix_every_keyed_command(void **state)
+{
+    (void)state;
+    compose_prefixed("set k 5 0 3\r\nabc\r\n", &app);
+    compose_prefixed("cas k 0 0 1 77 noreply\r\nx\r\n", &app);
+    compose_prefixed("delete k noreply\r\n", &app);
+    compose_prefixed("incr k 1\r\n", &app);
+    compose_prefixed("touch ?k 10\r\n", &libmc);
+    compose_prefixed("append  k  0 0 1\r\ny\r\n", &app);
+    assert_out("set app:k 5 0 3\r\nabc\r\n"
+               "cas app:k 0 0 1 77\r\nx\r\n"
+               "delete app:k\r\n"
+               "incr app:k 1\r\n"
+               "touch ?app:k 10\r\n"
+               "append  app:k  0 0 1\r\ny\r\n");
+}
+
+static void
+test_prefix_retrieval_line_and_spans(void **state)
+{
+    const char *in = "gat 10  a ?b\r\n";
+    struct mc_span keys[KEYS_CAP], pkeys[KEYS_CAP];
+    struct mc_req m;
+
+    (void)state;
+    buf_append(&out, "XY", 2);          /* spans count from the line */
+    assert_int_equal(mc_parse_req(in, strlen(in), &m, keys, KEYS_CAP),
+                     PARSE_OK);
+    assert_int_equal(mc_compose_retrieval_prefixed(&out, in, &m, keys, pkeys,
+                                                   &libmc), 0);
+    assert_out("XYgat 10  app:a ?app:b\r\n");
+    assert_int_equal(pkeys[0].off, 8);
+    assert_int_equal(pkeys[0].len, 5);
+    assert_int_equal(pkeys[1].off, 14);
+    assert_int_equal(pkeys[1].len, 6);
+    buf_reset(&out);
+    compose_prefixed("get a b\r\n", &app);
+    assert_out("get app:a app:b\r\n");
+}
+
+/* A server's VALUE unit as the client sees it. */
+static void
+unprefix(const char *unit, size_t strip, bool after_q)
+{
+    struct mc_rsp u;
+
+    assert_int_equal(mc_parse_rsp(unit, strlen(unit), &u), PARSE_OK);
+    assert_int_equal(u.type, MC_RSP_VALUE);
+    assert_int_equal(mc_compose_value_unprefixed(&out, unit, &u, strip,
+                                                 after_q), 0);
+}
+
+static void
+test_prefix_value_unprefixed(void **state)
+{
+    (void)state;
+    unprefix("VALUE app:k 5 3\r\nabc\r\n", 4, false);
+    unprefix("VALUE app:?k 0 1 99\r\nx\r\n", 4, false);
+    unprefix("VALUE ?app:k 0 1 99\r\nx\r\n", 4, true);
+    unprefix("VALUE app:k? 0 0\r\n\r\n", 4, true);
+    assert_out("VALUE k 5 3\r\nabc\r\n"
+               "VALUE ?k 0 1 99\r\nx\r\n"
+               "VALUE ?k 0 1 99\r\nx\r\n"
+               "VALUE k? 0 0\r\n\r\n");
+}
+
+/* ---------------------------------------------------------------------
  * limits
  * ------------------------------------------------------------------- */
 
@@ -308,6 +419,10 @@ main(void)
         T(test_stat_numbers),
         T(test_stat_text),
         T(test_end_line),
+        T(test_prefix_key),
+        T(test_prefix_every_keyed_command),
+        T(test_prefix_retrieval_line_and_spans),
+        T(test_prefix_value_unprefixed),
         T(test_limits_default),
 #undef T
     };

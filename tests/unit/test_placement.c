@@ -316,6 +316,9 @@ test_libmemcached_ketama(void **state)
     conf_destroy(&kw);
 }
 
+#define P50 "0123456789012345678901234567890123456789012345678\x7e"
+#define P250 P50 P50 P50 P50 P50
+
 /* What a library placement refuses, with the place and the reason. */
 static void
 test_placement_conf_errors(void **state)
@@ -337,6 +340,17 @@ test_placement_conf_errors(void **state)
           "libmemcached's name" },
         { POOL(FOUR, "  placement: libmemcached_modula\n  hash: hsieh\n"),
           "t.yml:4:3: hash: libmemcached as Debian builds it has no hsieh" },
+        { POOL(FOUR, "  prefix: \"a b\"\n"), "t.yml:3:11: prefix: a key "
+          "prefix holds no space or control character, got \"a b\"" },
+        { POOL(FOUR, "  prefix: \"a\\tb\"\n"), "t.yml:3:11: prefix: a key "
+          "prefix holds no space or control character" },
+        { POOL(FOUR, "  prefix: \"\"\n"), "t.yml:3:11: prefix: expected a "
+          "value" },
+        { POOL(FOUR, "  prefix: \"" P250 "\"\n"), "t.yml:3:11: prefix: a "
+          "key prefix is shorter than memcached's longest key" },
+        { POOL(FOUR, "  placement: libmc\n  prefix: \"?x\"\n"),
+          "t.yml:4:3: prefix: placement libmc puts the prefix after a key's "
+          "leading '?'" },
     };
     char err[512];
     size_t i;
@@ -436,6 +450,61 @@ test_libmc_hashes(void **state)
              "  hash: crc32\n"));
     assert_null(conf_parse(yaml, strlen(yaml), "t.yml", err, sizeof(err)));
     assert_non_null(strstr(err, "placement libketama hashes with md5"));
+}
+
+/* A prefix is hashed under libmc (the key libmc sends, with its '?'
+ * rule), and under every other placement the key is hashed as the
+ * client sent it: the prefix moves no key there. A key too long for the
+ * stack (the ring tools place any line) hashes the same. */
+static void
+test_prefix_hashed_only_by_libmc(void **state)
+{
+    struct conf *c = parse(POOL(FOUR, "  placement: libmc\n"
+                                "  prefix: \"app:\"\n"));
+    struct conf *t = parse(POOL(FOUR, "  prefix: \"app:\"\n"));
+    struct conf *plain = parse(POOL(FOUR, ""));
+    struct conf *k = parse(POOL(FOUR, "  placement: libmemcached_ketama\n"
+                                "  prefix: \"app:\"\n"));
+    struct conf *kplain = parse(POOL(FOUR, "  placement: "
+                                     "libmemcached_ketama\n"));
+    struct ring *rc = placement_ring(&c->pools[0], NULL);
+    struct ring *rt = placement_ring(&t->pools[0], NULL);
+    struct ring *rk = placement_ring(&k->pools[0], NULL);
+    char key[600], sk[600];
+    int i, differ = 0;
+
+    (void)state;
+    assert_true(c->pools[0].prefix.after_q);
+    assert_false(t->pools[0].prefix.after_q);
+    for (i = 0; i < 2000; i++) {
+        int n = snprintf(key, sizeof(key), "%sk%d", i % 2 ? "?" : "", i);
+        int m = snprintf(sk, sizeof(sk), i % 2 ? "?app:k%d" : "app:k%d", i);
+        int32_t want = ring_lookup(rc, hash_key(HASH_MD5, sk, (size_t)m));
+        int32_t got = placement_route(&c->pools[0], rc, key, (size_t)n);
+
+        assert_int_equal(got, want);
+        differ += got != ring_lookup(rc, hash_key(HASH_MD5, key, (size_t)n));
+        assert_int_equal(placement_route(&t->pools[0], rt, key, (size_t)n),
+                         placement_route(&plain->pools[0], rt, key,
+                                         (size_t)n));
+        assert_int_equal(placement_route(&k->pools[0], rk, key, (size_t)n),
+                         placement_route(&kplain->pools[0], rk, key,
+                                         (size_t)n));
+    }
+    assert_true(differ > 0);
+    memset(key, 'x', 500);
+    memcpy(sk, "app:", 4);
+    memset(sk + 4, 'x', 500);
+    assert_int_equal(placement_route(&c->pools[0], rc, key, 500),
+                     ring_lookup(rc, hash_key(HASH_MD5, sk, 504)));
+    ring_destroy(&rc);
+    ring_destroy(&rt);
+    ring_destroy(&rk);
+    conf_destroy(&c);
+    conf_destroy(&t);
+    conf_destroy(&plain);
+    conf_destroy(&k);
+    conf_destroy(&kplain);
 }
 
 /* libketama and hash_ring hash "host:port" (port 11211 too), not
@@ -623,6 +692,7 @@ main(void)
         cmocka_unit_test(test_libmemcached_hash_names),
         cmocka_unit_test(test_libmc_failover),
         cmocka_unit_test(test_libmc_hashes),
+        cmocka_unit_test(test_prefix_hashed_only_by_libmc),
         cmocka_unit_test(test_host_port_names),
         cmocka_unit_test(test_servers_file),
         cmocka_unit_test(test_diff_same_config_moves_nothing),

@@ -557,6 +557,18 @@ test_pool_same(void **state)
     assert_false(pool_same(p, &alpha_conf("  hash: md5\n", ABC)->pools[0]));
     assert_false(pool_same(p, &alpha_conf("  hash_tag: \"{}\"\n",
                                           ABC)->pools[0]));
+    /* servers listed in their sorted order: only the placement changes */
+    assert_false(pool_same(p, &alpha_conf("  placement: libmemcached_ketama\n",
+                                          ABC)->pools[0]));
+    assert_false(pool_same(p, &alpha_conf("  prefix: \"x:\"\n",
+                                          ABC)->pools[0]));
+    p = make_pool(&alpha_conf("  prefix: \"x:\"\n", ABC)->pools[0]);
+    assert_true(pool_same(p, &alpha_conf("  prefix: \"x:\"\n",
+                                         ABC)->pools[0]));
+    assert_false(pool_same(p, &alpha_conf("  prefix: \"y:\"\n",
+                                          ABC)->pools[0]));
+    assert_false(pool_same(p, &alpha_conf("  prefix: \"x:y\"\n",
+                                          ABC)->pools[0]));
     /* the same address under another name is another server */
     assert_false(pool_same(p, &alpha_conf("",
                                           "   - 127.0.0.1:11211:1 a\n"
