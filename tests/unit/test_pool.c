@@ -415,6 +415,69 @@ test_commit_keeps_surviving_servers(void **state)
     }
 }
 
+/* warmup_ms: the ring before a change stays for lookups while the window
+ * is open; a server that left stays reachable (not drained); a key that
+ * did not move has no previous server. */
+static void
+test_commit_opens_warm_up_window(void **state)
+{
+    struct conf *c1 = alpha_conf("  warmup_ms: 60000\n", ABC);
+    struct conf *c2 = alpha_conf("  warmup_ms: 60000\n", ACD);
+    struct pool *p = make_pool(&c1->pools[0]);
+    struct server *b = by_name(p, "b"), *before[500];
+    struct pool_plan *plan = NULL;
+    char what[256], key[32];
+    uint32_t i, moved = 0, from_b = 0;
+
+    (void)state;
+    assert_false(pool_warming(p));
+    for (i = 0; i < 500; i++) {
+        size_t len = (size_t)snprintf(key, sizeof(key), "k%u", i);
+        before[i] = pool_route(p, key, len);
+        assert_null(pool_route_prev(p, key, len, before[i]));
+    }
+    assert_int_equal(pool_prepare(p, &c2->pools[0], &plan), 0);
+    pool_commit(p, &plan, what, sizeof(what));
+    assert_true(pool_warming(p));
+    assert_ptr_equal(p->window.cp, &c1->pools[0]);
+    for (i = 0; i < 500; i++) {
+        size_t len = (size_t)snprintf(key, sizeof(key), "k%u", i);
+        struct server *now = pool_route(p, key, len);
+        struct server *prev = pool_route_prev(p, key, len, now);
+
+        if (now == before[i]) {
+            assert_null(prev);
+        } else {
+            assert_ptr_equal(prev, before[i]);
+            moved++;
+            from_b += prev == b;
+        }
+    }
+    assert_true(moved > 50);
+    assert_true(from_b > 50);       /* b left, its keys are looked up */
+    assert_true(b->retired);
+    /* the window closes when its time is up */
+    p->window.until = uv_now(&p->env.io->loop);
+    assert_false(pool_warming(p));
+    assert_null(p->window.ring);
+    assert_null(pool_route_prev(p, "k1", 2, NULL));
+}
+
+/* Without warmup_ms no window opens. */
+static void
+test_commit_without_warmup_opens_none(void **state)
+{
+    struct conf *c1 = alpha_conf("", ABC), *c2 = alpha_conf("", ACD);
+    struct pool *p = make_pool(&c1->pools[0]);
+    struct pool_plan *plan = NULL;
+    char what[256];
+
+    (void)state;
+    assert_int_equal(pool_prepare(p, &c2->pools[0], &plan), 0);
+    pool_commit(p, &plan, what, sizeof(what));
+    assert_false(pool_warming(p));
+}
+
 /* The same list again: nothing changes, not even the ring. */
 static void
 test_commit_unchanged(void **state)
@@ -589,6 +652,8 @@ main(void)
         T(test_route_skips_ejected),
         T(test_commit_keeps_surviving_servers),
         T(test_commit_unchanged),
+        T(test_commit_opens_warm_up_window),
+        T(test_commit_without_warmup_opens_none),
         T(test_abort_leaves_pool_unchanged),
         T(test_prepare_fails_on_busy_address),
         T(test_pool_same),
