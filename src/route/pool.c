@@ -409,28 +409,15 @@ server_same(const struct conf_server *a, const struct conf_server *b)
            a->port == b->port && a->is_unix == b->is_unix;
 }
 
-bool
-pool_same(const struct pool *p, const struct conf_pool *ncp)
+/* The same key -> server rule: what a warm-up window is opened for. */
+static bool
+ring_same(const struct conf_pool *o, const struct conf_pool *ncp)
 {
-    const struct conf_pool *o = p->cp;
     uint32_t i;
 
-    if (!str_eq(o->listen.text, ncp->listen.text) ||
-        o->listen.perm != ncp->listen.perm || o->hash != ncp->hash ||
-        o->placement != ncp->placement ||
-        o->prefix.len != ncp->prefix.len ||
-        (o->prefix.len > 0 &&
-         memcmp(o->prefix.s, ncp->prefix.s, o->prefix.len) != 0) ||
+    if (o->hash != ncp->hash || o->placement != ncp->placement ||
         strcmp(o->hash_tag, ncp->hash_tag) != 0 ||
         o->distribution != ncp->distribution ||
-        o->placement != ncp->placement || o->timeout != ncp->timeout ||
-        o->backlog != ncp->backlog || o->preconnect != ncp->preconnect ||
-        o->client_connections != ncp->client_connections ||
-        o->server_connections != ncp->server_connections ||
-        o->auto_eject_hosts != ncp->auto_eject_hosts ||
-        o->server_retry_timeout != ncp->server_retry_timeout ||
-        o->server_failure_limit != ncp->server_failure_limit ||
-        o->tcpkeepalive != ncp->tcpkeepalive ||
         o->nservers != ncp->nservers) {
         return false;
     }
@@ -441,6 +428,27 @@ pool_same(const struct pool *p, const struct conf_pool *ncp)
         }
     }
     return true;
+}
+
+bool
+pool_same(const struct pool *p, const struct conf_pool *ncp)
+{
+    const struct conf_pool *o = p->cp;
+
+    return ring_same(o, ncp) &&
+           str_eq(o->listen.text, ncp->listen.text) &&
+           o->listen.perm == ncp->listen.perm &&
+           o->prefix.len == ncp->prefix.len &&
+           (o->prefix.len == 0 ||
+            memcmp(o->prefix.s, ncp->prefix.s, o->prefix.len) == 0) &&
+           o->timeout == ncp->timeout && o->backlog == ncp->backlog &&
+           o->preconnect == ncp->preconnect &&
+           o->client_connections == ncp->client_connections &&
+           o->server_connections == ncp->server_connections &&
+           o->auto_eject_hosts == ncp->auto_eject_hosts &&
+           o->server_retry_timeout == ncp->server_retry_timeout &&
+           o->server_failure_limit == ncp->server_failure_limit &&
+           o->tcpkeepalive == ncp->tcpkeepalive;
 }
 
 void
@@ -541,16 +549,16 @@ pool_commit(struct pool *p, struct pool_plan **planp, char *what, size_t len)
 {
     struct pool_plan *plan = *planp;
     const struct conf_pool *ncp = plan->ncp, *ocp = p->cp;
-    bool rebuild = !pool_same(p, ncp);
+    bool rebuild = !pool_same(p, ncp), moves = !ring_same(ocp, ncp);
     /* A warm-up window keeps the ring being replaced, over the servers
      * it was built on, those that leave included. */
-    bool warm = rebuild && ncp->warmup_ms > 0 && p->ring != NULL;
+    bool warm = moves && ncp->warmup_ms > 0 && p->ring != NULL;
     struct server **old = p->servers;
     struct ring *prev = NULL;
     uint32_t i, j, added = 0, removed = 0, nold = p->nservers;
     bool moved;
 
-    if (rebuild) {
+    if (moves) {
         window_close(p);
     }
     /* Servers that are not in the new list leave: their connections
