@@ -67,6 +67,12 @@ int mc_compose_value_unprefixed(struct buf *out, const char *unit,
                                 const struct mc_rsp *u, size_t strip,
                                 bool after_q);
 
+/* Meta command m (parsed from buf) as a server should get it: without
+ * its q flags (memring drops what quiet mode would not send), data block
+ * included. 0 or UV_ENOMEM. */
+int mc_compose_meta_request(struct buf *out, const char *buf,
+                            const struct mc_req *m);
+
 /* A retrieval line for a subset of keys: mc_compose_retrieval_head(),
  * then mc_compose_key() for each key, then mc_compose_eol(). exptime is
  * used by gat/gats only. 0 or UV_ENOMEM. */

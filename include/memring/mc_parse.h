@@ -46,6 +46,12 @@ enum mc_cmd {
     MC_QUIT,
     MC_FLUSH_ALL,
     MC_STATS,
+    MC_MG,              /* meta commands a client sends: passed on with */
+    MC_MS,              /* their flags (quiet mode is memring's, see */
+    MC_MD,              /* mc_meta_quiet_drops()); mn is answered here */
+    MC_MA,
+    MC_MN,
+    MC_ME,
     /* Meta commands memring sends to servers itself (a warm-up window's
      * lookups on a previous owner and copies to the new one, see warmup.h);
      * a client's "mg"/"ms" is not read as these. */
@@ -55,7 +61,7 @@ enum mc_cmd {
 };
 
 /* The last command a client's line can name. */
-#define MC_CLIENT_CMD_LAST MC_STATS
+#define MC_CLIENT_CMD_LAST MC_ME
 
 /* A slice of the parsed buffer: buf + off, len bytes. */
 struct mc_span {
@@ -111,6 +117,9 @@ struct mc_req {
     uint64_t       swallow;    /* bytes after skip to drop as they arrive:
                                 * the data block of a request memring does
                                 * not serve (ms, a binary request's body) */
+    bool           meta_quiet; /* meta: a q flag (memring drops the reply
+                                * memcached would not send) */
+    bool           meta_b;     /* meta: a b flag (the key is base64) */
     bool           binary;     /* a binary-protocol request: answer with
                                 * mc_binary_error() instead of error */
     uint8_t        bin_opcode; /* binary: its opcode and opaque, echoed */
@@ -191,7 +200,9 @@ enum mc_rsp_word {
     MC_WORD_META_EN,    /* meta: EN (mg miss) */
     MC_WORD_META_NS,    /* meta: NS <flags>* (not stored) */
     MC_WORD_META_EX,    /* meta: EX <flags>* (CAS mismatch) */
-    MC_WORD_META_NF     /* meta: NF <flags>* (not found) */
+    MC_WORD_META_NF,    /* meta: NF <flags>* (not found) */
+    MC_WORD_META_ME,    /* meta: ME <key> <details> (me's answer) */
+    MC_WORD_META_MN     /* meta: MN (no-op) */
 };
 
 /* One unit of a server's reply stream. */
@@ -234,5 +245,20 @@ bool mc_cmd_is_retrieval(enum mc_cmd cmd);
 
 /* True for set, add, replace, append, prepend and cas. */
 bool mc_cmd_is_storage(enum mc_cmd cmd);
+
+/* True for a command with a data block: storage, and meta set. */
+bool mc_cmd_has_value(enum mc_cmd cmd);
+
+/* True for a client's meta command forwarded to a server (mg, ms, md, ma,
+ * me). */
+bool mc_cmd_is_meta(enum mc_cmd cmd);
+
+/* True when memcached, asked cmd with the q flag, sends nothing for the
+ * (fitting) reply rsp: mg's miss, ms's and md's HD, ma's success. */
+bool mc_meta_quiet_drops(enum mc_cmd cmd, const struct mc_rsp *rsp);
+
+/* A base64 key (meta's b flag) decoded into out (room for len * 3 / 4
+ * bytes); its length, or -1 when it is not base64. */
+long mc_base64_decode(const char *in, size_t len, unsigned char *out);
 
 #endif /* MEMRING_MC_PARSE_H */

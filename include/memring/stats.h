@@ -43,6 +43,7 @@ enum stats_type {
     ACTION(client_paused,      STATS_COUNTER, "# times a client was not read: too many requests unanswered, or replies unsent") \
     ACTION(client_half_closed, STATS_COUNTER, "# clients that shut down their sending side with replies still owed") \
     ACTION(request_binary,     STATS_COUNTER, "# binary-protocol requests answered 'unknown command'") \
+    ACTION(cmd_meta,           STATS_COUNTER, "# meta commands (mg, ms, md, ma, mn, me)") \
     ACTION(request_too_large,  STATS_COUNTER, "# values refused: over the item size limit") \
     ACTION(request_no_memory,  STATS_COUNTER, "# values refused: --pending-values-max reached") \
     ACTION(warmup_lookups,     STATS_COUNTER, "# missed keys looked up on their previous server in a warm-up window") \

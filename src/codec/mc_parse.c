@@ -83,6 +83,12 @@ static const struct {
     CMD(MC_QUIT, "quit"),
     CMD(MC_FLUSH_ALL, "flush_all"),
     CMD(MC_STATS, "stats"),
+    CMD(MC_MG, "mg"),
+    CMD(MC_MS, "ms"),
+    CMD(MC_MD, "md"),
+    CMD(MC_MA, "ma"),
+    CMD(MC_MN, "mn"),
+    CMD(MC_ME, "me"),
     CMD(MC_META_GET, "mg"),
     CMD(MC_META_ADD, "ms"),
 #undef CMD
@@ -109,6 +115,19 @@ mc_cmd_is_storage(enum mc_cmd cmd)
 {
     return cmd == MC_SET || cmd == MC_ADD || cmd == MC_REPLACE ||
            cmd == MC_APPEND || cmd == MC_PREPEND || cmd == MC_CAS;
+}
+
+bool
+mc_cmd_has_value(enum mc_cmd cmd)
+{
+    return mc_cmd_is_storage(cmd) || cmd == MC_MS;
+}
+
+bool
+mc_cmd_is_meta(enum mc_cmd cmd)
+{
+    return cmd == MC_MG || cmd == MC_MS || cmd == MC_MD || cmd == MC_MA ||
+           cmd == MC_ME;
 }
 
 /* ---------------------------------------------------------------------
@@ -637,6 +656,73 @@ parse_stats(struct req_line *l)
  * falling through all of its branches with an HTTP version as the last kept
  * token ("GET / HTTP/1.1") makes it close the connection without a word.
  */
+/* memcached 1.6 refuses a meta command of this many tokens or more
+ * (MFLAG_MAX_OPT_LENGTH, its count including the line's end). */
+#define META_TOKENS_MAX 20
+#define ERR_META_FLAGS "CLIENT_ERROR options flags too long"
+
+/*
+ * mg, ms, md, ma, mn, me, checked as far as memcached 1.6 checks them
+ * before it looks at the flags: what it answers then (and, for ms, that it
+ * has not yet read the data block's length, so that the block is read as
+ * the next command) is answered here. Flags are the server's to check: a
+ * request passed on gets the server's own answer, data block included.
+ */
+static enum parse_status
+parse_meta(struct req_line *l)
+{
+    struct mc_req *req = l->req;
+    size_t flags_from = 2, i;
+    int32_t vlen;
+
+    if (req->cmd == MC_MN) {
+        return PARSE_OK;
+    }
+    if (l->ntok < 2) {
+        return line_fail(l, req->cmd == MC_ME ? ERR_FORMAT : ERR_ERROR);
+    }
+    if (!key_ok(&l->tok[1], l->key_max)) {
+        return line_fail(l, ERR_FORMAT);
+    }
+    if (req->cmd == MC_MS) {
+        if (l->ntok == 2) {
+            return line_fail(l, ERR_FORMAT);
+        }
+        if (l->ntok >= META_TOKENS_MAX) {
+            return line_fail(l, ERR_META_FLAGS);
+        }
+        if (!num_i32(&l->tok[2], &vlen) || vlen < 0 ||
+            vlen > INT_MAX - CRLF_LEN) {
+            return line_fail(l, ERR_FORMAT);
+        }
+        if ((uint64_t)vlen > MC_VALUE_MAX) {
+            return req_fail(req, ERR_TOO_LARGE, req->line_len, true);
+        }
+        req->vlen = (uint64_t)vlen;
+        req->data_off = req->line_len;
+        req->total_len = req->line_len + (size_t)vlen + CRLF_LEN;
+        flags_from = 3;
+    } else if (req->cmd != MC_ME && l->ntok >= META_TOKENS_MAX) {
+        return line_fail(l, req->cmd == MC_MG ?
+                         "CLIENT_ERROR options flags are too long" :
+                         ERR_META_FLAGS);
+    }
+    if (!add_key(l, &l->tok[1])) {
+        return line_fail(l, ERR_LINE);
+    }
+    /* memcached reads a flag by its first byte ("qx" is q) */
+    for (i = flags_from; i < l->ntok; i++) {
+        req->meta_quiet |= l->tok[i].p[0] == 'q';
+        req->meta_b |= l->tok[i].p[0] == 'b';
+    }
+    if (req->cmd == MC_ME) {
+        /* me reads no flags but a b right after the key */
+        req->meta_quiet = false;
+        req->meta_b = l->ntok >= 3 && tok_is(&l->tok[2], "b", 1);
+    }
+    return l->len < req->total_len ? PARSE_AGAIN : PARSE_OK;
+}
+
 static enum parse_status
 parse_unknown(struct req_line *l)
 {
@@ -786,6 +872,13 @@ mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
     case MC_VERSION:
     case MC_QUIT:
         return PARSE_OK;            /* memcached ignores any arguments */
+    case MC_MG:
+    case MC_MS:
+    case MC_MD:
+    case MC_MA:
+    case MC_MN:
+    case MC_ME:
+        return parse_meta(&l);
     case MC_GET:
     case MC_GETS:
     case MC_GAT:
@@ -956,7 +1049,9 @@ static const struct {
     WORD("CLIENT_ERROR", true, MC_WORD_ERROR),
     WORD("SERVER_ERROR", true, MC_WORD_ERROR),
     WORD("HD", true, MC_WORD_META_HD),
-    WORD("EN", false, MC_WORD_META_EN),
+    WORD("EN", true, MC_WORD_META_EN),
+    WORD("ME", true, MC_WORD_META_ME),
+    WORD("MN", false, MC_WORD_META_MN),
     WORD("NS", true, MC_WORD_META_NS),
     WORD("EX", true, MC_WORD_META_EX),
     WORD("NF", true, MC_WORD_META_NF),
@@ -969,7 +1064,7 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     enum mc_rsp_word w = rsp->word;
 
     if (rsp->type == MC_RSP_META_VALUE) {
-        return cmd == MC_META_GET;
+        return cmd == MC_META_GET || cmd == MC_MG || cmd == MC_MA;
     }
     if (rsp->type != MC_RSP_LINE) {
         return mc_cmd_is_retrieval(cmd);
@@ -979,6 +1074,21 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     }
     if (cmd == MC_META_GET) {
         return w == MC_WORD_META_EN;
+    }
+    switch (cmd) {
+    case MC_MG:
+        return w == MC_WORD_META_HD || w == MC_WORD_META_EN;
+    case MC_MS:
+    case MC_MA:
+        return w == MC_WORD_META_HD || w == MC_WORD_META_NS ||
+               w == MC_WORD_META_EX || w == MC_WORD_META_NF;
+    case MC_MD:
+        return w == MC_WORD_META_HD || w == MC_WORD_META_EX ||
+               w == MC_WORD_META_NF;
+    case MC_ME:
+        return w == MC_WORD_META_ME || w == MC_WORD_META_EN;
+    default:
+        break;
     }
     if (cmd == MC_META_ADD) {
         return w == MC_WORD_META_HD || w == MC_WORD_META_NS ||
@@ -1059,4 +1169,68 @@ mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
         }
     }
     return PARSE_ERROR;
+}
+
+bool
+mc_meta_quiet_drops(enum mc_cmd cmd, const struct mc_rsp *rsp)
+{
+    bool hd = rsp->type == MC_RSP_LINE && rsp->word == MC_WORD_META_HD;
+
+    switch (cmd) {
+    case MC_MG:
+        return rsp->type == MC_RSP_LINE && rsp->word == MC_WORD_META_EN;
+    case MC_MS:
+    case MC_MD:
+        return hd;
+    case MC_MA:
+        return hd || rsp->type == MC_RSP_META_VALUE;
+    default:
+        return false;
+    }
+}
+
+/* memcached's base64 alphabet value of c, or -1. */
+static int
+base64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+long
+mc_base64_decode(const char *in, size_t len, unsigned char *out)
+{
+    uint32_t acc = 0;
+    size_t i, pad = 0;
+    long n = 0;
+    int bits = 0;
+
+    if (len == 0 || len % 4 != 0) {
+        return -1;
+    }
+    while (pad < 2 && in[len - 1 - pad] == '=') {
+        pad++;
+    }
+    for (i = 0; i < len - pad; i++) {
+        int v = base64_value((unsigned char)in[i]);
+
+        if (v < 0) {
+            return -1;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
 }

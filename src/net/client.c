@@ -478,6 +478,54 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
     return 0;
 }
 
+/*
+ * A meta command (mg, ms, md, ma, me): one key, routed as a classic
+ * command's (a b flag's base64 key decoded first), passed on as it is but
+ * for its q flag: the server always answers, and what memcached would not
+ * send in quiet mode is dropped here (server.c), so that every request
+ * has its answer to wait for.
+ */
+static int
+forward_meta(struct client *c, const char *buf, const struct mc_req *m,
+             const struct mc_span *key)
+{
+    unsigned char decoded[MC_KEY_MAX];
+    const char *rk = buf + key->off;
+    size_t rlen = key->len;
+    struct server *s;
+    struct req *r;
+    long n;
+
+    STATS_BUMP(c->pool->stats.cmd_meta, 1);
+    if (c->pool->cp->prefix.len > 0) {
+        /* the key may come back in flags (k), even base64: not yet */
+        STATS_BUMP(c->pool->stats.request_errors, 1);
+        return client_reply_local(c, m->cmd, "SERVER_ERROR meta commands "
+                                  "are not served in a pool with a prefix");
+    }
+    if (m->meta_b && (n = mc_base64_decode(rk, rlen, decoded)) > 0) {
+        rk = (const char *)decoded;
+        rlen = (size_t)n;
+    }
+    r = client_enqueue(c, m->cmd);
+    if (r == NULL || mc_compose_meta_request(&r->out, buf, m) != 0) {
+        return UV_ENOMEM;
+    }
+    r->quiet = m->meta_quiet;
+    r->value_bytes = c->pending;
+    c->pending = 0;
+    s = pool_route(c->pool, rk, rlen);
+    if (m->cmd != MC_MG && m->cmd != MC_ME) {
+        warm_forget(c->pool, &c->io->reqs, rk, rlen, s);
+    }
+    if (s == NULL) {
+        fail_no_server(c, r);
+        return 0;
+    }
+    server_forward(s, r);
+    return 0;
+}
+
 /* flush_all goes to every server of the pool; one reply for all. */
 static int
 forward_flush_all(struct client *c, const char *buf, const struct mc_req *m)
@@ -552,6 +600,16 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
         STATS_BUMP(c->pool->stats.cmd_other, 1);
         c->quitting = true;
         return client_reply_local(c, m->cmd, NULL);
+    case MC_MG:
+    case MC_MS:
+    case MC_MD:
+    case MC_MA:
+    case MC_ME:
+        return forward_meta(c, buf, m, keys);
+    case MC_MN:
+        /* replies go out in order: every earlier request is answered */
+        STATS_BUMP(c->pool->stats.cmd_meta, 1);
+        return client_reply_local(c, m->cmd, "MN");
     case MC_UNKNOWN:
     case MC_META_GET:
     case MC_META_ADD:
@@ -574,7 +632,7 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
 static bool
 client_hold_value(struct client *c, const struct mc_req *m)
 {
-    if (c->pending > 0 || !mc_cmd_is_storage(m->cmd) ||
+    if (c->pending > 0 || !mc_cmd_has_value(m->cmd) ||
         m->total_len <= m->line_len) {
         return true;
     }
@@ -713,7 +771,7 @@ client_parse(struct client *c, struct buf *in)
              * item size is refused before the block's end is looked at. */
             st = PARSE_OK;
         }
-        if (st != PARSE_ERROR && mc_cmd_is_storage(m.cmd) &&
+        if (st != PARSE_ERROR && mc_cmd_has_value(m.cmd) &&
             m.total_len > m.line_len &&
             m.vlen > c->io->limits.item_size_max) {
             STATS_BUMP(c->pool->stats.request_too_large, 1);

@@ -316,12 +316,14 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
     } else if (!mc_rsp_fits(r->cmd, u)) {
         return UV_EPROTO;   /* a VALUE, or STORED to an incr... */
     }
-    /* A one-line reply (or an error line ending a retrieval). */
+    /* A one-line reply (or an error line ending a retrieval, or a meta
+     * command's VA and its value). */
     if (r->parent != NULL) {
         fanout_line(r, unit, u);
     } else {
         buf_reset(&r->reply);
-        if (buf_append(&r->reply, unit, u->len) != 0) {
+        if (!(r->quiet && mc_meta_quiet_drops(r->cmd, u)) &&
+            buf_append(&r->reply, unit, u->len) != 0) {
             return UV_ENOMEM;
         }
     }

@@ -16,7 +16,7 @@
 7. /healthz tells the truth with no traffic: a dead server shows, a
    restarted one comes back (background probes).
 8. A binary request gets one binary "unknown command" reply, at once, and
-   the connection stays usable; a meta `ms` is ERROR, its data block
+   the connection stays usable; a meta `ms` stores its data block
    dropped.
 
 Most cases send the same bytes to memring and to a plain memcached (the
@@ -898,13 +898,14 @@ class TestBinaryAndMeta(unittest.TestCase):
         with CL.conn() as c:        # nothing was stored
             self.assertEqual(c.call(b"get foo\r\n"), b"END\r\n")
 
-    def test_meta_set_is_error_and_its_data_dropped(self):
+    def test_meta_set_stores_its_data_block_whole(self):
         with CL.conn() as c:
             self.assertIn(c.call(b"delete k\r\n"),
                           (b"DELETED\r\n", b"NOT_FOUND\r\n"))
-            c.send(b"ms k 5 T0\r\nhello\r\n")
-            self.assertEqual(c.read_line(), b"ERROR\r\n")
-            self.assertEqual(c.call(b"get k\r\n"), b"END\r\n")
+            c.send(b"ms k 16 T0\r\nflush_all\r\nget k\r\n")
+            self.assertEqual(c.read_line(), b"HD\r\n")
+            self.assertEqual(c.call(b"get k\r\n"),
+                             b"VALUE k 0 16\r\nflush_all\r\nget k\r\nEND\r\n")
             self.assertEqual(c.read_all(quiet=0.1), b"")
 
 

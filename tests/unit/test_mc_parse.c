@@ -68,7 +68,9 @@
  * flush_all x | noreply 10           CLIENT_ERROR invalid exptime argument
  * flush_all -1 | 10 20               OK; flush_all 10 20 30: ERROR
  * stats foo                          ERROR (memring passes args on)
- * mn | mg ...                        meta commands (memring: ERROR)
+ * mn | mg ...                        meta commands: parsed as far as memcached
+ *                                    checks them before their flags, the
+ *                                    rest passed on (test_req_meta)
  * > 2048 bytes, no \n, not "get " /  (none)                         -     close
  *   "gets " after <= 100 spaces        (memring: past 16 KiB, also for
  *                                      "gat ...", "get\t...", 101 spaces +
@@ -273,8 +275,8 @@ test_req_unknown_and_empty(void **state)
         C("lru_crawler HTTP/1.1\r\n", "ERROR\r\n", USED_LINE),
         C("version\rx\r\n", "ERROR\r\n", USED_LINE),
         /* memcached serves these; memring does not */
-        C("mn\r\n", "ERROR\r\n", USED_LINE),
-        C("mg k v\r\n", "ERROR\r\n", USED_LINE),
+        C("mx k\r\n", "ERROR\r\n", USED_LINE),
+        C("mg\r\n", "ERROR\r\n", USED_LINE),
         C("shutdown\r\n", "ERROR\r\n", USED_LINE),
         C("bget k\r\n", "ERROR\r\n", USED_LINE),
         /* only 23 tokens are kept: the 23rd is the last one looked at */
@@ -903,8 +905,8 @@ test_req_passed_on(void **state)
     assert_false(req.bad_chunk);
 }
 
-/* Protocols memring does not serve yet: their data is dropped by length,
- * never read as commands (request smuggling). */
+/* The binary protocol, which memring does not serve yet: its data is
+ * dropped by length, never read as commands (request smuggling). */
 static void
 test_req_not_served(void **state)
 {
@@ -935,16 +937,60 @@ test_req_not_served(void **state)
     assert_memory_equal(out + 12, bin + 12, 4);
     assert_memory_equal(out + 24, "Unknown command", 15);
 
-    assert_int_equal(parse("ms k 5 T0\r\nhello\r\n", 21, &req), PARSE_ERROR);
-    assert_string_equal(req.error, "ERROR");
-    assert_int_equal(req.skip, 11);
-    assert_int_equal(req.swallow, 7);
+}
+
+/* Meta commands: what memcached 1.6 answers before it reads the flags is
+ * answered here (an ms's data block is then the next command, as there);
+ * the rest is passed on, its data block with it. */
+static void
+test_req_meta(void **state)
+{
+    char line[300];
+    struct mc_req req;
+
+    (void)state;
+    assert_int_equal(parse("ms k 5 T0\r\nhello\r\n", 21, &req), PARSE_OK);
+    assert_int_equal(req.cmd, MC_MS);
+    assert_int_equal(req.total_len, 18);
+    assert_int_equal(req.vlen, 5);
+    assert_int_equal(parse("ms k 5 T0\r\nhel", 14, &req), PARSE_AGAIN);
+    assert_int_equal(req.total_len, 18);
     assert_int_equal(parse("ms k x\r\n", 8, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
+    assert_int_equal(req.skip, 8);
     assert_int_equal(req.swallow, 0);
     assert_int_equal(parse("ms k -1\r\n", 9, &req), PARSE_ERROR);
     assert_int_equal(req.swallow, 0);
-    assert_int_equal(parse("mg k 5\r\n", 8, &req), PARSE_ERROR);
-    assert_int_equal(req.swallow, 0);
+    assert_int_equal(parse("ms k\r\n", 6, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
+    assert_int_equal(parse("ms\r\n", 4, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "ERROR");
+    assert_int_equal(parse("me\r\n", 4, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
+    /* flags are the server's to check */
+    assert_int_equal(parse("mg k 5\r\n", 8, &req), PARSE_OK);
+    assert_int_equal(req.cmd, MC_MG);
+    assert_int_equal(req.nkeys, 1);
+    assert_false(req.meta_quiet);
+    assert_int_equal(parse("mg k v qx b\r\n", 14, &req), PARSE_OK);
+    assert_true(req.meta_quiet);
+    assert_true(req.meta_b);
+    assert_int_equal(parse("mn\r\n", 4, &req), PARSE_OK);
+    assert_int_equal(req.cmd, MC_MN);
+    /* 20 tokens (21 with memcached's end token) are too many */
+    assert_int_equal(parse("mg k v v v v v v v v v v v v v v v v v v\r\n",
+                           42, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "CLIENT_ERROR options flags are too long");
+    assert_int_equal(parse("md k v v v v v v v v v v v v v v v v v v\r\n",
+                           42, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "CLIENT_ERROR options flags too long");
+    assert_int_equal(parse("mg k v v v v v v v v v v v v v v v v v\r\n",
+                           40, &req), PARSE_OK);
+    memset(line, 'k', sizeof(line));
+    memcpy(line, "mg ", 3);
+    memcpy(line + 3 + 251, "\r\n", 2);
+    assert_int_equal(parse(line, 3 + 251 + 2, &req), PARSE_ERROR);
+    assert_string_equal(req.error, "CLIENT_ERROR bad command line format");
 }
 
 static void
@@ -1431,6 +1477,7 @@ main(void)
         cmocka_unit_test(test_req_keys_cap),
         cmocka_unit_test(test_req_long_get),
         cmocka_unit_test(test_req_not_served),
+        cmocka_unit_test(test_req_meta),
         cmocka_unit_test(test_req_passed_on),
         cmocka_unit_test(test_rsp_fits),
         cmocka_unit_test(test_req_value_bounds),
