@@ -67,9 +67,10 @@ int mc_compose_value_unprefixed(struct buf *out, const char *unit,
                                 const struct mc_rsp *u, size_t strip,
                                 bool after_q);
 
-/* Meta command m (parsed from buf) as a server should get it: without
- * its q flags (memring drops what quiet mode would not send), data block
- * included. 0 or UV_ENOMEM. */
+/* Meta command m (parsed from buf) as a server should get it: as the
+ * client wrote it, data block included; in quiet mode followed by "mn",
+ * whose MN says the server has sent whatever quiet mode lets through.
+ * 0 or UV_ENOMEM. */
 int mc_compose_meta_request(struct buf *out, const char *buf,
                             const struct mc_req *m);
 

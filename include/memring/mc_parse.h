@@ -47,8 +47,8 @@ enum mc_cmd {
     MC_FLUSH_ALL,
     MC_STATS,
     MC_MG,              /* meta commands a client sends: passed on with */
-    MC_MS,              /* their flags (quiet mode is memring's, see */
-    MC_MD,              /* mc_meta_quiet_drops()); mn is answered here */
+    MC_MS,              /* their flags (quiet ones followed by mn, see */
+    MC_MD,              /* mc_compose_meta_request()); mn is answered */
     MC_MA,
     MC_MN,
     MC_ME,
@@ -117,8 +117,8 @@ struct mc_req {
     uint64_t       swallow;    /* bytes after skip to drop as they arrive:
                                 * the data block of a request memring does
                                 * not serve (ms, a binary request's body) */
-    bool           meta_quiet; /* meta: a q flag (memring drops the reply
-                                * memcached would not send) */
+    bool           meta_quiet; /* meta: a q flag (the server may send
+                                * nothing: memring asks an mn after it) */
     bool           meta_b;     /* meta: a b flag (the key is base64) */
     bool           binary;     /* a binary-protocol request: answer with
                                 * mc_binary_error() instead of error */
@@ -252,10 +252,6 @@ bool mc_cmd_has_value(enum mc_cmd cmd);
 /* True for a client's meta command forwarded to a server (mg, ms, md, ma,
  * me). */
 bool mc_cmd_is_meta(enum mc_cmd cmd);
-
-/* True when memcached, asked cmd with the q flag, sends nothing for the
- * (fitting) reply rsp: mg's miss, ms's and md's HD, ma's success. */
-bool mc_meta_quiet_drops(enum mc_cmd cmd, const struct mc_rsp *rsp);
 
 /* A base64 key (meta's b flag) decoded into out (room for len * 3 / 4
  * bytes); its length, or -1 when it is not base64. */

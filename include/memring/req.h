@@ -55,8 +55,8 @@ struct req {
     enum mc_cmd      cmd;
     bool             done;     /* reply complete */
     bool             noreply;  /* client wants no reply: drop it */
-    bool             quiet;    /* meta q flag: drop the reply memcached
-                                * would not send (mc_meta_quiet_drops) */
+    bool             quiet;    /* meta q flag: its answer, if any, ends
+                                * at the MN of the mn sent after it */
     bool             quit;     /* close the client after earlier replies */
     bool             failed;   /* server side failed (fragment: misses) */
     bool             gathered; /* parent: the reply is its slots' slices of

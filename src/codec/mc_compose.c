@@ -117,34 +117,10 @@ int
 mc_compose_meta_request(struct buf *out, const char *buf,
                         const struct mc_req *m)
 {
-    size_t pos = 0, ntok = 0, from = m->cmd == MC_MS ? 3 : 2;
-    int err = 0;
+    int err = buf_append(out, buf, m->total_len);
 
-    if (!m->meta_quiet) {
-        return buf_append(out, buf, m->total_len);
-    }
-    while (pos < m->text_len && err == 0) {
-        size_t end;
-
-        while (pos < m->text_len && buf[pos] == ' ') {
-            pos++;
-        }
-        for (end = pos; end < m->text_len && buf[end] != ' '; end++) {
-        }
-        if (end > pos && (ntok < from || buf[pos] != 'q')) {
-            err = ntok > 0 ? buf_append(out, " ", 1) : 0;
-            if (err == 0) {
-                err = buf_append(out, buf + pos, end - pos);
-            }
-        }
-        ntok += end > pos;
-        pos = end;
-    }
-    if (err == 0) {
-        err = mc_compose_eol(out);
-    }
-    if (err == 0 && m->total_len > m->line_len) {
-        err = buf_append(out, buf + m->line_len, m->total_len - m->line_len);
+    if (err == 0 && m->meta_quiet) {
+        err = buf_append_str(out, "mn\r\n");
     }
     return err;
 }

@@ -1171,24 +1171,6 @@ mc_parse_rsp(const char *buf, size_t len, struct mc_rsp *rsp)
     return PARSE_ERROR;
 }
 
-bool
-mc_meta_quiet_drops(enum mc_cmd cmd, const struct mc_rsp *rsp)
-{
-    bool hd = rsp->type == MC_RSP_LINE && rsp->word == MC_WORD_META_HD;
-
-    switch (cmd) {
-    case MC_MG:
-        return rsp->type == MC_RSP_LINE && rsp->word == MC_WORD_META_EN;
-    case MC_MS:
-    case MC_MD:
-        return hd;
-    case MC_MA:
-        return hd || rsp->type == MC_RSP_META_VALUE;
-    default:
-        return false;
-    }
-}
-
 /* memcached's base64 alphabet value of c, or -1. */
 static int
 base64_value(unsigned char c)

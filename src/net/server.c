@@ -262,6 +262,24 @@ request_has_key(struct req *r, const char *key, size_t klen)
     return false;
 }
 
+/*
+ * A quiet meta request (q) went out followed by "mn": what memcached sends
+ * for it (nothing, or its one answer) comes before the MN that ends it.
+ */
+static int
+sconn_quiet_unit(struct sconn *sc, struct req *r, const char *unit,
+                 const struct mc_rsp *u)
+{
+    if (u->type == MC_RSP_LINE && u->word == MC_WORD_META_MN) {
+        req_complete(sc, r);
+        return 0;
+    }
+    if (buf_unread(&r->reply) > 0 || !mc_rsp_fits(r->cmd, u)) {
+        return UV_EPROTO;   /* a second answer, or one that does not fit */
+    }
+    return buf_append(&r->reply, unit, u->len);
+}
+
 /* Handles one reply unit for the request at the head of inflight. */
 static int
 sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
@@ -279,6 +297,9 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
             req_complete(sc, r);
         }
         return done < 0 ? done : 0;
+    }
+    if (r->quiet) {
+        return sconn_quiet_unit(sc, r, unit, u);
     }
     if (mc_cmd_is_retrieval(r->cmd)) {
         switch (u->type) {
@@ -322,8 +343,7 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
         fanout_line(r, unit, u);
     } else {
         buf_reset(&r->reply);
-        if (!(r->quiet && mc_meta_quiet_drops(r->cmd, u)) &&
-            buf_append(&r->reply, unit, u->len) != 0) {
+        if (buf_append(&r->reply, unit, u->len) != 0) {
             return UV_ENOMEM;
         }
     }
