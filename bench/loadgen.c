@@ -72,6 +72,8 @@ static struct {
     uint32_t       keys;
     uint32_t       vlen;
     uint32_t       get_pct;
+    bool           meta;        /* -p meta: mg/ms, a multi-get as quiet
+                                 * mg lines ended by mn */
     uint32_t       mget;
     int            proxy_pids[LG_MAX_PIDS];
     uint32_t       nproxy;
@@ -339,7 +341,7 @@ static void
 push_set(struct lg_conn *c, uint32_t k)
 {
     wbuf_reserve(c, 4 + LG_KEYLEN + set_tail_len + opt.vlen + 2);
-    put(c, "set ", 4);
+    put(c, opt.meta ? "ms " : "set ", opt.meta ? 3 : 4);
     put(c, keytab + (size_t)k * LG_KEYLEN, LG_KEYLEN);
     put(c, set_tail, set_tail_len);
     put(c, value, opt.vlen + 2);
@@ -350,6 +352,20 @@ push_get(struct lg_conn *c, uint32_t nkeys)
 {
     uint32_t i, k;
 
+    if (opt.meta) {
+        /* one mg per key; several: quiet, the misses unsaid, then mn */
+        wbuf_reserve(c, (size_t)nkeys * (LG_KEYLEN + 9) + 4);
+        for (i = 0; i < nkeys; i++) {
+            k = rand_below(opt.keys);
+            put(c, "mg ", 3);
+            put(c, keytab + (size_t)k * LG_KEYLEN, LG_KEYLEN);
+            put(c, nkeys > 1 ? " v q\r\n" : " v\r\n", nkeys > 1 ? 6 : 4);
+        }
+        if (nkeys > 1) {
+            put(c, "mn\r\n", 4);
+        }
+        return;
+    }
     wbuf_reserve(c, 3 + (size_t)nkeys * (LG_KEYLEN + 1) + 2);
     put(c, "get", 3);
     for (i = 0; i < nkeys; i++) {
@@ -489,7 +505,18 @@ parse_line(struct lg_conn *c, const char *line, size_t len)
         c->nvalues++;
         return;
     }
-    if (starts(line, len, "END\r") || starts(line, len, "STORED\r")) {
+    if (starts(line, len, "VA ")) {
+        /* meta: its value; a single mg is answered by it */
+        c->skip = strtoull(line + 3, NULL, 10) + 2;
+        c->nvalues++;
+        if (opt.mode != MODE_MGET) {
+            complete(c, false);
+        }
+        return;
+    }
+    if (starts(line, len, "END\r") || starts(line, len, "STORED\r") ||
+        starts(line, len, "HD") || starts(line, len, "EN\r") ||
+        starts(line, len, "MN\r")) {
         complete(c, false);
         return;
     }
@@ -831,6 +858,7 @@ usage(void)
         "  -v BYTES  value size (default 100); keys are mrb:<BYTES>:<n>\n"
         "  -g PCT    mix: percent of gets (default 90)\n"
         "  -m N      mget: keys per get (default 10)\n"
+        "  -p PROTO  text (default) or meta: mg/ms; mget as quiet mg + mn\n"
         "  -P PIDS   proxy pids: CPU per op from /proc/PID/stat\n"
         "  -B PIDS   backend pids: the same\n"
         "  -M PID    idle: the process whose VmRSS to report\n");
@@ -844,7 +872,7 @@ main(int argc, char **argv)
     uint32_t i;
     int ch, ep;
 
-    while ((ch = getopt(argc, argv, "s:w:c:d:t:W:k:v:g:m:P:B:M:h")) != -1) {
+    while ((ch = getopt(argc, argv, "s:w:c:d:t:W:k:v:g:m:p:P:B:M:h")) != -1) {
         switch (ch) {
         case 's': parse_addrs(optarg); break;
         case 'w':
@@ -868,6 +896,13 @@ main(int argc, char **argv)
         case 'v': opt.vlen = (uint32_t)atoi(optarg); break;
         case 'g': opt.get_pct = (uint32_t)atoi(optarg); break;
         case 'm': opt.mget = (uint32_t)atoi(optarg); break;
+        case 'p':
+            if (strcmp(optarg, "meta") == 0) {
+                opt.meta = true;
+            } else if (strcmp(optarg, "text") != 0) {
+                usage();
+            }
+            break;
         case 'P': opt.nproxy = parse_pids(optarg, opt.proxy_pids); break;
         case 'B': opt.nbackend = parse_pids(optarg, opt.backend_pids); break;
         case 'M': opt.mem_pid = atoi(optarg); break;
@@ -905,7 +940,8 @@ main(int argc, char **argv)
     }
     memset(value, 'x', opt.vlen);
     memcpy(value + opt.vlen, "\r\n", 2);
-    set_tail_len = (size_t)snprintf(set_tail, sizeof(set_tail), " 0 0 %u\r\n",
+    set_tail_len = (size_t)snprintf(set_tail, sizeof(set_tail),
+                                    opt.meta ? " %u\r\n" : " 0 0 %u\r\n",
                                     opt.vlen);
 
     ep = epoll_create1(0);
