@@ -114,11 +114,22 @@ def conf_template(name):
 
 # ---------------------------------------------------------------- sockets
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0), and
+    not one this process was given before: the kernel may hand the same
+    free port out twice in a row, and two picks for one proxy (its pool
+    and its admin port) then collide."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    return port
 
 
 def _connect(target, timeout):
