@@ -231,6 +231,25 @@ mc_compose_meta_add(struct buf *out, const char *key, size_t klen,
 }
 
 int
+mc_compose_set(struct buf *out, const char *key, size_t klen, uint32_t flags,
+               int64_t exptime, const char *data, size_t dlen)
+{
+    char tail[96];
+    int n, err;
+
+    n = snprintf(tail, sizeof(tail), " %" PRIu32 " %" PRId64 " %zu\r\n",
+                 flags, exptime, dlen);
+    err = buf_reserve(out, 4 + klen + (size_t)n + dlen + 2);
+    if (err == 0) {
+        err = compose_keyed(out, "set ", key, klen, tail, n);
+    }
+    if (err == 0) {
+        err = buf_append(out, data, dlen);
+    }
+    return err != 0 ? err : mc_compose_eol(out);
+}
+
+int
 mc_compose_value(struct buf *out, const char *key, size_t klen,
                  uint32_t flags, const char *data, size_t dlen,
                  const uint64_t *cas)

@@ -85,6 +85,7 @@ static const struct {
     CMD(MC_STATS, "stats"),
     CMD(MC_META_GET, "mg"),
     CMD(MC_META_ADD, "ms"),
+    CMD(MC_META_CHUNK, "mg"),
 #undef CMD
 };
 
@@ -794,6 +795,7 @@ mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
     case MC_UNKNOWN:
     case MC_META_GET:
     case MC_META_ADD:
+    case MC_META_CHUNK:
     case MC_CMD_COUNT:
         break;
     }
@@ -969,7 +971,7 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     enum mc_rsp_word w = rsp->word;
 
     if (rsp->type == MC_RSP_META_VALUE) {
-        return cmd == MC_META_GET;
+        return cmd == MC_META_GET || cmd == MC_META_CHUNK;
     }
     if (rsp->type != MC_RSP_LINE) {
         return mc_cmd_is_retrieval(cmd);
@@ -977,7 +979,7 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     if (w == MC_WORD_ERROR) {
         return true;
     }
-    if (cmd == MC_META_GET) {
+    if (cmd == MC_META_GET || cmd == MC_META_CHUNK) {
         return w == MC_WORD_META_EN;
     }
     if (cmd == MC_META_ADD) {

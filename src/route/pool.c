@@ -419,6 +419,7 @@ pool_same(const struct pool *p, const struct conf_pool *ncp)
         o->listen.perm != ncp->listen.perm || o->hash != ncp->hash ||
         o->placement != ncp->placement ||
         o->prefix.len != ncp->prefix.len ||
+        o->split_values != ncp->split_values ||
         (o->prefix.len > 0 &&
          memcmp(o->prefix.s, ncp->prefix.s, o->prefix.len) != 0) ||
         strcmp(o->hash_tag, ncp->hash_tag) != 0 ||

@@ -1,0 +1,207 @@
+/*
+ * bigval: split values on the request path (see bigval.h).
+ */
+#include "memring/bigval.h"
+
+#include "memring/conf.h"
+#include "memring/fanout.h"
+#include "memring/log.h"
+#include "memring/mc_compose.h"
+#include "memring/pool.h"
+#include "memring/req.h"
+#include "memring/server.h"
+#include "memring/split.h"
+#include "memring/stats.h"
+#include "memring/warm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool
+bigval_splits(const struct pool *p, const struct mc_req *m)
+{
+    return m->cmd == MC_SET && !m->bad_chunk && p->cp->split_values > 0 &&
+           m->vlen > p->cp->split_values;
+}
+
+/* A write unique to this set: its chunks cannot be mistaken for another
+ * write's, whatever the key. */
+static uint64_t
+nonce(void)
+{
+    static _Thread_local uint64_t next;
+    uint64_t n;
+
+    if (uv_random(NULL, NULL, &n, sizeof(n), 0, NULL) != 0) {
+        n = uv_hrtime() ^ (uint64_t)(uintptr_t)&next ^ ++next;
+    }
+    return n;
+}
+
+/* Chunk i of x (its bytes at value) as a fragment of p, for *s. */
+static struct req *
+chunk_set(struct pool *pool, struct req *p, const struct split_index *x,
+          uint32_t i, const char *value, int64_t exptime, struct server **s)
+{
+    char ck[SPLIT_KEY_MAX], sk[MC_KEY_MAX];
+    size_t len = split_chunk_key(x->nonce, i, ck);
+    struct req *f;
+
+    *s = pool_route(pool, ck, len);
+    f = fanout_fragment(p, MC_SET, 0);
+    if (f == NULL) {
+        return NULL;
+    }
+    len = mc_prefix_key(&pool->cp->prefix, ck, len, sk);
+    if (mc_compose_set(&f->out, sk, len, 0, exptime,
+                       value + (size_t)i * x->chunk,
+                       (size_t)split_chunk_len(x, i)) != 0) {
+        fanout_fragment_drop(&f);
+    }
+    return f;
+}
+
+/* Round callback of a split set: every chunk is in, the index goes. */
+static bool
+set_round(struct req *p)
+{
+    struct pool *pool = p->round_arg;
+    struct server *s;
+    struct req *f;
+
+    if (p->round++ > 0 || p->first_error != NULL) {
+        return false;   /* the index answered, or a chunk failed */
+    }
+    s = pool_route(pool, p->line.data, p->line.len);
+    f = fanout_fragment(p, MC_SET, 0);
+    if (s == NULL || f == NULL || req_grow_frags(p, p->nfrags + 1) != 0 ||
+        buf_append(&f->out, p->out.data, p->out.len) != 0) {
+        if (f != NULL) {
+            fanout_fragment_drop(&f);
+        }
+        p->first_error = strdup(s == NULL ?
+                                "SERVER_ERROR no server available" :
+                                "SERVER_ERROR out of memory storing object");
+        return false;
+    }
+    p->frags[p->nfrags++] = f;
+    p->pending = 1;
+    server_forward(s, f);
+    return true;
+}
+
+int
+bigval_set(struct pool *pool, struct req *p, const char *buf,
+           const struct mc_req *m, const struct mc_span *key)
+{
+    const struct mc_prefix *pfx = &pool->cp->prefix;
+    const char *value = buf + m->data_off;
+    char idx[SPLIT_INDEX_MAX], sk[MC_KEY_MAX];
+    struct split_index x;
+    struct server **to;
+    size_t len;
+    uint32_t i;
+    int err = 0;
+
+    split_index_make(&x, nonce(), pool->cp->split_values, value, m->vlen);
+    to = malloc(x.nchunks * sizeof(*to));
+    if (to == NULL || req_reserve_frags(p, x.nchunks + 1) != 0) {
+        free(to);
+        return UV_ENOMEM;
+    }
+    /* the index, sent once the chunks are stored (set_round) */
+    len = mc_prefix_key(pfx, buf + key->off, key->len, sk);
+    if (buf_append(&p->line, buf + key->off, key->len) != 0 ||
+        mc_compose_set(&p->out, sk, len, m->flags, m->exptime, idx,
+                       split_index_encode(&x, idx)) != 0) {
+        err = UV_ENOMEM;
+    }
+    for (i = 0; i < x.nchunks && err == 0; i++) {
+        p->frags[i] = chunk_set(pool, p, &x, i, value, m->exptime, &to[i]);
+        if (p->frags[i] == NULL) {
+            err = UV_ENOMEM;
+        } else {
+            p->nfrags++;
+            err = to[i] == NULL ? UV_EHOSTUNREACH : 0;
+        }
+    }
+    if (err == 0) {
+        p->on_round = set_round;
+        p->round_arg = pool;
+        p->pending = x.nchunks;
+        STATS_BUMP(pool->stats.split_stored, 1);
+        STATS_BUMP(pool->stats.fragments, x.nchunks);
+        for (i = 0; i < x.nchunks; i++) {
+            server_forward(to[i], p->frags[i]);
+        }
+    }
+    free(to);
+    return err;
+}
+
+/* The chunk round of retrieval p. True when something is out. */
+static bool
+chunk_round(struct pool *pool, struct req *p)
+{
+    uint32_t *route = NULL, *per_server = NULL, n, g, first;
+    bool sent = false;
+
+    if (split_round_begin(p, &n) != 0) {
+        goto error;
+    }
+    if (n == 0) {
+        return false;
+    }
+    route = malloc(n * sizeof(*route));
+    per_server = malloc(pool->nservers * sizeof(*per_server));
+    if (route == NULL || per_server == NULL) {
+        goto error;
+    }
+    for (g = 0; g < n; g++) {
+        char ck[SPLIT_KEY_MAX];
+        size_t len = split_round_key(p, g, ck);
+        struct server *s = pool_route(pool, ck, len);
+        route[g] = s != NULL ? s->idx : SPLIT_NONE;
+    }
+    if (split_round(p, route, per_server, pool->nservers,
+                    &pool->cp->prefix) != 0) {
+        goto error;
+    }
+    n = p->pending;
+    first = p->nfrags - n;
+    sent = n > 0;
+    STATS_BUMP(pool->stats.fragments, n);
+    /* pending counts every fragment until it is done: see warm.c */
+    for (g = 0; g < n; g++) {
+        server_forward(pool->servers[per_server[g]], p->frags[first + g]);
+    }
+    if (!sent) {
+        split_round_end(p);     /* no server for any chunk: misses */
+    }
+    free(route);
+    free(per_server);
+    return sent;
+
+error:
+    log_error("split values: chunk round: out of memory");
+    split_round_fail(p);
+    free(route);
+    free(per_server);
+    return false;
+}
+
+bool
+bigval_round(struct req *p)
+{
+    if (p->round_data != NULL) {
+        split_round_end(p);     /* the chunks are in */
+        return false;
+    }
+    if (warm_round(p)) {
+        return true;
+    }
+    if (p->owner == NULL) {
+        return false;           /* nobody reads the reply */
+    }
+    return chunk_round(p->round_arg, p);
+}
