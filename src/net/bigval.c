@@ -61,77 +61,60 @@ chunk_set(struct pool *pool, struct req *p, const struct split_index *x,
     return f;
 }
 
-/* Round callback of a split set: every chunk is in, the index goes. */
-static bool
-set_round(struct req *p)
-{
-    struct pool *pool = p->round_arg;
-    struct server *s;
-    struct req *f;
-
-    if (p->round++ > 0 || p->first_error != NULL) {
-        return false;   /* the index answered, or a chunk failed */
-    }
-    s = pool_route(pool, p->line.data, p->line.len);
-    f = fanout_fragment(p, MC_SET, 0);
-    if (s == NULL || f == NULL || req_grow_frags(p, p->nfrags + 1) != 0 ||
-        buf_append(&f->out, p->out.data, p->out.len) != 0) {
-        if (f != NULL) {
-            fanout_fragment_drop(&f);
-        }
-        p->first_error = strdup(s == NULL ?
-                                "SERVER_ERROR no server available" :
-                                "SERVER_ERROR out of memory storing object");
-        return false;
-    }
-    p->frags[p->nfrags++] = f;
-    p->pending = 1;
-    server_forward(s, f);
-    return true;
-}
-
+/*
+ * The chunks and then the index are sent at once, not one after the
+ * other's answer: a get that follows on the same client connection then
+ * reaches each server after the write, as with memcached (the index
+ * reaches its server's connection before the get, and each chunk its
+ * server's). A chunk that failed leaves an index whose chunks are not all
+ * there: a miss, never another value.
+ */
 int
 bigval_set(struct pool *pool, struct req *p, const char *buf,
            const struct mc_req *m, const struct mc_span *key)
 {
-    const struct mc_prefix *pfx = &pool->cp->prefix;
     const char *value = buf + m->data_off;
     char idx[SPLIT_INDEX_MAX], sk[MC_KEY_MAX];
     struct split_index x;
     struct server **to;
+    struct req *f;
     size_t len;
     uint32_t i;
     int err = 0;
 
     split_index_make(&x, nonce(), pool->cp->split_values, value, m->vlen);
-    to = malloc(x.nchunks * sizeof(*to));
+    to = malloc((x.nchunks + 1) * sizeof(*to));
     if (to == NULL || req_reserve_frags(p, x.nchunks + 1) != 0) {
         free(to);
         return UV_ENOMEM;
     }
-    /* the index, sent once the chunks are stored (set_round) */
-    len = mc_prefix_key(pfx, buf + key->off, key->len, sk);
-    if (buf_append(&p->line, buf + key->off, key->len) != 0 ||
-        mc_compose_set(&p->out, sk, len, m->flags, m->exptime, idx,
-                       split_index_encode(&x, idx)) != 0) {
-        err = UV_ENOMEM;
-    }
     for (i = 0; i < x.nchunks && err == 0; i++) {
-        p->frags[i] = chunk_set(pool, p, &x, i, value, m->exptime, &to[i]);
-        if (p->frags[i] == NULL) {
+        f = chunk_set(pool, p, &x, i, value, m->exptime, &to[i]);
+        if (f == NULL) {
             err = UV_ENOMEM;
         } else {
-            p->nfrags++;
+            p->frags[p->nfrags++] = f;
             err = to[i] == NULL ? UV_EHOSTUNREACH : 0;
         }
     }
+    /* the index, last: the client's key, flags and exptime */
+    f = err == 0 ? fanout_fragment(p, MC_SET, 0) : NULL;
+    if (f != NULL) {
+        p->frags[p->nfrags++] = f;
+        to[i] = pool_route(pool, buf + key->off, key->len);
+        len = mc_prefix_key(&pool->cp->prefix, buf + key->off, key->len, sk);
+        err = mc_compose_set(&f->out, sk, len, m->flags, m->exptime, idx,
+                             split_index_encode(&x, idx));
+        err = err == 0 && to[i] == NULL ? UV_EHOSTUNREACH : err;
+    } else if (err == 0) {
+        err = UV_ENOMEM;
+    }
     if (err == 0) {
-        p->on_round = set_round;
-        p->round_arg = pool;
-        p->pending = x.nchunks;
+        p->pending = p->nfrags;
         STATS_BUMP(pool->stats.split_stored, 1);
-        STATS_BUMP(pool->stats.fragments, x.nchunks);
-        for (i = 0; i < x.nchunks; i++) {
+        STATS_BUMP(pool->stats.fragments, p->nfrags);
+        /* pending counts every fragment until it is done: see warm.c */
+        for (i = 0; i < x.nchunks + 1; i++) {
             server_forward(to[i], p->frags[i]);
         }
     }
