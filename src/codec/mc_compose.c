@@ -23,7 +23,9 @@ mc_prefix_key(const struct mc_prefix *p, const char *key, size_t len,
     size_t at = mc_prefix_at(p, key, len);
 
     memcpy(out, key, at);
-    memcpy(out + at, p->s, p->len);
+    if (p->len > 0) {
+        memcpy(out + at, p->s, p->len);     /* s is NULL without one */
+    }
     memcpy(out + at + p->len, key + at, len - at);
     return len + p->len;
 }

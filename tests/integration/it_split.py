@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -45,6 +46,9 @@ def setUpModule():
         text = h.pool_yaml("split", PORTS["split"], SERVERS, hash="md5",
                            prefix='"%s"' % PREFIX, split_values=N)
         text += h.pool_yaml("plain", PORTS["plain"], SERVERS, hash="md5")
+        PORTS["max"] = h.free_port()
+        text += h.pool_yaml("max", PORTS["max"], SERVERS, hash="md5",
+                            split_values=1048000)
         conf = h.write_conf(os.path.join(DIR, "split.yml"), text)
         return h.Memring(conf, wait=list(PORTS.values()))
 
@@ -249,11 +253,31 @@ class SplitTest(unittest.TestCase):
                          for k, v in zip(keys, values))
         self.assertEqual(rest, want)
 
+    def test_largest_chunks_no_prefix(self):
+        """split_values at its maximum: chunks fit memcached's 1 MB item."""
+        c = client("max")
+        v = big((5 << 20) + 3, 12)
+        self.assertTrue(c.set("mx", v, noreply=False))
+        self.assertEqual(c.get("mx"), v)
+        self.assertTrue(raw_item(b"mx")[1].startswith(MAGIC))
+
     def test_delete_deletes_the_index(self):
         c = client()
         c.set("del1", big(N * 2, 11), noreply=False)
         self.assertTrue(c.delete("del1", noreply=False))
         self.assertIsNone(c.get("del1"))
+
+    def test_config_errors(self):
+        for bad in ("5", "1048001", "-1", "big"):
+            conf = h.write_conf(os.path.join(DIR, "bad.yml"), h.pool_yaml(
+                "bad", 22121, SERVERS, split_values=bad))
+            out = subprocess.run([h.memring_bin(), "-t", "-c", conf],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, timeout=10)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertRegex(out.stdout.decode(),
+                             r"bad.yml:\d+:\d+: split_values: expected 0 "
+                             r"\(off\) or a chunk size from 1024 to 1048000")
 
     def test_config_page(self):
         status, body = h.http_request(PROXY.stats_port, "/config")
