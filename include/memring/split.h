@@ -79,13 +79,22 @@ size_t split_round_key(const struct req *p, uint32_t g, char *out);
 
 /*
  * The chunk round of p: chunk g goes to server route[g] (< nservers, or
- * SPLIT_NONE), keys with pfx. Appends one fragment (MC_META_CHUNK) per
+ * SPLIT_NONE), keys with pfx (a second call: another round, e.g. for
+ * split_round_missing() chunks). Appends one fragment (MC_META_CHUNK) per
  * server to p->frags, in server order; per_server[j] is then the server
  * of fragment p->frags[first + j] (first: p->nfrags on entry); sets
  * p->pending to the number added. UV_ENOMEM: those made stay unsent.
  */
 int split_round(struct req *p, const uint32_t *route, uint32_t *per_server,
                 uint32_t nservers, const struct mc_prefix *pfx);
+
+/* The chunks of p's round (0: none). */
+uint32_t split_round_chunks(const struct req *p);
+
+/* True when chunk g has not come in p's first chunk round and its value
+ * may still be reassembled: a pool in a warm-up window asks the chunk's
+ * previous server in a second round (bigval.h). False after that. */
+bool split_round_missing(const struct req *p, uint32_t g);
 
 /* A reply unit u (its bytes at unit) to chunk fragment f: 1 when f has
  * all its answers, 0 when more are due, UV_EPROTO. */

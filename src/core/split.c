@@ -132,10 +132,12 @@ struct split_key {
 struct split_chunk {
     uint32_t key;
     uint32_t i;
+    bool     have;      /* it came */
 };
 
 /* p->round_data: one block. */
 struct split_state {
+    uint32_t           rounds;  /* chunk rounds sent */
     uint32_t           nkeys;
     uint32_t           nchunks;
     struct split_key   *keys;
@@ -232,6 +234,7 @@ split_round_begin(struct req *p, uint32_t *nchunks)
     }
     st->keys = (struct split_key *)(st + 1);
     st->chunks = (struct split_chunk *)(st->keys + n);
+    st->rounds = 0;
     st->nkeys = 0;
     st->nchunks = 0;
     p->round_data = st;
@@ -255,6 +258,7 @@ split_round_begin(struct req *p, uint32_t *nchunks)
         err = reserve(sk, sl, &u);
         for (i = 0; i < x.nchunks; i++) {
             st->chunks[st->nchunks].key = st->nkeys;
+            st->chunks[st->nchunks].have = false;
             st->chunks[st->nchunks++].i = i;
         }
         st->nkeys++;
@@ -304,13 +308,31 @@ chunk_fragment(struct req *p, const uint32_t *route, uint32_t si, uint32_t n,
     return f;
 }
 
+uint32_t
+split_round_chunks(const struct req *p)
+{
+    const struct split_state *st = p->round_data;
+
+    return st != NULL ? st->nchunks : 0;
+}
+
+bool
+split_round_missing(const struct req *p, uint32_t g)
+{
+    const struct split_state *st = p->round_data;
+    const struct split_chunk *c = &st->chunks[g];
+
+    return st->rounds == 1 && !c->have && !st->keys[c->key].bad;
+}
+
 int
 split_round(struct req *p, const uint32_t *route, uint32_t *per_server,
             uint32_t nservers, const struct mc_prefix *pfx)
 {
-    const struct split_state *st = p->round_data;
+    struct split_state *st = p->round_data;
     uint32_t g, i, added = 0;
 
+    st->rounds++;
     p->pending = 0;
     if (req_grow_frags(p, p->nfrags + nservers) != 0) {
         return UV_ENOMEM;
@@ -350,13 +372,16 @@ split_unit(struct req *f, const char *unit, const struct mc_rsp *u)
     }
     c = &st->chunks[f->frag_keys[f->frag_next++]];
     sk = &st->keys[c->key];
-    if (u->type == MC_RSP_META_VALUE && !sk->bad &&
-        u->vlen == split_chunk_len(&sk->x, c->i)) {
+    if (u->type == MC_RSP_LINE && u->word == MC_WORD_META_EN) {
+        /* missing here: a miss, unless another round finds it */
+    } else if (u->type == MC_RSP_META_VALUE && !sk->bad && !c->have &&
+               u->vlen == split_chunk_len(&sk->x, c->i)) {
         memcpy(sk->frag->reply.data + sk->at + (size_t)c->i * sk->x.chunk,
                unit + u->len - u->vlen - 2, (size_t)u->vlen);
+        c->have = true;
         sk->got++;
     } else {
-        sk->bad = true;     /* missing (EN), an error, or another length */
+        sk->bad = true;     /* an error, or a chunk of another length */
     }
     return f->frag_next == f->frag_nkeys ? 1 : 0;
 }

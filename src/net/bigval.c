@@ -122,69 +122,104 @@ bigval_set(struct pool *pool, struct req *p, const char *buf,
     return err;
 }
 
-/* The chunk round of retrieval p. True when something is out. */
-static bool
-chunk_round(struct pool *pool, struct req *p)
+/* Where chunk g of p's round goes this round (NULL: not asked). */
+typedef struct server *chunk_route_fn(struct pool *pool, const struct req *p,
+                                      uint32_t g, const char *key,
+                                      size_t len);
+
+static struct server *
+route_now(struct pool *pool, const struct req *p, uint32_t g,
+          const char *key, size_t len)
 {
-    uint32_t *route = NULL, *per_server = NULL, n, g, first;
+    (void)p;
+    (void)g;
+    return pool_route(pool, key, len);
+}
+
+/* A warm-up window: a chunk the first round missed, on the server the
+ * previous ring gave it (a value written before the ring change). */
+static struct server *
+route_prev(struct pool *pool, const struct req *p, uint32_t g,
+           const char *key, size_t len)
+{
+    if (!split_round_missing(p, g)) {
+        return NULL;
+    }
+    return pool_route_prev(pool, key, len, pool_route(pool, key, len));
+}
+
+/* Sends a chunk round of p, each chunk where to() says. True when
+ * something is out. UV_ENOMEM in *err. */
+static bool
+chunk_send(struct pool *pool, struct req *p, chunk_route_fn *to, int *err)
+{
+    uint32_t n = split_round_chunks(p), *route, *per_server, g, first;
     bool sent = false;
 
-    if (split_round_begin(p, &n) != 0) {
-        goto error;
-    }
-    if (n == 0) {
-        return false;
-    }
     route = malloc(n * sizeof(*route));
     per_server = malloc(pool->nservers * sizeof(*per_server));
-    if (route == NULL || per_server == NULL) {
-        goto error;
-    }
-    for (g = 0; g < n; g++) {
+    *err = route == NULL || per_server == NULL ? UV_ENOMEM : 0;
+    for (g = 0; g < n && *err == 0; g++) {
         char ck[SPLIT_KEY_MAX];
         size_t len = split_round_key(p, g, ck);
-        struct server *s = pool_route(pool, ck, len);
+        struct server *s = to(pool, p, g, ck, len);
         route[g] = s != NULL ? s->idx : SPLIT_NONE;
     }
-    if (split_round(p, route, per_server, pool->nservers,
-                    &pool->cp->prefix) != 0) {
-        goto error;
+    if (*err == 0) {
+        *err = split_round(p, route, per_server, pool->nservers,
+                           &pool->cp->prefix);
     }
-    n = p->pending;
-    first = p->nfrags - n;
-    sent = n > 0;
-    STATS_BUMP(pool->stats.fragments, n);
-    /* pending counts every fragment until it is done: see warm.c */
-    for (g = 0; g < n; g++) {
-        server_forward(pool->servers[per_server[g]], p->frags[first + g]);
-    }
-    if (!sent) {
-        split_round_end(p);     /* no server for any chunk: misses */
+    if (*err == 0) {
+        n = p->pending;
+        first = p->nfrags - n;
+        sent = n > 0;
+        STATS_BUMP(pool->stats.fragments, n);
+        /* pending counts every fragment until it is done: see warm.c */
+        for (g = 0; g < n; g++) {
+            server_forward(pool->servers[per_server[g]],
+                           p->frags[first + g]);
+        }
     }
     free(route);
     free(per_server);
     return sent;
+}
 
-error:
-    log_error("split values: chunk round: out of memory");
-    split_round_fail(p);
-    free(route);
-    free(per_server);
+/* The chunk rounds of retrieval p: each chunk on its server, then, in a
+ * warm-up window, the missing ones on their previous servers; then the
+ * reassembly. True when a round is out. */
+static bool
+chunk_round(struct pool *pool, struct req *p)
+{
+    uint32_t n;
+    int err = 0;
+
+    if (p->round_data == NULL) {
+        err = split_round_begin(p, &n);
+        if (err == 0 && n > 0 && chunk_send(pool, p, route_now, &err)) {
+            return true;
+        }
+    } else if (pool_warming(pool) &&
+               chunk_send(pool, p, route_prev, &err)) {
+        return true;
+    }
+    if (err != 0) {
+        log_error("split values: chunk round: out of memory");
+        split_round_fail(p);
+    }
+    split_round_end(p);     /* every chunk in, or no more to ask */
     return false;
 }
 
 bool
 bigval_round(struct req *p)
 {
-    if (p->round_data != NULL) {
-        split_round_end(p);     /* the chunks are in */
-        return false;
-    }
-    if (warm_round(p)) {
-        return true;
+    if (p->round_data == NULL && warm_round(p)) {
+        return true;            /* the warm-up window's rounds first */
     }
     if (p->owner == NULL) {
-        return false;           /* nobody reads the reply */
+        split_round_fail(p);    /* nobody reads the reply */
+        return false;
     }
     return chunk_round(p->round_arg, p);
 }

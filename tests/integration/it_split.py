@@ -285,5 +285,48 @@ class SplitTest(unittest.TestCase):
         self.assertIn(b'"split_values":%d' % N, body.replace(b" ", b""))
 
 
+class WarmSplitTest(unittest.TestCase):
+    """A split value written before a ring change, read in the warm-up
+    window: the index is found on its previous server (warm.h) and each
+    chunk that moved on its own previous server."""
+
+    def test_reassembled_in_the_window(self):
+        extra = [h.Memcached().start() for _ in range(2)]
+        self.addCleanup(h.stop_all, extra)
+        d = tempfile.mkdtemp(prefix="memring-it-split-warm-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "warm.yml")
+        box = {}
+
+        def text(servers, warmup_ms):
+            return h.pool_yaml("split", box["port"], servers, hash="md5",
+                               distribution="ketama", split_values=N,
+                               warmup_ms=warmup_ms)
+
+        def make():
+            box["port"] = h.free_port()
+            h.write_conf(path, text(SERVERS, 60000))
+            box["mr"] = h.Memring(path, wait=[box["port"]])
+            return box["mr"]
+
+        mr = h.start_on_free_ports(make)
+        self.addCleanup(mr.stop)
+        c = Client(("127.0.0.1", box["port"]), timeout=10)
+        values = {"wk%d" % i: big(N * 6 + i, 100 + i) for i in range(6)}
+        for k, v in values.items():
+            self.assertTrue(c.set(k, v, noreply=False))
+        h.write_conf(path, text(SERVERS + extra, 60000))
+        status, body = h.http_request(mr.stats_port, "/reload", "POST",
+                                      timeout=10)
+        self.assertEqual(status, 200, body)
+        # every value whole, in one multi-get and one by one
+        self.assertEqual(c.get_many(list(values)), values)
+        for k, v in values.items():
+            self.assertEqual(c.get(k), v)
+        st = h.admin_stats(mr.stats_port)["split"]
+        self.assertEqual(st["memring_split_misses"], 0)
+        self.assertGreater(st["memring_split_reassembled"], 0)
+
+
 if __name__ == "__main__":
     sys.exit(h.run_tests(globals()))
