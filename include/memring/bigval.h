@@ -2,9 +2,10 @@
  * bigval: a pool's split values on the request path (pool option
  * split_values; the index and the chunk round are split.h's). A set of a
  * value over the chunk size sends its chunks, each to its key's server,
- * then the index item, and answers once all did; a retrieval of such a pool goes
- * through fanout with bigval_round() as its round callback, which runs
- * the warm-up window's rounds (warm.h) and then the chunk round.
+ * then the index item, and answers once all did; a retrieval of such a
+ * pool goes through fanout with bigval_round() as its round callback,
+ * which runs the warm-up window's rounds (warm.h) and then the chunk
+ * round(s).
  */
 #ifndef MEMRING_BIGVAL_H
 #define MEMRING_BIGVAL_H
