@@ -72,6 +72,9 @@ struct conf_pool {
     int64_t            warmup_ms;            /* ms a ring change keeps the
                                               * previous ring for lookups
                                               * of misses; 0 = none */
+    uint32_t           split_values;         /* chunk size of values split
+                                              * across keys (split.h);
+                                              * 0 = none */
     struct conf_server *servers;             /* sorted, see above; in list
                                               * order when placement is not
                                               * twemproxy (the libraries'

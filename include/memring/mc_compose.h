@@ -95,6 +95,12 @@ int mc_compose_meta_add(struct buf *out, const char *key, size_t klen,
                         uint32_t flags, int64_t ttl, const char *data,
                         size_t dlen, bool want_cas);
 
+/* "set <key> <flags> <exptime> <dlen>\r\n<data>\r\n" (a split value's
+ * chunk or index). 0 or UV_ENOMEM. */
+int mc_compose_set(struct buf *out, const char *key, size_t klen,
+                   uint32_t flags, int64_t exptime, const char *data,
+                   size_t dlen);
+
 /* "VALUE <key> <flags> <dlen>[ <cas>]\r\n<data>\r\n" (cas NULL: none).
  * 0 or UV_ENOMEM. */
 int mc_compose_value(struct buf *out, const char *key, size_t klen,

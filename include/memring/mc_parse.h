@@ -57,6 +57,7 @@ enum mc_cmd {
      * a client's "mg"/"ms" is not read as these. */
     MC_META_GET,        /* mg <key> v f t */
     MC_META_ADD,        /* ms <key> <n> F<flags> T<ttl> ME [c] */
+    MC_META_CHUNK,      /* mg <key> v f t: a split value's chunk (split.h) */
     MC_CMD_COUNT
 };
 

@@ -79,6 +79,8 @@ struct req {
     char             *first_error; /* parent of a fan-out: reply to use */
     req_round_fn     *on_round;  /* parent: may start another round */
     void             *round_arg; /* ... with this (the pool) */
+    void             *round_data; /* ... and its state (split.h), one
+                                   * block, free()d with the req */
     uint32_t         round;      /* parent: rounds done */
     int64_t          exptime;    /* warming gat/gats parent: the TTL its
                                   * copies get */

@@ -48,7 +48,10 @@ enum stats_type {
     ACTION(request_no_memory,  STATS_COUNTER, "# values refused: --pending-values-max reached") \
     ACTION(warmup_lookups,     STATS_COUNTER, "# missed keys looked up on their previous server in a warm-up window") \
     ACTION(warmup_hits,        STATS_COUNTER, "# of those found there and answered") \
-    ACTION(warmup_copies,      STATS_COUNTER, "# of those written to their new server")
+    ACTION(warmup_copies,      STATS_COUNTER, "# of those written to their new server") \
+    ACTION(split_stored,       STATS_COUNTER, "# values set as chunks and an index (split_values)") \
+    ACTION(split_reassembled,  STATS_COUNTER, "# split values reassembled for a get") \
+    ACTION(split_misses,       STATS_COUNTER, "# split values answered as a miss: a chunk missing or mismatched")
 
 #define SERVER_METRICS(ACTION)                                               \
     ACTION(server_eof,         STATS_COUNTER, "# eof on server connections") \

@@ -51,6 +51,7 @@ json_conf_pool(struct json *j, const struct conf_pool *cp)
     json_i64(j, "server_failure_limit", cp->server_failure_limit);
     json_bool(j, "tcpkeepalive", cp->tcpkeepalive);
     json_i64(j, "warmup_ms", cp->warmup_ms);
+    json_i64(j, "split_values", cp->split_values);
 }
 
 /* Each worker has its own ring of the pool. */

@@ -23,7 +23,9 @@ mc_prefix_key(const struct mc_prefix *p, const char *key, size_t len,
     size_t at = mc_prefix_at(p, key, len);
 
     memcpy(out, key, at);
-    memcpy(out + at, p->s, p->len);
+    if (p->len > 0) {
+        memcpy(out + at, p->s, p->len);     /* s is NULL without one */
+    }
     memcpy(out + at + p->len, key + at, len - at);
     return len + p->len;
 }
@@ -236,6 +238,25 @@ mc_compose_meta_add(struct buf *out, const char *key, size_t klen,
     n = snprintf(tail, sizeof(tail), " %zu F%" PRIu32 " T%" PRId64 " ME%s\r\n",
                  dlen, flags, ttl, want_cas ? " c" : "");
     err = compose_keyed(out, "ms ", key, klen, tail, n);
+    if (err == 0) {
+        err = buf_append(out, data, dlen);
+    }
+    return err != 0 ? err : mc_compose_eol(out);
+}
+
+int
+mc_compose_set(struct buf *out, const char *key, size_t klen, uint32_t flags,
+               int64_t exptime, const char *data, size_t dlen)
+{
+    char tail[96];
+    int n, err;
+
+    n = snprintf(tail, sizeof(tail), " %" PRIu32 " %" PRId64 " %zu\r\n",
+                 flags, exptime, dlen);
+    err = buf_reserve(out, 4 + klen + (size_t)n + dlen + 2);
+    if (err == 0) {
+        err = compose_keyed(out, "set ", key, klen, tail, n);
+    }
     if (err == 0) {
         err = buf_append(out, data, dlen);
     }

@@ -91,6 +91,7 @@ static const struct {
     CMD(MC_ME, "me"),
     CMD(MC_META_GET, "mg"),
     CMD(MC_META_ADD, "ms"),
+    CMD(MC_META_CHUNK, "mg"),
 #undef CMD
 };
 
@@ -887,6 +888,7 @@ mc_parse_req_scan(const char *buf, size_t len, struct mc_req *req,
     case MC_UNKNOWN:
     case MC_META_GET:
     case MC_META_ADD:
+    case MC_META_CHUNK:
     case MC_CMD_COUNT:
         break;
     }
@@ -1064,7 +1066,8 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     enum mc_rsp_word w = rsp->word;
 
     if (rsp->type == MC_RSP_META_VALUE) {
-        return cmd == MC_META_GET || cmd == MC_MG || cmd == MC_MA;
+        return cmd == MC_META_GET || cmd == MC_META_CHUNK || cmd == MC_MG ||
+               cmd == MC_MA;
     }
     if (rsp->type != MC_RSP_LINE) {
         return mc_cmd_is_retrieval(cmd);
@@ -1072,7 +1075,7 @@ mc_rsp_fits(enum mc_cmd cmd, const struct mc_rsp *rsp)
     if (w == MC_WORD_ERROR) {
         return true;
     }
-    if (cmd == MC_META_GET) {
+    if (cmd == MC_META_GET || cmd == MC_META_CHUNK) {
         return w == MC_WORD_META_EN;
     }
     switch (cmd) {

@@ -10,6 +10,7 @@
 #include "memring/mc_compose.h"
 #include "memring/mc_parse.h"
 #include "memring/ring.h"
+#include "memring/split.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -376,6 +377,24 @@ set_int64(struct parse *p, const struct conf_cmd *cmd, struct conf_pool *cp,
         *(int64_t *)((char *)cp + cmd->offset) = n;
     }
     return why;
+}
+
+static const char *
+set_split_values(struct parse *p, const struct conf_cmd *cmd,
+                 struct conf_pool *cp, const yaml_node_t *v)
+{
+    uint32_t n;
+
+    (void)cmd;
+    if (!all_digits(sval(v), slen(v)) ||
+        !parse_uint(sval(v), slen(v), SPLIT_CHUNK_MAX, &n) ||
+        (n != 0 && n < SPLIT_CHUNK_MIN)) {
+        snprintf(p->why, sizeof(p->why), "expected 0 (off) or a chunk size "
+                 "from %u to %u bytes", SPLIT_CHUNK_MIN, SPLIT_CHUNK_MAX);
+        return p->why;
+    }
+    cp->split_values = n;
+    return NULL;
 }
 
 /* Exactly "true" or "false", as conf_set_bool; YAML's yes/on are refused. */
@@ -878,6 +897,9 @@ static const struct conf_cmd conf_cmds[] = {
      * key's previous server for this many ms (warmup.h); 0 = off */
     { .name = "warmup_ms", .set = set_int64,
       .offset = offsetof(struct conf_pool, warmup_ms) },
+    /* memring's own: a set of a value longer than this many bytes is
+     * stored as chunks of that size and an index item (split.h); 0 = off */
+    { .name = "split_values", .set = set_split_values },
     /* servers: or (memring's) servers_file:, one of them (pool_parse) */
     { .name = "servers", .set = set_servers, .seq = true },
     { .name = "servers_file", .set = set_servers_file },

@@ -175,6 +175,9 @@ drop_values(struct req *p, struct req *f)
 {
     uint32_t i;
 
+    if (f->cmd == MC_META_CHUNK) {
+        return;     /* its keys are chunks: split.h counts what came */
+    }
     for (i = 0; i < f->frag_nkeys; i++) {
         struct req_slot *sl = &p->slots[f->frag_keys[i]];
         if (sl->frag == f || f->cmd == MC_META_ADD) {
@@ -188,8 +191,10 @@ fanout_line(struct req *f, const char *text, const struct mc_rsp *u)
 {
     struct req *p = f->parent;
 
-    if (p->cmd == MC_FLUSH_ALL) {
-        if (u->word != MC_WORD_OK) {
+    if (p->cmd == MC_FLUSH_ALL || p->cmd == MC_SET) {
+        /* flush_all, or a split value's set (split.h): the first
+         * answer that is not the one hoped for is the reply */
+        if (u->word != (p->cmd == MC_SET ? MC_WORD_STORED : MC_WORD_OK)) {
             keep_first_error(p, text, u->len);
         }
         return;
@@ -206,7 +211,7 @@ fanout_fail(struct req *f, const char *line)
     struct req *p = f->parent;
 
     f->failed = true;
-    if (p->cmd == MC_FLUSH_ALL) {
+    if (p->cmd == MC_FLUSH_ALL || p->cmd == MC_SET) {
         keep_first_error(p, line, strlen(line));
         return;
     }
@@ -257,8 +262,9 @@ parent_complete(struct req *p)
     if (p->on_round != NULL && p->on_round(p)) {
         return;     /* another round is out (warmup.h) */
     }
-    if (p->cmd == MC_FLUSH_ALL) {
-        req_reply_line(p, p->first_error != NULL ? p->first_error : "OK");
+    if (p->cmd == MC_FLUSH_ALL || p->cmd == MC_SET) {
+        req_reply_line(p, p->first_error != NULL ? p->first_error :
+                          p->cmd == MC_SET ? "STORED" : "OK");
     } else {
         merge_retrieval(p);
     }

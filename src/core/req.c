@@ -238,6 +238,7 @@ req_free(struct req *r)
         req_put(&r->parent);
     }
     free(r->first_error);
+    free(r->round_data);
     if (r->value_bytes > 0) {
         tally_value_bytes_give(r->value_bytes);
     }

@@ -9,6 +9,7 @@
  */
 #include "memring/client.h"
 
+#include "memring/bigval.h"
 #include "memring/conf.h"
 #include "memring/fanout.h"
 #include "memring/log.h"
@@ -16,6 +17,7 @@
 #include "memring/mc_parse.h"
 #include "memring/pool.h"
 #include "memring/server.h"
+#include "memring/split.h"
 #include "memring/tally.h"
 #include "memring/warm.h"
 
@@ -372,6 +374,36 @@ forward_keyed(struct client *c, const char *buf, const struct mc_req *m,
     return 0;
 }
 
+/* A set of a value over the pool's split_values: chunks and an index
+ * (bigval.h), one reply. */
+static int
+forward_split_set(struct client *c, const char *buf, const struct mc_req *m,
+                  const struct mc_span *key)
+{
+    struct server *s;
+    struct req *r;
+    int err;
+
+    r = client_enqueue(c, m->cmd);
+    if (r == NULL) {
+        return UV_ENOMEM;
+    }
+    r->noreply = m->noreply;
+    r->value_bytes = c->pending;
+    c->pending = 0;
+    s = pool_route(c->pool, buf + key->off, key->len);
+    warm_forget(c->pool, &c->io->reqs, buf + key->off, key->len, s);
+    err = s == NULL ? UV_EHOSTUNREACH : bigval_set(c->pool, r, buf, m, key);
+    if (err != 0) {
+        fanout_abort(r);
+    }
+    if (err == UV_EHOSTUNREACH) {
+        fail_no_server(c, r);
+        return 0;
+    }
+    return err;
+}
+
 /*
  * A retrieval of a pool with a key prefix, as its servers should get it:
  * the line with the prefix in every key, in cs->pline, described by pm;
@@ -415,6 +447,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
     struct pool *pool = c->pool;
     struct server *first = NULL;
     bool split = false, warming = pool_warming(pool), warm = false;
+    bool big = pool->cp->split_values > 0;
     struct mc_req pm;
     struct req *p;
     uint32_t i;
@@ -449,7 +482,7 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
                          &pm) != 0) {
         return UV_ENOMEM;
     }
-    if (!split && !warm) {
+    if (!split && !warm && !big) {
         /* The line as memcached reads it, so that the reply's keys can be
          * matched against it (server.c): nothing past a NUL. */
         if (buf_append(&p->out, buf, m->text_len) != 0 ||
@@ -466,8 +499,9 @@ forward_retrieval(struct client *c, const char *buf, const struct mc_req *m,
         fanout_abort(p);
         return UV_ENOMEM;
     }
-    if (warm) {
-        p->on_round = warm_round;
+    if (warm || big) {
+        /* big: any value may be an index item (bigval.h) */
+        p->on_round = big ? bigval_round : warm_round;
         p->round_arg = pool;
         p->exptime = m->exptime;
     }
@@ -561,6 +595,11 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
     case MC_GATS:
         return forward_retrieval(c, buf, m, keys);
     case MC_SET:
+        STATS_BUMP(c->pool->stats.cmd_set, 1);
+        if (bigval_splits(c->pool, m)) {
+            return forward_split_set(c, buf, m, keys);
+        }
+        return forward_keyed(c, buf, m, keys);
     case MC_ADD:
     case MC_REPLACE:
     case MC_APPEND:
@@ -613,6 +652,7 @@ client_dispatch(struct client *c, const char *buf, const struct mc_req *m,
     case MC_UNKNOWN:
     case MC_META_GET:
     case MC_META_ADD:
+    case MC_META_CHUNK:
     case MC_CMD_COUNT:
         break;
     }
@@ -773,7 +813,9 @@ client_parse(struct client *c, struct buf *in)
         }
         if (st != PARSE_ERROR && mc_cmd_has_value(m.cmd) &&
             m.total_len > m.line_len &&
-            m.vlen > c->io->limits.item_size_max) {
+            (m.vlen > c->io->limits.item_size_max ||
+             (bigval_splits(c->pool, &m) &&
+              m.vlen > split_value_max(c->pool->cp->split_values)))) {
             STATS_BUMP(c->pool->stats.request_too_large, 1);
             if (refuse_value(c, head, &m, cs->keys,
                              "SERVER_ERROR object too large for cache") != 0) {

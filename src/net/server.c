@@ -17,6 +17,7 @@
 #include "memring/log.h"
 #include "memring/mc_compose.h"
 #include "memring/mc_parse.h"
+#include "memring/split.h"
 #include "memring/warmup.h"
 
 #include <inttypes.h>
@@ -289,10 +290,13 @@ sconn_unit(struct sconn *sc, const char *unit, const struct mc_rsp *u)
     if (r == NULL) {
         return UV_EPROTO;   /* a reply nobody asked for */
     }
-    if (r->cmd == MC_META_GET || r->cmd == MC_META_ADD) {
-        /* a warm-up lookup or copy: one answer per key */
-        int done = mc_rsp_fits(r->cmd, u) ? warmup_unit(r, unit, u) :
-                                            UV_EPROTO;
+    if (r->cmd == MC_META_GET || r->cmd == MC_META_ADD ||
+        r->cmd == MC_META_CHUNK) {
+        /* a warm-up lookup or copy, a split value's chunk: one answer
+         * per key */
+        int done = !mc_rsp_fits(r->cmd, u) ? UV_EPROTO :
+                   r->cmd == MC_META_CHUNK ? split_unit(r, unit, u) :
+                                             warmup_unit(r, unit, u);
         if (done == 1) {
             req_complete(sc, r);
         }

@@ -439,6 +439,7 @@ pool_same(const struct pool *p, const struct conf_pool *ncp)
            str_eq(o->listen.text, ncp->listen.text) &&
            o->listen.perm == ncp->listen.perm &&
            o->prefix.len == ncp->prefix.len &&
+           o->split_values == ncp->split_values &&
            (o->prefix.len == 0 ||
             memcmp(o->prefix.s, ncp->prefix.s, o->prefix.len) == 0) &&
            o->timeout == ncp->timeout && o->backlog == ncp->backlog &&
