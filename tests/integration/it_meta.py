@@ -154,11 +154,11 @@ class TestAcrossServers(unittest.TestCase):
         keys = [b"q%03d" % i for i in range(100)]
         with self.cluster.conn() as c:
             for k in keys[::2]:
-                self.assertEqual(c.call(b"ms %s 2\r\n%s\r\n" % (k, k[1:])),
+                self.assertEqual(c.call(b"ms %s 3\r\n%s\r\n" % (k, k[1:])),
                                  b"HD\r\n")
             c.send(b"".join(b"mg %s v k q\r\n" % k for k in keys) + b"mn\r\n")
             got = c.read_until(b"MN\r\n")
-        want = b"".join(b"VA 2 k%s\r\n%s\r\n" % (k, k[1:]) for k in keys[::2])
+        want = b"".join(b"VA 3 k%s\r\n%s\r\n" % (k, k[1:]) for k in keys[::2])
         self.assertEqual(got, want + b"MN\r\n")
         owners = {self.owner(k) for k in keys[::2]}
         self.assertEqual(len(owners), 3)
