@@ -70,6 +70,13 @@ check_call(const char *buf, size_t len, enum parse_status st,
             CHECK(req->total_len == req->line_len + req->vlen + 2);
             CHECK(buf[req->total_len - 2] == '\r');
             CHECK(buf[req->total_len - 1] == '\n');
+        } else if (req->cmd == MC_MS) {
+            /* a meta set's block goes to the server whatever it ends in */
+            CHECK(req->nkeys == 1);
+            CHECK(req->vlen <= MC_VALUE_MAX);
+            CHECK(req->data_off == req->line_len);
+            CHECK(req->total_len == req->line_len + req->vlen + 2);
+            CHECK(req->total_len <= len);
         } else {
             CHECK(req->total_len == req->line_len);
         }

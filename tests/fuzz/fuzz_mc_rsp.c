@@ -70,6 +70,11 @@ check_call(const char *buf, size_t len, enum parse_status st,
                                     starts(buf, len, "CLIENT_ERROR") ||
                                     starts(buf, len, "SERVER_ERROR")));
             break;
+        case MC_RSP_META_VALUE:
+            CHECK(rsp->vlen <= MC_VALUE_MAX);
+            CHECK(rsp->len == line + rsp->vlen + 2);
+            CHECK(starts(buf, len, "VA "));
+            break;
         default:
             FAIL("unknown mc_rsp_type");
         }
