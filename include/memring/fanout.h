@@ -45,6 +45,23 @@ int fanout_split(struct req *p, const char *buf, const struct mc_req *m,
 struct req *fanout_fragment(struct req *p, enum mc_cmd cmd, uint32_t n);
 void fanout_fragment_drop(struct req **f);
 
+/*
+ * Another round of parent p (warmup.h, split.h), whose fragments are all
+ * done: item i of nitems goes to server route[i] (< nservers, or
+ * FANOUT_NONE: it sits this round out); make(p, si, n, arg) makes server
+ * si's fragment for its n items. Appends one fragment per server to
+ * p->frags, in server order; on return per_server[j] is the server of
+ * fragment p->frags[first + j], first being p->nfrags on entry. Sets
+ * p->pending to the number added (0: none). UV_ENOMEM: fragments made so
+ * far stay unsent, pending 0.
+ */
+#define FANOUT_NONE UINT32_MAX
+typedef struct req *fanout_make_fn(struct req *p, uint32_t si, uint32_t n,
+                                   void *arg);
+int fanout_round(struct req *p, uint32_t nitems, const uint32_t *route,
+                 uint32_t *per_server, uint32_t nservers,
+                 fanout_make_fn *make, void *arg);
+
 /* flush_all p (parsed as m from buf): one fragment per server, fragment
  * j for server j. 0, or UV_ENOMEM after which the caller calls
  * fanout_abort(p). */

@@ -16,6 +16,7 @@
 #ifndef MEMRING_SPLIT_H
 #define MEMRING_SPLIT_H
 
+#include "memring/fanout.h"
 #include "memring/mc_parse.h"
 
 #include <stdbool.h>
@@ -31,7 +32,7 @@ struct req;
 #define SPLIT_CHUNKS_MAX 65536u     /* chunks of one value */
 #define SPLIT_INDEX_MAX  96         /* bytes of an index item, at most */
 #define SPLIT_KEY_MAX    32         /* a chunk's key without the prefix */
-#define SPLIT_NONE       UINT32_MAX /* route[g]: chunk g is not asked for */
+#define SPLIT_NONE       FANOUT_NONE /* route[g]: chunk g is not asked for */
 
 /* What an index item says. */
 struct split_index {

@@ -20,6 +20,7 @@
 #ifndef MEMRING_WARMUP_H
 #define MEMRING_WARMUP_H
 
+#include "memring/fanout.h"
 #include "memring/mc_parse.h"
 
 #include <stdbool.h>
@@ -28,7 +29,7 @@
 struct buf;
 struct req;
 
-#define WARMUP_NONE UINT32_MAX   /* route[i]: key i takes no part */
+#define WARMUP_NONE FANOUT_NONE  /* route[i]: key i takes no part */
 
 /*
  * Another round of parent p, whose fragments are all done: key i goes to

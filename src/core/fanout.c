@@ -102,6 +102,40 @@ fanout_split(struct req *p, const char *buf, const struct mc_req *m,
 }
 
 int
+fanout_round(struct req *p, uint32_t nitems, const uint32_t *route,
+             uint32_t *per_server, uint32_t nservers, fanout_make_fn *make,
+             void *arg)
+{
+    uint32_t i, added = 0;
+
+    p->pending = 0;
+    if (req_grow_frags(p, p->nfrags + nservers) != 0) {
+        return UV_ENOMEM;
+    }
+    memset(per_server, 0, nservers * sizeof(*per_server));
+    for (i = 0; i < nitems; i++) {
+        if (route[i] != FANOUT_NONE) {
+            per_server[route[i]]++;
+        }
+    }
+    for (i = 0; i < nservers; i++) {
+        struct req *f;
+
+        if (per_server[i] == 0) {
+            continue;
+        }
+        f = make(p, i, per_server[i], arg);
+        if (f == NULL) {
+            return UV_ENOMEM;
+        }
+        p->frags[p->nfrags++] = f;
+        per_server[added++] = i;    /* reused: fragment -> server */
+    }
+    p->pending = added;
+    return 0;
+}
+
+int
 fanout_flush_all(struct req *p, const char *buf, const struct mc_req *m,
                  uint32_t nservers)
 {

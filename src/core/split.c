@@ -276,12 +276,18 @@ split_round_key(const struct req *p, uint32_t g, char *out)
     return split_chunk_key(st->keys[c->key].x.nonce, c->i, out);
 }
 
-/* Fragment of p for server si: the n chunks whose route is si, in order.
- * NULL on OOM. */
+/* What a chunk round's fragments are made from. */
+struct chunk_arg {
+    const uint32_t         *route;
+    const struct mc_prefix *pfx;
+};
+
+/* Fragment of p for server si: the n chunks whose route is si, in order
+ * (fanout_make_fn). NULL on OOM. */
 static struct req *
-chunk_fragment(struct req *p, const uint32_t *route, uint32_t si, uint32_t n,
-               const struct mc_prefix *pfx)
+chunk_fragment(struct req *p, uint32_t si, uint32_t n, void *arg)
 {
+    const struct chunk_arg *ca = arg;
     const struct split_state *st = p->round_data;
     struct req *f = fanout_fragment(p, MC_META_CHUNK, n);
     uint32_t g;
@@ -294,12 +300,12 @@ chunk_fragment(struct req *p, const uint32_t *route, uint32_t si, uint32_t n,
         char ck[SPLIT_KEY_MAX], sk[MC_KEY_MAX];
         size_t len;
 
-        if (route[g] != si) {
+        if (ca->route[g] != si) {
             continue;
         }
         f->frag_keys[f->frag_nkeys++] = g;
         len = split_round_key(p, g, ck);
-        len = mc_prefix_key(pfx, ck, len, sk);
+        len = mc_prefix_key(ca->pfx, ck, len, sk);
         err = mc_compose_meta_get(&f->out, sk, len);
     }
     if (err != 0) {
@@ -330,34 +336,11 @@ split_round(struct req *p, const uint32_t *route, uint32_t *per_server,
             uint32_t nservers, const struct mc_prefix *pfx)
 {
     struct split_state *st = p->round_data;
-    uint32_t g, i, added = 0;
+    struct chunk_arg ca = { route, pfx };
 
     st->rounds++;
-    p->pending = 0;
-    if (req_grow_frags(p, p->nfrags + nservers) != 0) {
-        return UV_ENOMEM;
-    }
-    memset(per_server, 0, nservers * sizeof(*per_server));
-    for (g = 0; g < st->nchunks; g++) {
-        if (route[g] != SPLIT_NONE) {
-            per_server[route[g]]++;
-        }
-    }
-    for (i = 0; i < nservers; i++) {
-        struct req *f;
-
-        if (per_server[i] == 0) {
-            continue;
-        }
-        f = chunk_fragment(p, route, i, per_server[i], pfx);
-        if (f == NULL) {
-            return UV_ENOMEM;
-        }
-        p->frags[p->nfrags++] = f;
-        per_server[added++] = i;    /* reused: fragment -> server */
-    }
-    p->pending = added;
-    return 0;
+    return fanout_round(p, st->nchunks, route, per_server, nservers,
+                        chunk_fragment, &ca);
 }
 
 int

@@ -55,13 +55,19 @@ slot_data(const struct req_slot *sl, size_t *len)
     return v + head;
 }
 
+/* What a warm-up round's fragments are made from. */
+struct round_arg {
+    enum mc_cmd    cmd;
+    const uint32_t *route;
+};
+
 /* Fragment of p for server si: the n keys whose route is si, in request
- * order, each as cmd asks. NULL on OOM. */
+ * order, each as the round's cmd asks (fanout_make_fn). NULL on OOM. */
 static struct req *
-make_round_fragment(struct req *p, enum mc_cmd cmd, const uint32_t *route,
-                    uint32_t si, uint32_t n)
+make_round_fragment(struct req *p, uint32_t si, uint32_t n, void *arg)
 {
-    struct req *f = fanout_fragment(p, cmd, n);
+    const struct round_arg *ra = arg;
+    struct req *f = fanout_fragment(p, ra->cmd, n);
     uint32_t i;
     int err = 0;
 
@@ -72,12 +78,13 @@ make_round_fragment(struct req *p, enum mc_cmd cmd, const uint32_t *route,
         size_t klen;
         const char *key = key_of(p, i, &klen);
 
-        if (route[i] != si) {
+        if (ra->route[i] != si) {
             continue;
         }
         f->frag_keys[f->frag_nkeys++] = i;
-        err = cmd == MC_META_GET ? mc_compose_meta_get(&f->out, key, klen) :
-                                   warmup_copy(&f->out, p, i, true);
+        err = ra->cmd == MC_META_GET ?
+              mc_compose_meta_get(&f->out, key, klen) :
+              warmup_copy(&f->out, p, i, true);
     }
     if (err != 0) {
         fanout_fragment_drop(&f);
@@ -89,37 +96,19 @@ int
 warmup_round(struct req *p, enum mc_cmd cmd, const uint32_t *route,
              uint32_t *per_server, uint32_t nservers)
 {
-    uint32_t i, added = 0, nkeys = 0;
+    struct round_arg ra = { cmd, route };
+    uint32_t i, nkeys = 0;
+    int err;
 
-    p->pending = 0;
-    if (req_grow_frags(p, p->nfrags + nservers) != 0) {
-        return UV_ENOMEM;
-    }
-    memset(per_server, 0, nservers * sizeof(*per_server));
-    for (i = 0; i < p->nkeys; i++) {
-        if (route[i] != WARMUP_NONE) {
-            per_server[route[i]]++;
-            nkeys++;
+    err = fanout_round(p, p->nkeys, route, per_server, nservers,
+                       make_round_fragment, &ra);
+    if (err == 0 && cmd == MC_META_GET) {
+        for (i = 0; i < p->nkeys; i++) {
+            nkeys += route[i] != WARMUP_NONE;
         }
-    }
-    for (i = 0; i < nservers; i++) {
-        struct req *f;
-
-        if (per_server[i] == 0) {
-            continue;
-        }
-        f = make_round_fragment(p, cmd, route, i, per_server[i]);
-        if (f == NULL) {
-            return UV_ENOMEM;
-        }
-        p->frags[p->nfrags++] = f;
-        per_server[added++] = i;    /* reused: fragment -> server */
-    }
-    if (cmd == MC_META_GET) {
         STATS_BUMP(p->stats->warmup_lookups, nkeys);
     }
-    p->pending = added;
-    return 0;
+    return err;
 }
 
 /* A lookup's hit (VA) for key k: its VALUE, as a get answers it. */
